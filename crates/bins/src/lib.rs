@@ -1,0 +1,198 @@
+//! Glue shared by the binaries: process set-up, the connection flags every binary accepts, output
+//! formats and exit codes. Logic belongs in the library crates, not here.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use datastores::{Settings, Source};
+
+/// Exit codes shared by every binary.
+pub mod exit {
+    /// The work failed or a checked datastore is unhealthy.
+    pub const FAILURE: u8 = 1;
+    /// Bad flags or configuration: nothing was attempted.
+    pub const USAGE: u8 = 2;
+}
+
+/// Process set-up every binary does first: logging to stderr (`RUST_LOG`, `LOG_FORMAT=json`) and
+/// one rustls crypto provider for the whole process. Several client libraries link rustls with
+/// different providers; without an explicit default, TLS set-up panics.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Connection flags shared by every binary. Each flag overrides the environment variable of the
+/// same name; every variable, and so every flag's variable, also has a `_FILE` form.
+#[derive(clap::Args, Debug, Default)]
+#[command(next_help_heading = "Datastore connections (flags override the environment)")]
+pub struct ConnectOpts {
+    /// PostgreSQL URL: postgres://user@host:port/db?sslmode=require [env: DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// [env: POSTGRES_HOST]
+    #[arg(long, value_name = "HOST")]
+    pub postgres_host: Option<String>,
+    /// [env: POSTGRES_PORT]
+    #[arg(long, value_name = "PORT")]
+    pub postgres_port: Option<String>,
+    /// [env: POSTGRES_DB]
+    #[arg(long, value_name = "NAME")]
+    pub postgres_db: Option<String>,
+    /// [env: POSTGRES_USER]
+    #[arg(long, value_name = "USER")]
+    pub postgres_user: Option<String>,
+    /// File holding the PostgreSQL password [env: POSTGRES_PASSWORD_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub postgres_password_file: Option<String>,
+    /// disable, allow, prefer, require, verify-ca or verify-full [env: POSTGRES_SSLMODE]
+    #[arg(long, value_name = "MODE")]
+    pub postgres_sslmode: Option<String>,
+    /// redis://[user[:password]@]host[:port][/db], rediss:// for TLS [env: REDIS_URL]
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// mongodb://host:port/db?options [env: MONGODB_URI]
+    #[arg(long, value_name = "URI")]
+    pub mongodb_uri: Option<String>,
+    /// host:port,host:port [env: KAFKA_BOOTSTRAP_SERVERS]
+    #[arg(long, value_name = "SERVERS")]
+    pub kafka_bootstrap_servers: Option<String>,
+    /// [env: MILVUS_HOST]
+    #[arg(long, value_name = "HOST")]
+    pub milvus_host: Option<String>,
+    /// [env: MILVUS_PORT]
+    #[arg(long, value_name = "PORT")]
+    pub milvus_port: Option<String>,
+    /// http(s)://host:port [env: WEAVIATE_URL]
+    #[arg(long, value_name = "URL")]
+    pub weaviate_url: Option<String>,
+    /// File holding the Weaviate API key [env: WEAVIATE_API_KEY_FILE]
+    #[arg(long, value_name = "PATH")]
+    pub weaviate_api_key_file: Option<String>,
+    /// [env: S3_BUCKET]
+    #[arg(long, value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Key prefix inside the bucket [env: S3_PREFIX]
+    #[arg(long, value_name = "PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Endpoint of an S3-compatible store: http(s)://host:port [env: S3_ENDPOINT]
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// [env: AWS_REGION]
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+}
+
+impl ConnectOpts {
+    /// Flags first, then the process environment.
+    pub fn settings(&self) -> Settings {
+        let flags: [(&str, &str, &Option<String>); 18] = [
+            ("DATABASE_URL", "--database-url", &self.database_url),
+            ("POSTGRES_HOST", "--postgres-host", &self.postgres_host),
+            ("POSTGRES_PORT", "--postgres-port", &self.postgres_port),
+            ("POSTGRES_DB", "--postgres-db", &self.postgres_db),
+            ("POSTGRES_USER", "--postgres-user", &self.postgres_user),
+            (
+                "POSTGRES_PASSWORD_FILE",
+                "--postgres-password-file",
+                &self.postgres_password_file,
+            ),
+            (
+                "POSTGRES_SSLMODE",
+                "--postgres-sslmode",
+                &self.postgres_sslmode,
+            ),
+            ("REDIS_URL", "--redis-url", &self.redis_url),
+            ("MONGODB_URI", "--mongodb-uri", &self.mongodb_uri),
+            (
+                "KAFKA_BOOTSTRAP_SERVERS",
+                "--kafka-bootstrap-servers",
+                &self.kafka_bootstrap_servers,
+            ),
+            ("MILVUS_HOST", "--milvus-host", &self.milvus_host),
+            ("MILVUS_PORT", "--milvus-port", &self.milvus_port),
+            ("WEAVIATE_URL", "--weaviate-url", &self.weaviate_url),
+            (
+                "WEAVIATE_API_KEY_FILE",
+                "--weaviate-api-key-file",
+                &self.weaviate_api_key_file,
+            ),
+            ("S3_BUCKET", "--s3-bucket", &self.s3_bucket),
+            ("S3_PREFIX", "--s3-prefix", &self.s3_prefix),
+            ("S3_ENDPOINT", "--s3-endpoint", &self.s3_endpoint),
+            ("AWS_REGION", "--aws-region", &self.aws_region),
+        ];
+        let names: BTreeMap<String, String> = flags
+            .iter()
+            .map(|(var, flag, _)| ((*var).to_owned(), (*flag).to_owned()))
+            .collect();
+        let values: Vec<(String, String)> = flags
+            .iter()
+            .filter_map(|(var, _, value)| value.as_ref().map(|v| ((*var).to_owned(), v.clone())))
+            .collect();
+        Settings::new()
+            .layer(Source::Flags(names), values)
+            .layer(Source::Environment, std::env::vars())
+    }
+}
+
+/// How results are printed.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+pub fn print(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Prints an error with its causes and returns the exit code.
+pub fn fail(error: &anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(code)
+}
+
+/// Formats rows as left-aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}

@@ -1,0 +1,5 @@
+//! The binaries, run as a user runs them, against the local stack.
+
+#![allow(clippy::unwrap_used)]
+
+mod datastores_cli;

@@ -1,0 +1,204 @@
+//! The configuration of every datastore at once, and a concurrent health check over them.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{ConfigError, ConnectError, Datastore};
+use crate::kafka::KafkaConfig;
+use crate::milvus::MilvusConfig;
+use crate::mongodb::MongoConfig;
+use crate::postgres::PostgresConfig;
+use crate::redis::RedisConfig;
+use crate::s3::S3Config;
+use crate::settings::Settings;
+use crate::weaviate::WeaviateConfig;
+
+/// Each datastore's configuration, `None` where none of its variables is set.
+#[derive(Clone, Debug, Default)]
+pub struct DatastoresConfig {
+    pub postgres: Option<PostgresConfig>,
+    pub redis: Option<RedisConfig>,
+    pub mongodb: Option<MongoConfig>,
+    pub kafka: Option<KafkaConfig>,
+    pub milvus: Option<MilvusConfig>,
+    pub weaviate: Option<WeaviateConfig>,
+    pub s3: Option<S3Config>,
+}
+
+/// Every configuration error found, not only the first.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// The variables whose presence means a datastore is configured.
+pub fn triggers(datastore: Datastore) -> &'static [&'static str] {
+    match datastore {
+        Datastore::Postgres => crate::postgres::TRIGGERS,
+        Datastore::Redis => crate::redis::TRIGGERS,
+        Datastore::MongoDb => crate::mongodb::TRIGGERS,
+        Datastore::Kafka => crate::kafka::TRIGGERS,
+        Datastore::Milvus => crate::milvus::TRIGGERS,
+        Datastore::Weaviate => crate::weaviate::TRIGGERS,
+        Datastore::S3 => crate::s3::TRIGGERS,
+    }
+}
+
+impl DatastoresConfig {
+    /// Reads the configuration of each datastore whose variables are set, collecting all errors.
+    pub fn from_settings(settings: &Settings) -> Result<DatastoresConfig, ConfigErrors> {
+        let mut errors = Vec::new();
+        let configured = |d: Datastore| triggers(d).iter().any(|name| settings.is_set(name));
+        fn load<T>(
+            on: bool,
+            errors: &mut Vec<ConfigError>,
+            f: impl FnOnce() -> Result<T, ConfigError>,
+        ) -> Option<T> {
+            if !on {
+                return None;
+            }
+            f().map_err(|e| errors.push(e)).ok()
+        }
+        let config = DatastoresConfig {
+            postgres: load(configured(Datastore::Postgres), &mut errors, || {
+                PostgresConfig::from_settings(settings)
+            }),
+            redis: load(configured(Datastore::Redis), &mut errors, || {
+                RedisConfig::from_settings(settings)
+            }),
+            mongodb: load(configured(Datastore::MongoDb), &mut errors, || {
+                MongoConfig::from_settings(settings)
+            }),
+            kafka: load(configured(Datastore::Kafka), &mut errors, || {
+                KafkaConfig::from_settings(settings)
+            }),
+            milvus: load(configured(Datastore::Milvus), &mut errors, || {
+                MilvusConfig::from_settings(settings)
+            }),
+            weaviate: load(configured(Datastore::Weaviate), &mut errors, || {
+                WeaviateConfig::from_settings(settings)
+            }),
+            s3: load(configured(Datastore::S3), &mut errors, || {
+                S3Config::from_settings(settings)
+            }),
+        };
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    pub fn is_configured(&self, datastore: Datastore) -> bool {
+        self.endpoint(datastore).is_some()
+    }
+
+    pub fn endpoint(&self, datastore: Datastore) -> Option<String> {
+        match datastore {
+            Datastore::Postgres => self.postgres.as_ref().map(PostgresConfig::endpoint),
+            Datastore::Redis => self.redis.as_ref().map(RedisConfig::endpoint),
+            Datastore::MongoDb => self.mongodb.as_ref().map(MongoConfig::endpoint),
+            Datastore::Kafka => self.kafka.as_ref().map(KafkaConfig::endpoint),
+            Datastore::Milvus => self.milvus.as_ref().map(MilvusConfig::endpoint),
+            Datastore::Weaviate => self.weaviate.as_ref().map(WeaviateConfig::endpoint),
+            Datastore::S3 => self.s3.as_ref().map(S3Config::endpoint),
+        }
+    }
+
+    async fn check_one(&self, datastore: Datastore) -> Option<Result<String, ConnectError>> {
+        Some(match datastore {
+            Datastore::Postgres => self.postgres.as_ref()?.health().await,
+            Datastore::Redis => self.redis.as_ref()?.health().await,
+            Datastore::MongoDb => self.mongodb.as_ref()?.health().await,
+            Datastore::Kafka => self.kafka.as_ref()?.health().await,
+            Datastore::Milvus => self.milvus.as_ref()?.health().await,
+            Datastore::Weaviate => self.weaviate.as_ref()?.health().await,
+            Datastore::S3 => self.s3.as_ref()?.health().await,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Healthy,
+    Unhealthy,
+    NotConfigured,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Status::Healthy => "healthy",
+            Status::Unhealthy => "unhealthy",
+            Status::NotConfigured => "not configured",
+        })
+    }
+}
+
+/// The outcome of checking one datastore.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthReport {
+    pub datastore: Datastore,
+    pub status: Status,
+    pub endpoint: Option<String>,
+    /// The server's version, or what the protocol tells instead (Kafka, S3).
+    pub version: Option<String>,
+    #[serde(rename = "latency_ms", serialize_with = "as_millis")]
+    pub latency: Option<Duration>,
+    pub error: Option<String>,
+}
+
+fn as_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&((d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0)),
+        None => s.serialize_none(),
+    }
+}
+
+/// Checks `datastores` concurrently, each within `timeout`; unconfigured ones are reported as
+/// such without any network traffic. Reports come back in the order asked.
+pub async fn check(
+    config: &DatastoresConfig,
+    datastores: &[Datastore],
+    timeout: Duration,
+) -> Vec<HealthReport> {
+    let checks = datastores.iter().map(|&datastore| async move {
+        let endpoint = config.endpoint(datastore);
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(timeout, config.check_one(datastore)).await;
+        let latency = Some(started.elapsed());
+        let (status, version, error) = match outcome {
+            Ok(None) => {
+                return HealthReport {
+                    datastore,
+                    status: Status::NotConfigured,
+                    endpoint,
+                    version: None,
+                    latency: None,
+                    error: None,
+                };
+            }
+            Ok(Some(Ok(version))) => (Status::Healthy, Some(version), None),
+            Ok(Some(Err(e))) => (Status::Unhealthy, None, Some(e.to_string())),
+            Err(_) => {
+                let e = ConnectError::Timeout {
+                    datastore,
+                    endpoint: endpoint.clone().unwrap_or_default(),
+                    timeout,
+                };
+                (Status::Unhealthy, None, Some(e.to_string()))
+            }
+        };
+        HealthReport {
+            datastore,
+            status,
+            endpoint,
+            version,
+            latency,
+            error,
+        }
+    });
+    futures::future::join_all(checks).await
+}

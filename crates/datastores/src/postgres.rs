@@ -1,0 +1,599 @@
+//! PostgreSQL: configuration, single connections, the connection pool and the health check.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
+use crate::settings::{
+    Origin, Secret, Settings, Value, invalid, parse_duration, percent_decode, prefer,
+};
+use crate::tls::{self, Verification};
+
+/// libpq's `sslmode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    /// Behaves as `prefer`: the client offers TLS and accepts a server without it.
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(text: &str) -> Result<SslMode, String> {
+        Ok(match text.trim() {
+            "disable" => SslMode::Disable,
+            "allow" => SslMode::Allow,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(format!(
+                    "unknown sslmode {other:?}; use disable, allow, prefer, require, verify-ca or verify-full"
+                ));
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// Pool sizing. The defaults are the platform's contract: at least 5 connections kept open, at
+/// most 50, connections idle for 300 s closed down to the minimum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub min_size: usize,
+    pub max_size: usize,
+    pub idle_timeout: Duration,
+    /// How long `Pool::get` waits for a free connection before failing.
+    pub wait_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            min_size: 5,
+            max_size: 50,
+            idle_timeout: Duration::from_secs(300),
+            wait_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where and how to connect to PostgreSQL. `Debug` and `Display` never show the password.
+#[derive(Clone, Debug)]
+pub struct PostgresConfig {
+    /// A host name, an IP address, or a directory holding the server's Unix socket.
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub sslmode: SslMode,
+    /// CA certificates to trust instead of the Mozilla roots.
+    pub sslrootcert: Option<PathBuf>,
+    pub application_name: String,
+    pub connect_timeout: Duration,
+    pub pool: PoolConfig,
+}
+
+impl fmt::Display for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}@{} db={} sslmode={}",
+            self.user,
+            self.endpoint(),
+            self.dbname,
+            self.sslmode.as_str()
+        )
+    }
+}
+
+/// Variables that, when any is set, mean PostgreSQL is configured.
+pub const TRIGGERS: &[&str] = &["DATABASE_URL", "POSTGRES_URL", "POSTGRES_HOST"];
+
+impl PostgresConfig {
+    /// Defaults as libpq has them, for `host`.
+    pub fn new(host: impl Into<String>) -> PostgresConfig {
+        PostgresConfig {
+            host: host.into(),
+            port: 5432,
+            dbname: "postgres".into(),
+            user: "postgres".into(),
+            password: None,
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            application_name: "dbkit".into(),
+            connect_timeout: Duration::from_secs(10),
+            pool: PoolConfig::default(),
+        }
+    }
+
+    /// Reads the configuration from `DATABASE_URL` (or `POSTGRES_URL`) and the `POSTGRES_*`
+    /// variables; a variable overrides the same part of a URL from its own or a lower layer.
+    pub fn from_settings(settings: &Settings) -> Result<PostgresConfig, ConfigError> {
+        let url = match settings.get_any(&["DATABASE_URL", "POSTGRES_URL"])? {
+            Some(value) => UrlParts::parse(&value)?,
+            None => UrlParts::default(),
+        };
+        let mut config = PostgresConfig::new("localhost");
+        if let Some(v) = prefer(settings.get("POSTGRES_HOST")?, url.host) {
+            config.host = v.text;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_PORT")?, url.port) {
+            config.port = crate::settings::parse_port(&v.text).map_err(|r| invalid(&v, r))?;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_DB")?, url.dbname) {
+            config.dbname = v.text;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_USER")?, url.user) {
+            config.user = v.text;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_PASSWORD")?, url.password) {
+            config.password = Some(Secret::new(v.text));
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_SSLMODE")?, url.sslmode) {
+            config.sslmode = SslMode::parse(&v.text).map_err(|r| invalid(&v, r))?;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_SSLROOTCERT")?, url.sslrootcert) {
+            config.sslrootcert = Some(PathBuf::from(v.text));
+        }
+        if let Some(v) = prefer(
+            settings.get("POSTGRES_APPLICATION_NAME")?,
+            url.application_name,
+        ) {
+            config.application_name = v.text;
+        }
+        if let Some(v) = prefer(
+            settings.get("POSTGRES_CONNECT_TIMEOUT")?,
+            url.connect_timeout,
+        ) {
+            config.connect_timeout = parse_duration(&v.text).map_err(|r| invalid(&v, r))?;
+        }
+        if let Some(n) = settings.count("POSTGRES_POOL_MIN")? {
+            config.pool.min_size = n;
+        }
+        if let Some(n) = settings.count("POSTGRES_POOL_MAX")? {
+            config.pool.max_size = n;
+        }
+        if let Some(d) = settings.duration("POSTGRES_POOL_IDLE_TIMEOUT")? {
+            config.pool.idle_timeout = d;
+        }
+        if let Some(d) = settings.duration("POSTGRES_POOL_WAIT_TIMEOUT")? {
+            config.pool.wait_timeout = d;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let incomplete = |reason: String| ConfigError::Incomplete {
+            datastore: Datastore::Postgres,
+            reason,
+        };
+        if self.pool.max_size == 0 {
+            return Err(incomplete("POSTGRES_POOL_MAX must be at least 1".into()));
+        }
+        if self.pool.min_size > self.pool.max_size {
+            return Err(incomplete(format!(
+                "POSTGRES_POOL_MIN ({}) is larger than POSTGRES_POOL_MAX ({})",
+                self.pool.min_size, self.pool.max_size
+            )));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(incomplete(
+                "POSTGRES_CONNECT_TIMEOUT must be more than zero".into(),
+            ));
+        }
+        if let Some(path) = &self.sslrootcert
+            && !path.is_file()
+        {
+            return Err(incomplete(format!(
+                "the sslrootcert file {} does not exist",
+                path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `host:port`, for messages.
+    pub fn endpoint(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('/') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The same server, another database.
+    pub fn with_dbname(&self, dbname: &str) -> PostgresConfig {
+        PostgresConfig {
+            dbname: dbname.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// A `tokio_postgres::Config` for this configuration.
+    pub fn client_config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .dbname(&self.dbname)
+            .user(&self.user)
+            .application_name(&self.application_name)
+            .connect_timeout(self.connect_timeout)
+            .ssl_mode(match self.sslmode {
+                SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+                SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                    tokio_postgres::config::SslMode::Require
+                }
+            });
+        if let Some(password) = &self.password {
+            config.password(password.expose());
+        }
+        config
+    }
+
+    /// The TLS connector for the configured `sslmode`.
+    pub fn tls(&self) -> Result<MakeRustlsConnect, ConnectError> {
+        let verification = match self.sslmode {
+            // As libpq: `require` with a root certificate verifies the chain.
+            SslMode::Require if self.sslrootcert.is_some() => Verification::Chain,
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer | SslMode::Require => {
+                Verification::None
+            }
+            SslMode::VerifyCa => Verification::Chain,
+            SslMode::VerifyFull => Verification::Full,
+        };
+        let config = tls::client_config(verification, self.sslrootcert.as_deref())
+            .map_err(|m| ConnectError::message(Datastore::Postgres, &self.endpoint(), m))?;
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// Opens one connection and drives it on a background task.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client, ConnectError> {
+        let endpoint = self.endpoint();
+        let tls = self.tls()?;
+        let config = self.client_config();
+        // connect_timeout bounds each TCP attempt; the outer timeout bounds the whole handshake,
+        // including a server that accepts the socket and never answers.
+        with_timeout(
+            Datastore::Postgres,
+            &endpoint,
+            self.connect_timeout,
+            async {
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "PostgreSQL connection closed");
+                    }
+                });
+                Ok(client)
+            },
+        )
+        .await
+    }
+
+    /// Builds the connection pool and opens `pool.min_size` connections; fails if the first
+    /// connection cannot be made. A background task closes connections idle for longer than
+    /// `pool.idle_timeout` down to `pool.min_size` and reopens up to the minimum; it ends when
+    /// the last clone of the pool is dropped.
+    pub async fn pool(&self) -> Result<Pool, ConnectError> {
+        let endpoint = self.endpoint();
+        let manager = Manager::from_config(
+            self.client_config(),
+            self.tls()?,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(self.pool.max_size)
+            .wait_timeout(Some(self.pool.wait_timeout))
+            .create_timeout(Some(self.connect_timeout))
+            .recycle_timeout(Some(self.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+        fill_to_minimum(&pool, self.pool.min_size)
+            .await
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+        let weak = pool.weak();
+        let (min, idle) = (self.pool.min_size, self.pool.idle_timeout);
+        let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(pool) = weak.upgrade() else { break };
+                evict_idle(&pool, min, idle);
+                if let Err(error) = fill_to_minimum(&pool, min).await {
+                    tracing::warn!(error = %crate::error::chain(&error), "cannot reopen pooled PostgreSQL connections");
+                }
+            }
+        });
+        Ok(pool)
+    }
+
+    /// Connects and reads the server version.
+    pub async fn health(&self) -> Result<String, ConnectError> {
+        let endpoint = self.endpoint();
+        let client = self.connect().await?;
+        let row = client
+            .query_one("SELECT current_setting('server_version')", &[])
+            .await
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+        Ok(format!("PostgreSQL {}", row.get::<_, String>(0)))
+    }
+}
+
+/// Closes idle connections unused for `idle` while more than `min` are open.
+fn evict_idle(pool: &Pool, min: usize, idle: Duration) {
+    let mut open = pool.status().size;
+    let result = pool.retain(|_, metrics| {
+        if open > min && metrics.last_used() > idle {
+            open -= 1;
+            false
+        } else {
+            true
+        }
+    });
+    if !result.removed.is_empty() {
+        tracing::debug!(
+            closed = result.removed.len(),
+            "closed idle PostgreSQL connections"
+        );
+    }
+}
+
+async fn fill_to_minimum(pool: &Pool, min: usize) -> Result<(), deadpool_postgres::PoolError> {
+    let missing = min.saturating_sub(pool.status().size);
+    let started = Instant::now();
+    let connections = futures::future::try_join_all((0..missing).map(|_| pool.get())).await?;
+    if !connections.is_empty() {
+        tracing::debug!(opened = connections.len(), elapsed = ?started.elapsed(), "opened pooled PostgreSQL connections");
+    }
+    Ok(())
+}
+
+/// The parts of a `postgres://` URL, each a [`Value`] that remembers the URL's variable.
+#[derive(Default)]
+struct UrlParts {
+    host: Option<Value>,
+    port: Option<Value>,
+    dbname: Option<Value>,
+    user: Option<Value>,
+    password: Option<Value>,
+    sslmode: Option<Value>,
+    sslrootcert: Option<Value>,
+    application_name: Option<Value>,
+    connect_timeout: Option<Value>,
+}
+
+impl UrlParts {
+    /// Accepts `postgres://`, `postgresql://` and Flyway's `jdbc:postgresql://`, with `user`,
+    /// `password` and the libpq parameters as query parameters too.
+    fn parse(value: &Value) -> Result<UrlParts, ConfigError> {
+        let text = value.text.strip_prefix("jdbc:").unwrap_or(&value.text);
+        // Never quote the URL in an error: it may hold a password.
+        let url =
+            url::Url::parse(text).map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
+        if url.scheme() != "postgres" && url.scheme() != "postgresql" {
+            return Err(invalid(
+                value,
+                format!(
+                    "scheme {:?} is not postgres:// or postgresql://",
+                    url.scheme()
+                ),
+            ));
+        }
+        let part = |text: String| {
+            Some(Value {
+                text,
+                origin: Origin::new(format!("{} (URL)", value.origin)),
+                rank: value.rank,
+            })
+        };
+        let decode = |s: &str| percent_decode(s).map_err(|r| invalid(value, r));
+        let mut parts = UrlParts::default();
+        if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
+            parts.host = part(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            );
+        }
+        if let Some(port) = url.port() {
+            parts.port = part(port.to_string());
+        }
+        let path = url.path().trim_start_matches('/');
+        if !path.is_empty() {
+            parts.dbname = part(decode(path)?);
+        }
+        if !url.username().is_empty() {
+            parts.user = part(decode(url.username())?);
+        }
+        if let Some(password) = url.password() {
+            parts.password = part(decode(password)?);
+        }
+        for (key, val) in url.query_pairs() {
+            let slot = match key.as_ref() {
+                "user" => &mut parts.user,
+                "password" => &mut parts.password,
+                "sslmode" => &mut parts.sslmode,
+                "sslrootcert" => &mut parts.sslrootcert,
+                "application_name" | "ApplicationName" => &mut parts.application_name,
+                "connect_timeout" | "connectTimeout" => &mut parts.connect_timeout,
+                "host" => &mut parts.host,
+                "port" => &mut parts.port,
+                "dbname" => &mut parts.dbname,
+                other => {
+                    return Err(invalid(
+                        value,
+                        format!(
+                            "unknown URL parameter {other:?}; known: user, password, host, port, dbname, sslmode, \
+                             sslrootcert, application_name, connect_timeout"
+                        ),
+                    ));
+                }
+            };
+            *slot = part(val.into_owned());
+        }
+        Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Source;
+    use std::collections::BTreeMap;
+
+    fn env(vars: &[(&str, &str)]) -> Settings {
+        Settings::new().layer(Source::Environment, vars.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    #[test]
+    fn defaults_follow_the_platform_contract() {
+        let config = PostgresConfig::from_settings(&env(&[("POSTGRES_HOST", "db")])).unwrap();
+        assert_eq!((config.pool.min_size, config.pool.max_size), (5, 50));
+        assert_eq!(config.pool.idle_timeout, Duration::from_secs(300));
+        assert_eq!(
+            (config.port, config.dbname.as_str(), config.sslmode),
+            (5432, "postgres", SslMode::Prefer)
+        );
+    }
+
+    #[test]
+    fn url_parts_and_variables() {
+        let settings = env(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:p%40ss@db.internal:6543/recommend?sslmode=require&application_name=x",
+            ),
+            ("POSTGRES_DB", "other"),
+        ]);
+        let config = PostgresConfig::from_settings(&settings).unwrap();
+        assert_eq!(config.host, "db.internal");
+        assert_eq!(config.port, 6543);
+        assert_eq!(config.user, "app");
+        assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
+        assert_eq!(
+            config.dbname, "other",
+            "a variable beats the URL of the same layer"
+        );
+        assert_eq!(config.sslmode, SslMode::Require);
+        assert_eq!(config.application_name, "x");
+    }
+
+    #[test]
+    fn url_from_a_flag_beats_variables_from_the_environment() {
+        let flags = BTreeMap::from([("DATABASE_URL".to_owned(), "--database-url".to_owned())]);
+        let settings = Settings::new()
+            .layer(
+                Source::Flags(flags),
+                [("DATABASE_URL", "postgresql://u@flaghost/flagdb")],
+            )
+            .layer(
+                Source::Environment,
+                [("POSTGRES_HOST", "envhost"), ("POSTGRES_PORT", "7000")],
+            );
+        let config = PostgresConfig::from_settings(&settings).unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.dbname.as_str()),
+            ("flaghost", "flagdb")
+        );
+        assert_eq!(
+            config.port, 7000,
+            "parts the URL leaves out still come from the environment"
+        );
+    }
+
+    #[test]
+    fn jdbc_urls_are_accepted() {
+        let settings = env(&[(
+            "DATABASE_URL",
+            "jdbc:postgresql://h:5433/db?user=u&password=pw",
+        )]);
+        let config = PostgresConfig::from_settings(&settings).unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port, config.user.as_str()),
+            ("h", 5433, "u")
+        );
+        assert_eq!(config.password.unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable_and_hide_the_url() {
+        let err = PostgresConfig::from_settings(&env(&[
+            ("POSTGRES_HOST", "h"),
+            ("POSTGRES_SSLMODE", "sometimes"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("POSTGRES_SSLMODE") && err.contains("sometimes"),
+            "{err}"
+        );
+
+        let err = PostgresConfig::from_settings(&env(&[(
+            "DATABASE_URL",
+            "postgres://u:secretpw@h:notaport/db",
+        )]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("DATABASE_URL") && !err.contains("secretpw"),
+            "{err}"
+        );
+
+        let err = PostgresConfig::from_settings(&env(&[("DATABASE_URL", "mysql://h/db")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DATABASE_URL") && err.contains("mysql"),
+            "{err}"
+        );
+
+        let err = PostgresConfig::from_settings(&env(&[
+            ("POSTGRES_HOST", "h"),
+            ("POSTGRES_POOL_MIN", "60"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("POSTGRES_POOL_MIN") && err.contains("POSTGRES_POOL_MAX"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn password_is_not_in_debug_or_display() {
+        let settings = env(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]);
+        let config = PostgresConfig::from_settings(&settings).unwrap();
+        let shown = format!("{config:?} {config}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests against the real servers of the local stack (`cargo xtask test`).
+
+#![allow(clippy::unwrap_used)]
+
+mod health;
+mod kafka;
+mod milvus;
+mod mongodb;
+mod postgres;
+mod redis;
+mod s3;
+mod weaviate;

@@ -1,0 +1,271 @@
+//! Test support. Tests talk to real servers: the local stack started with `cargo xtask stack up`,
+//! whose environment `cargo xtask test` passes on (or `eval "$(cargo xtask stack env)"` before a
+//! plain `cargo test`).
+//!
+//! Every test gets resources of its own, removed when the guard is dropped: a PostgreSQL
+//! database ([`TestDatabase`]), a MongoDB database ([`TestMongoDatabase`]), an S3 key prefix
+//! ([`TestS3Prefix`]), and unique names ([`unique_name`]) for Milvus collections, Kafka topics and
+//! Redis keys.
+//!
+//! A test whose datastore is not configured fails with a message saying how to start the stack;
+//! nothing is skipped silently.
+//!
+//! There is no Docker on the build machines, so this crate does not start containers.
+
+#![allow(clippy::print_stderr, clippy::unwrap_used)]
+
+pub mod openapi;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datastores::{Datastore, MongoConfig, PostgresConfig, S3Config, Settings, Source};
+
+pub use datastores;
+
+const HOW_TO_START: &str = "\
+Start the local stack and run the tests with its environment:
+    cargo xtask test
+or, to use plain `cargo test`:
+    cargo xtask stack up && eval \"$(cargo xtask stack env)\" && cargo test";
+
+/// Installs the process-wide rustls provider once (client libraries link two).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The test process's environment as [`Settings`].
+pub fn settings() -> Settings {
+    init();
+    Settings::new().layer(Source::Environment, std::env::vars())
+}
+
+/// Panics with instructions when `datastore` has no configuration in the environment.
+pub fn require(datastore: Datastore) -> Settings {
+    let settings = settings();
+    let triggers = datastores::triggers(datastore);
+    if !triggers.iter().any(|name| settings.is_set(name)) {
+        panic!(
+            "{datastore} is not configured for the tests: none of {} is set.\n{HOW_TO_START}",
+            triggers.join(", ")
+        );
+    }
+    settings
+}
+
+/// Unwraps a configuration or connection result, adding how to start the stack to the panic.
+pub fn expect_up<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!(
+            "{e}\nIs the local stack running? `cargo xtask stack status` tells.\n{HOW_TO_START}"
+        ),
+    }
+}
+
+/// A name no other test (in this or another process) uses: lower-case letters, digits and `_`,
+/// starting with `prefix`, valid as a PostgreSQL, Milvus, MongoDB or Kafka name.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{n}_{:05x}",
+        std::process::id(),
+        nanos & 0xfffff
+    )
+}
+
+pub fn postgres_config() -> PostgresConfig {
+    expect_up(PostgresConfig::from_settings(&require(Datastore::Postgres)))
+}
+
+/// Runs `cleanup` to completion on a runtime of its own, so guards can clean up in `Drop`, even
+/// when dropped inside an async test.
+fn block_on_cleanup<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
+    let handle = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(cleanup);
+    });
+    let _ = handle.join();
+}
+
+/// A fresh PostgreSQL database on the stack's server, dropped (with its connections) on drop.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    /// Connects to the test database as the stack's superuser.
+    pub config: PostgresConfig,
+    admin: PostgresConfig,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let admin = postgres_config();
+        let name = unique_name("test");
+        let client = expect_up(admin.connect().await);
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap();
+        let config = admin.with_dbname(&name);
+        TestDatabase {
+            name,
+            config,
+            admin,
+        }
+    }
+
+    pub async fn connect(&self) -> datastores::tokio_postgres::Client {
+        expect_up(self.config.connect().await)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        block_on_cleanup(async move {
+            match admin.connect().await {
+                Ok(client) => {
+                    if let Err(e) = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .await
+                    {
+                        eprintln!("warning: cannot drop test database {name}: {e}");
+                    }
+                }
+                Err(e) => eprintln!("warning: cannot drop test database {name}: {e}"),
+            }
+        });
+    }
+}
+
+/// A MongoDB database of the test's own, dropped on drop.
+#[derive(Debug)]
+pub struct TestMongoDatabase {
+    pub name: String,
+    pub config: MongoConfig,
+}
+
+impl TestMongoDatabase {
+    pub fn new() -> TestMongoDatabase {
+        let mut config = expect_up(MongoConfig::from_settings(&require(Datastore::MongoDb)));
+        let name = unique_name("test");
+        config.database = Some(name.clone());
+        TestMongoDatabase { name, config }
+    }
+}
+
+impl Default for TestMongoDatabase {
+    fn default() -> TestMongoDatabase {
+        TestMongoDatabase::new()
+    }
+}
+
+impl Drop for TestMongoDatabase {
+    fn drop(&mut self) {
+        let (config, name) = (self.config.clone(), self.name.clone());
+        block_on_cleanup(async move {
+            if let Ok(client) = config.client().await
+                && let Err(e) = client.database(&name).drop().await
+            {
+                eprintln!("warning: cannot drop MongoDB database {name}: {e}");
+            }
+        });
+    }
+}
+
+/// An S3 key prefix of the test's own under the stack's bucket; every object under it is
+/// deleted on drop.
+#[derive(Debug)]
+pub struct TestS3Prefix {
+    pub config: S3Config,
+}
+
+impl TestS3Prefix {
+    pub fn new() -> TestS3Prefix {
+        let mut config = expect_up(S3Config::from_settings(&require(Datastore::S3)));
+        config.prefix = format!("{}{}/", config.prefix, unique_name("test"));
+        TestS3Prefix { config }
+    }
+}
+
+impl Default for TestS3Prefix {
+    fn default() -> TestS3Prefix {
+        TestS3Prefix::new()
+    }
+}
+
+impl Drop for TestS3Prefix {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        block_on_cleanup(async move {
+            let client = config.client().await;
+            let mut token = None;
+            loop {
+                let page = client
+                    .list_objects_v2()
+                    .bucket(&config.bucket)
+                    .prefix(&config.prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await;
+                let Ok(page) = page else { return };
+                for object in page.contents() {
+                    if let Some(key) = object.key() {
+                        let _ = client
+                            .delete_object()
+                            .bucket(&config.bucket)
+                            .key(key)
+                            .send()
+                            .await;
+                    }
+                }
+                match page.next_continuation_token() {
+                    Some(next) => token = Some(next.to_owned()),
+                    None => return,
+                }
+            }
+        });
+    }
+}
+
+/// A TCP server on 127.0.0.1 that accepts connections and never answers: a stand-in for a host
+/// that hangs, to test timeouts without waiting on the network.
+#[derive(Debug)]
+pub struct SilentServer {
+    pub port: u16,
+    _listener: std::net::TcpListener,
+    _accepted: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl SilentServer {
+    pub fn start() -> SilentServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (clone, keep) = (listener.try_clone().unwrap(), accepted.clone());
+        std::thread::spawn(move || {
+            for stream in clone.incoming().flatten() {
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        SilentServer {
+            port,
+            _listener: listener,
+            _accepted: accepted,
+        }
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens (connections are refused).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

@@ -1,0 +1,76 @@
+//! Repository automation, run as `cargo xtask <command>`.
+//!
+//! - `stack up [SERVICE...]`, `stack down`, `stack status`, `stack env`: the local stack of real
+//!   servers that the binaries and the tests talk to (see `stack.rs`).
+//! - `test [ARGS...]`: brings the stack up and runs `cargo test --workspace ARGS` with its environment.
+//!
+//! This crate has no dependencies so that it builds in seconds on a fresh machine.
+
+mod process;
+mod stack;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  stack up [SERVICE...]   install what is missing and start the services (default: all)
+  stack down              stop the processes the stack started
+  stack status            show each service, its pid and whether it answers
+  stack env               print the environment variables the binaries and tests read
+  test [ARGS...]          stack up, then `cargo test --workspace ARGS` with the stack's environment
+
+services: postgres, redis, milvus, kafka, mongodb, s3
+cache:    $DBKIT_CACHE (default /var/cache/dbkit) holds installed servers, their data and logs";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let layout = stack::Layout::from_env();
+    let result = match args.as_slice() {
+        ["stack", "up", services @ ..] => {
+            stack::parse_services(services).and_then(|s| stack::up(&layout, &s))
+        }
+        ["stack", "down"] => stack::down(&layout),
+        ["stack", "status"] => stack::status(&layout),
+        ["stack", "env"] => {
+            print!("{}", stack::env_script(&layout));
+            Ok(())
+        }
+        ["test", rest @ ..] => run_tests(&layout, rest),
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_tests(layout: &stack::Layout, extra: &[&str]) -> Result<(), String> {
+    stack::up(layout, stack::Service::ALL)?;
+    let mut command =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(["test", "--workspace"]).args(extra);
+    for (name, value) in stack::env_vars(layout) {
+        command.env(name, value);
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
+}
