@@ -22,11 +22,8 @@ pub mod exit {
 /// different providers; without an explicit default, TLS set-up panics.
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -104,47 +101,25 @@ impl ConnectOpts {
             ("POSTGRES_PORT", "--postgres-port", &self.postgres_port),
             ("POSTGRES_DB", "--postgres-db", &self.postgres_db),
             ("POSTGRES_USER", "--postgres-user", &self.postgres_user),
-            (
-                "POSTGRES_PASSWORD_FILE",
-                "--postgres-password-file",
-                &self.postgres_password_file,
-            ),
-            (
-                "POSTGRES_SSLMODE",
-                "--postgres-sslmode",
-                &self.postgres_sslmode,
-            ),
+            ("POSTGRES_PASSWORD_FILE", "--postgres-password-file", &self.postgres_password_file),
+            ("POSTGRES_SSLMODE", "--postgres-sslmode", &self.postgres_sslmode),
             ("REDIS_URL", "--redis-url", &self.redis_url),
             ("MONGODB_URI", "--mongodb-uri", &self.mongodb_uri),
-            (
-                "KAFKA_BOOTSTRAP_SERVERS",
-                "--kafka-bootstrap-servers",
-                &self.kafka_bootstrap_servers,
-            ),
+            ("KAFKA_BOOTSTRAP_SERVERS", "--kafka-bootstrap-servers", &self.kafka_bootstrap_servers),
             ("MILVUS_HOST", "--milvus-host", &self.milvus_host),
             ("MILVUS_PORT", "--milvus-port", &self.milvus_port),
             ("WEAVIATE_URL", "--weaviate-url", &self.weaviate_url),
-            (
-                "WEAVIATE_API_KEY_FILE",
-                "--weaviate-api-key-file",
-                &self.weaviate_api_key_file,
-            ),
+            ("WEAVIATE_API_KEY_FILE", "--weaviate-api-key-file", &self.weaviate_api_key_file),
             ("S3_BUCKET", "--s3-bucket", &self.s3_bucket),
             ("S3_PREFIX", "--s3-prefix", &self.s3_prefix),
             ("S3_ENDPOINT", "--s3-endpoint", &self.s3_endpoint),
             ("AWS_REGION", "--aws-region", &self.aws_region),
         ];
-        let names: BTreeMap<String, String> = flags
-            .iter()
-            .map(|(var, flag, _)| ((*var).to_owned(), (*flag).to_owned()))
-            .collect();
-        let values: Vec<(String, String)> = flags
-            .iter()
-            .filter_map(|(var, _, value)| value.as_ref().map(|v| ((*var).to_owned(), v.clone())))
-            .collect();
-        Settings::new()
-            .layer(Source::Flags(names), values)
-            .layer(Source::Environment, std::env::vars())
+        let names: BTreeMap<String, String> =
+            flags.iter().map(|(var, flag, _)| ((*var).to_owned(), (*flag).to_owned())).collect();
+        let values: Vec<(String, String)> =
+            flags.iter().filter_map(|(var, _, value)| value.as_ref().map(|v| ((*var).to_owned(), v.clone()))).collect();
+        Settings::new().layer(Source::Flags(names), values).layer(Source::Environment, std::env::vars())
     }
 }
 

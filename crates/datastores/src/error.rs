@@ -74,10 +74,7 @@ pub enum ConfigError {
     #[error("{origin}: {reason}")]
     Invalid { origin: String, reason: String },
     #[error("{datastore}: {reason}")]
-    Incomplete {
-        datastore: Datastore,
-        reason: String,
-    },
+    Incomplete { datastore: Datastore, reason: String },
 }
 
 /// A datastore that could not be reached or answered with an error.
@@ -85,43 +82,19 @@ pub enum ConfigError {
 #[non_exhaustive]
 pub enum ConnectError {
     #[error("{datastore} at {endpoint}: no answer within {timeout:?}")]
-    Timeout {
-        datastore: Datastore,
-        endpoint: String,
-        timeout: Duration,
-    },
+    Timeout { datastore: Datastore, endpoint: String, timeout: Duration },
     /// `message` holds the client library's error with its causes, on one line.
     #[error("{datastore} at {endpoint}: {message}")]
-    Failed {
-        datastore: Datastore,
-        endpoint: String,
-        message: String,
-    },
+    Failed { datastore: Datastore, endpoint: String, message: String },
 }
 
 impl ConnectError {
-    pub fn failed(
-        datastore: Datastore,
-        endpoint: &str,
-        error: &(dyn std::error::Error + 'static),
-    ) -> ConnectError {
-        ConnectError::Failed {
-            datastore,
-            endpoint: endpoint.to_owned(),
-            message: chain(error),
-        }
+    pub fn failed(datastore: Datastore, endpoint: &str, error: &(dyn std::error::Error + 'static)) -> ConnectError {
+        ConnectError::Failed { datastore, endpoint: endpoint.to_owned(), message: chain(error) }
     }
 
-    pub fn message(
-        datastore: Datastore,
-        endpoint: &str,
-        message: impl Into<String>,
-    ) -> ConnectError {
-        ConnectError::Failed {
-            datastore,
-            endpoint: endpoint.to_owned(),
-            message: message.into(),
-        }
+    pub fn message(datastore: Datastore, endpoint: &str, message: impl Into<String>) -> ConnectError {
+        ConnectError::Failed { datastore, endpoint: endpoint.to_owned(), message: message.into() }
     }
 }
 
@@ -134,11 +107,7 @@ pub(crate) async fn with_timeout<T>(
 ) -> Result<T, ConnectError> {
     match tokio::time::timeout(timeout, future).await {
         Ok(result) => result,
-        Err(_) => Err(ConnectError::Timeout {
-            datastore,
-            endpoint: endpoint.to_owned(),
-            timeout,
-        }),
+        Err(_) => Err(ConnectError::Timeout { datastore, endpoint: endpoint.to_owned(), timeout }),
     }
 }
 

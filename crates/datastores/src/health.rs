@@ -50,44 +50,22 @@ impl DatastoresConfig {
     pub fn from_settings(settings: &Settings) -> Result<DatastoresConfig, ConfigErrors> {
         let mut errors = Vec::new();
         let configured = |d: Datastore| triggers(d).iter().any(|name| settings.is_set(name));
-        fn load<T>(
-            on: bool,
-            errors: &mut Vec<ConfigError>,
-            f: impl FnOnce() -> Result<T, ConfigError>,
-        ) -> Option<T> {
+        fn load<T>(on: bool, errors: &mut Vec<ConfigError>, f: impl FnOnce() -> Result<T, ConfigError>) -> Option<T> {
             if !on {
                 return None;
             }
             f().map_err(|e| errors.push(e)).ok()
         }
         let config = DatastoresConfig {
-            postgres: load(configured(Datastore::Postgres), &mut errors, || {
-                PostgresConfig::from_settings(settings)
-            }),
-            redis: load(configured(Datastore::Redis), &mut errors, || {
-                RedisConfig::from_settings(settings)
-            }),
-            mongodb: load(configured(Datastore::MongoDb), &mut errors, || {
-                MongoConfig::from_settings(settings)
-            }),
-            kafka: load(configured(Datastore::Kafka), &mut errors, || {
-                KafkaConfig::from_settings(settings)
-            }),
-            milvus: load(configured(Datastore::Milvus), &mut errors, || {
-                MilvusConfig::from_settings(settings)
-            }),
-            weaviate: load(configured(Datastore::Weaviate), &mut errors, || {
-                WeaviateConfig::from_settings(settings)
-            }),
-            s3: load(configured(Datastore::S3), &mut errors, || {
-                S3Config::from_settings(settings)
-            }),
+            postgres: load(configured(Datastore::Postgres), &mut errors, || PostgresConfig::from_settings(settings)),
+            redis: load(configured(Datastore::Redis), &mut errors, || RedisConfig::from_settings(settings)),
+            mongodb: load(configured(Datastore::MongoDb), &mut errors, || MongoConfig::from_settings(settings)),
+            kafka: load(configured(Datastore::Kafka), &mut errors, || KafkaConfig::from_settings(settings)),
+            milvus: load(configured(Datastore::Milvus), &mut errors, || MilvusConfig::from_settings(settings)),
+            weaviate: load(configured(Datastore::Weaviate), &mut errors, || WeaviateConfig::from_settings(settings)),
+            s3: load(configured(Datastore::S3), &mut errors, || S3Config::from_settings(settings)),
         };
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
     }
 
     pub fn is_configured(&self, datastore: Datastore) -> bool {
@@ -159,11 +137,7 @@ fn as_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
 
 /// Checks `datastores` concurrently, each within `timeout`; unconfigured ones are reported as
 /// such without any network traffic. Reports come back in the order asked.
-pub async fn check(
-    config: &DatastoresConfig,
-    datastores: &[Datastore],
-    timeout: Duration,
-) -> Vec<HealthReport> {
+pub async fn check(config: &DatastoresConfig, datastores: &[Datastore], timeout: Duration) -> Vec<HealthReport> {
     let checks = datastores.iter().map(|&datastore| async move {
         let endpoint = config.endpoint(datastore);
         let started = Instant::now();
@@ -183,22 +157,11 @@ pub async fn check(
             Ok(Some(Ok(version))) => (Status::Healthy, Some(version), None),
             Ok(Some(Err(e))) => (Status::Unhealthy, None, Some(e.to_string())),
             Err(_) => {
-                let e = ConnectError::Timeout {
-                    datastore,
-                    endpoint: endpoint.clone().unwrap_or_default(),
-                    timeout,
-                };
+                let e = ConnectError::Timeout { datastore, endpoint: endpoint.clone().unwrap_or_default(), timeout };
                 (Status::Unhealthy, None, Some(e.to_string()))
             }
         };
-        HealthReport {
-            datastore,
-            status,
-            endpoint,
-            version,
-            latency,
-            error,
-        }
+        HealthReport { datastore, status, endpoint, version, latency, error }
     });
     futures::future::join_all(checks).await
 }

@@ -32,10 +32,7 @@ impl SecurityProtocol {
     }
 
     fn uses_sasl(self) -> bool {
-        matches!(
-            self,
-            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-        )
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -79,12 +76,7 @@ pub struct KafkaConfig {
 
 impl fmt::Display for KafkaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({})",
-            self.endpoint(),
-            self.security_protocol.as_str()
-        )?;
+        write!(f, "{} ({})", self.endpoint(), self.security_protocol.as_str())?;
         if let Some(sasl) = &self.sasl {
             write!(f, " as {} with {}", sasl.username, sasl.mechanism.as_str())?;
         }
@@ -98,18 +90,14 @@ impl KafkaConfig {
     /// `KAFKA_SSL_CA_LOCATION`, `KAFKA_CLIENT_ID` and `KAFKA_REQUEST_TIMEOUT`. With a user name and
     /// no protocol, the protocol is SASL_PLAINTEXT; with no mechanism, PLAIN.
     pub fn from_settings(settings: &Settings) -> Result<KafkaConfig, ConfigError> {
-        let incomplete = |reason: &str| ConfigError::Incomplete {
-            datastore: Datastore::Kafka,
-            reason: reason.into(),
-        };
-        let servers = settings
-            .get("KAFKA_BOOTSTRAP_SERVERS")?
-            .ok_or_else(|| incomplete("KAFKA_BOOTSTRAP_SERVERS is not set"))?;
+        let incomplete = |reason: &str| ConfigError::Incomplete { datastore: Datastore::Kafka, reason: reason.into() };
+        let servers =
+            settings.get("KAFKA_BOOTSTRAP_SERVERS")?.ok_or_else(|| incomplete("KAFKA_BOOTSTRAP_SERVERS is not set"))?;
         let bootstrap_servers = parse_list(&servers.text);
         for server in &bootstrap_servers {
-            let port_ok = server.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
-            });
+            let port_ok = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
             if !port_ok {
                 return Err(invalid(&servers, format!("{server:?} is not host:port")));
             }
@@ -127,10 +115,7 @@ impl KafkaConfig {
                 _ => {
                     return Err(invalid(
                         &v,
-                        format!(
-                            "unknown protocol {:?}; use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-                            v.text
-                        ),
+                        format!("unknown protocol {:?}; use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", v.text),
                     ));
                 }
             },
@@ -147,33 +132,22 @@ impl KafkaConfig {
                     _ => {
                         return Err(invalid(
                             &v,
-                            format!(
-                                "unknown mechanism {:?}; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
-                                v.text
-                            ),
+                            format!("unknown mechanism {:?}; use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", v.text),
                         ));
                     }
                 },
             };
-            let username = username.ok_or_else(|| {
-                incomplete("SASL is configured but KAFKA_SASL_USERNAME is not set")
-            })?;
-            let password = settings.get("KAFKA_SASL_PASSWORD")?.ok_or_else(|| {
-                incomplete("SASL is configured but KAFKA_SASL_PASSWORD is not set")
-            })?;
-            Some(SaslCredentials {
-                mechanism,
-                username: username.text,
-                password: Secret::new(password.text),
-            })
+            let username =
+                username.ok_or_else(|| incomplete("SASL is configured but KAFKA_SASL_USERNAME is not set"))?;
+            let password = settings
+                .get("KAFKA_SASL_PASSWORD")?
+                .ok_or_else(|| incomplete("SASL is configured but KAFKA_SASL_PASSWORD is not set"))?;
+            Some(SaslCredentials { mechanism, username: username.text, password: Secret::new(password.text) })
         } else {
             if let Some(user) = username {
                 return Err(invalid(
                     &user,
-                    format!(
-                        "is set but the security protocol {} does not use SASL",
-                        security_protocol.as_str()
-                    ),
+                    format!("is set but the security protocol {} does not use SASL", security_protocol.as_str()),
                 ));
             }
             None
@@ -182,16 +156,9 @@ impl KafkaConfig {
             bootstrap_servers,
             security_protocol,
             sasl,
-            ssl_ca_location: settings
-                .get("KAFKA_SSL_CA_LOCATION")?
-                .map(|v| PathBuf::from(v.text)),
-            client_id: settings
-                .get("KAFKA_CLIENT_ID")?
-                .map(|v| v.text)
-                .unwrap_or_else(|| "dbkit".into()),
-            request_timeout: settings
-                .duration("KAFKA_REQUEST_TIMEOUT")?
-                .unwrap_or(Duration::from_secs(10)),
+            ssl_ca_location: settings.get("KAFKA_SSL_CA_LOCATION")?.map(|v| PathBuf::from(v.text)),
+            client_id: settings.get("KAFKA_CLIENT_ID")?.map(|v| v.text).unwrap_or_else(|| "dbkit".into()),
+            request_timeout: settings.duration("KAFKA_REQUEST_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
         })
     }
 
@@ -228,35 +195,19 @@ impl KafkaConfig {
         let endpoint = self.endpoint();
         let config = self.client_config();
         let timeout = self.request_timeout;
-        let consumer: BaseConsumer = config
-            .create()
-            .map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
+        let consumer: BaseConsumer =
+            config.create().map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
         // librdkafka's metadata call blocks; keep it off the async workers.
         let result = tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(None, timeout)?;
             let cluster = consumer.client().fetch_cluster_id(timeout);
-            Ok::<_, rdkafka::error::KafkaError>((
-                metadata.brokers().len(),
-                metadata.topics().len(),
-                cluster,
-            ))
+            Ok::<_, rdkafka::error::KafkaError>((metadata.brokers().len(), metadata.topics().len(), cluster))
         })
         .await
-        .map_err(|e| {
-            ConnectError::message(
-                Datastore::Kafka,
-                &endpoint,
-                format!("metadata task failed: {e}"),
-            )
-        })?;
-        let (brokers, topics, cluster) =
-            result.map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
-        let cluster = cluster
-            .map(|c| format!("cluster {c}, "))
-            .unwrap_or_default();
-        Ok(format!(
-            "Kafka protocol, {cluster}{brokers} broker(s), {topics} topic(s)"
-        ))
+        .map_err(|e| ConnectError::message(Datastore::Kafka, &endpoint, format!("metadata task failed: {e}")))?;
+        let (brokers, topics, cluster) = result.map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
+        let cluster = cluster.map(|c| format!("cluster {c}, ")).unwrap_or_default();
+        Ok(format!("Kafka protocol, {cluster}{brokers} broker(s), {topics} topic(s)"))
     }
 }
 
@@ -279,27 +230,16 @@ mod tests {
         .unwrap();
         assert_eq!(config.bootstrap_servers, ["k1:9092", "k2:9092"]);
         assert_eq!(config.security_protocol, SecurityProtocol::SaslPlaintext);
-        assert_eq!(
-            config.sasl.as_ref().unwrap().mechanism,
-            SaslMechanism::Plain
-        );
+        assert_eq!(config.sasl.as_ref().unwrap().mechanism, SaslMechanism::Plain);
         let shown = format!("{config:?} {config}");
         assert!(!shown.contains("changeThis"), "{shown}");
-        assert_eq!(
-            config.client_config().get("sasl.password"),
-            Some("changeThis")
-        );
+        assert_eq!(config.client_config().get("sasl.password"), Some("changeThis"));
     }
 
     #[test]
     fn bad_values_are_named() {
-        let err = KafkaConfig::from_settings(&env(&[("KAFKA_BOOTSTRAP_SERVERS", "k1")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("KAFKA_BOOTSTRAP_SERVERS") && err.contains("k1"),
-            "{err}"
-        );
+        let err = KafkaConfig::from_settings(&env(&[("KAFKA_BOOTSTRAP_SERVERS", "k1")])).unwrap_err().to_string();
+        assert!(err.contains("KAFKA_BOOTSTRAP_SERVERS") && err.contains("k1"), "{err}");
         let err = KafkaConfig::from_settings(&env(&[
             ("KAFKA_BOOTSTRAP_SERVERS", "k1:9092"),
             ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),

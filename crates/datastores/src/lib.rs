@@ -39,15 +39,10 @@ pub use crate::kafka::{KafkaConfig, SaslCredentials, SaslMechanism, SecurityProt
 pub use crate::milvus::MilvusConfig;
 pub use crate::mongodb::MongoConfig;
 pub use crate::postgres::{PoolConfig, PostgresConfig, SslMode};
-pub use crate::redis::{
-    Node as RedisNode, RedisConfig, RedisConnection, RedisTls, Topology as RedisTopology,
-};
+pub use crate::redis::{Node as RedisNode, RedisConfig, RedisConnection, RedisTls, Topology as RedisTopology};
 pub use crate::s3::{S3Config, S3Credentials, Sse, valid_bucket_name};
 pub use crate::settings::{Origin, Secret, Settings, Source, Value, parse_bool, parse_duration};
 pub use crate::weaviate::{Meta as WeaviateMeta, WeaviateClient, WeaviateConfig};
 
 /// Re-exported so callers use the same driver versions as this crate.
-pub use {
-    ::mongodb as mongodb_driver, ::redis as redis_driver, deadpool_postgres, rdkafka,
-    tokio_postgres,
-};
+pub use {::mongodb as mongodb_driver, ::redis as redis_driver, deadpool_postgres, rdkafka, tokio_postgres};

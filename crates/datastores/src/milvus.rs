@@ -4,9 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use milvus::v2::prelude::{
-    CheckHealthRequest, ClientV2, ConnectConfig, GetServerVersionRequest, TelemetryConfig,
-};
+use milvus::v2::prelude::{CheckHealthRequest, ClientV2, ConnectConfig, GetServerVersionRequest, TelemetryConfig};
 
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid, parse_port};
@@ -49,15 +47,9 @@ impl MilvusConfig {
         let tls = settings.boolean("MILVUS_TLS")?.unwrap_or(false);
         let uri = match settings.get("MILVUS_URI")? {
             Some(v) => {
-                let url = url::Url::parse(&v.text)
-                    .map_err(|e| invalid(&v, format!("not a valid URL ({e})")))?;
-                if !matches!(url.scheme(), "http" | "https" | "tcp" | "grpc")
-                    || url.host_str().is_none()
-                {
-                    return Err(invalid(
-                        &v,
-                        "expected http://host:port or https://host:port",
-                    ));
+                let url = url::Url::parse(&v.text).map_err(|e| invalid(&v, format!("not a valid URL ({e})")))?;
+                if !matches!(url.scheme(), "http" | "https" | "tcp" | "grpc") || url.host_str().is_none() {
+                    return Err(invalid(&v, "expected http://host:port or https://host:port"));
                 }
                 if url.password().is_some() {
                     return Err(invalid(
@@ -65,22 +57,11 @@ impl MilvusConfig {
                         "put credentials in MILVUS_USER / MILVUS_PASSWORD or MILVUS_TOKEN, not the URI",
                     ));
                 }
-                let scheme = if url.scheme() == "https" || tls {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!(
-                    "{scheme}://{}:{}",
-                    url.host_str().unwrap_or_default(),
-                    url.port().unwrap_or(19530)
-                )
+                let scheme = if url.scheme() == "https" || tls { "https" } else { "http" };
+                format!("{scheme}://{}:{}", url.host_str().unwrap_or_default(), url.port().unwrap_or(19530))
             }
             None => {
-                let host = settings
-                    .get("MILVUS_HOST")?
-                    .map(|v| v.text)
-                    .unwrap_or_else(|| "localhost".into());
+                let host = settings.get("MILVUS_HOST")?.map(|v| v.text).unwrap_or_else(|| "localhost".into());
                 let port = match settings.get("MILVUS_PORT")? {
                     Some(v) => parse_port(&v.text).map_err(|r| invalid(&v, r))?,
                     None => 19530,
@@ -91,21 +72,13 @@ impl MilvusConfig {
         let config = MilvusConfig {
             uri,
             username: settings.get("MILVUS_USER")?.map(|v| v.text),
-            password: settings
-                .get("MILVUS_PASSWORD")?
-                .map(|v| Secret::new(v.text)),
+            password: settings.get("MILVUS_PASSWORD")?.map(|v| Secret::new(v.text)),
             token: settings.get("MILVUS_TOKEN")?.map(|v| Secret::new(v.text)),
             database: settings.get("MILVUS_DB_NAME")?.map(|v| v.text),
-            ca_file: settings
-                .get("MILVUS_CA_CERT")?
-                .map(|v| PathBuf::from(v.text)),
+            ca_file: settings.get("MILVUS_CA_CERT")?.map(|v| PathBuf::from(v.text)),
             tls_server_name: settings.get("MILVUS_TLS_SERVER_NAME")?.map(|v| v.text),
-            connect_timeout: settings
-                .duration("MILVUS_CONNECT_TIMEOUT")?
-                .unwrap_or(Duration::from_secs(5)),
-            request_timeout: settings
-                .duration("MILVUS_TIMEOUT")?
-                .unwrap_or(Duration::from_secs(30)),
+            connect_timeout: settings.duration("MILVUS_CONNECT_TIMEOUT")?.unwrap_or(Duration::from_secs(5)),
+            request_timeout: settings.duration("MILVUS_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
         };
         if config.username.is_some() != config.password.is_some() {
             return Err(ConfigError::Incomplete {
@@ -117,10 +90,7 @@ impl MilvusConfig {
     }
 
     pub fn endpoint(&self) -> String {
-        self.uri
-            .split_once("://")
-            .map(|(_, rest)| rest.to_owned())
-            .unwrap_or_else(|| self.uri.clone())
+        self.uri.split_once("://").map(|(_, rest)| rest.to_owned()).unwrap_or_else(|| self.uri.clone())
     }
 
     /// The SDK's connection settings, with its telemetry off (Milvus 2.3 does not serve it).
@@ -163,13 +133,9 @@ impl MilvusConfig {
         let endpoint = self.endpoint();
         let client = self.connect().await?;
         with_timeout(Datastore::Milvus, &endpoint, self.request_timeout, async {
-            let failed = |e: milvus::v2::prelude::Error| {
-                ConnectError::failed(Datastore::Milvus, &endpoint, &e)
-            };
-            let health = client
-                .check_health(CheckHealthRequest::builder().build().map_err(failed)?)
-                .await
-                .map_err(failed)?;
+            let failed = |e: milvus::v2::prelude::Error| ConnectError::failed(Datastore::Milvus, &endpoint, &e);
+            let health =
+                client.check_health(CheckHealthRequest::builder().build().map_err(failed)?).await.map_err(failed)?;
             if !health.is_healthy() {
                 let reasons = health.reasons().join("; ");
                 return Err(ConnectError::message(
@@ -197,15 +163,11 @@ mod tests {
 
     #[test]
     fn host_and_port_or_uri() {
-        let c =
-            MilvusConfig::from_settings(&env(&[("MILVUS_HOST", "m"), ("MILVUS_PORT", "19531")]))
-                .unwrap();
+        let c = MilvusConfig::from_settings(&env(&[("MILVUS_HOST", "m"), ("MILVUS_PORT", "19531")])).unwrap();
         assert_eq!(c.uri, "http://m:19531");
         let c = MilvusConfig::from_settings(&env(&[("MILVUS_URI", "https://m.example")])).unwrap();
         assert_eq!(c.uri, "https://m.example:19530");
-        let err = MilvusConfig::from_settings(&env(&[("MILVUS_PORT", "nineteen")]))
-            .unwrap_err()
-            .to_string();
+        let err = MilvusConfig::from_settings(&env(&[("MILVUS_PORT", "nineteen")])).unwrap_err().to_string();
         assert!(err.contains("MILVUS_PORT"), "{err}");
     }
 

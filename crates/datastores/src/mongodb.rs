@@ -38,12 +38,10 @@ impl MongoConfig {
     /// credentials), `MONGODB_DATABASE`, `MONGODB_CONNECT_TIMEOUT` and
     /// `MONGODB_SERVER_SELECTION_TIMEOUT`.
     pub fn from_settings(settings: &Settings) -> Result<MongoConfig, ConfigError> {
-        let value = settings
-            .get("MONGODB_URI")?
-            .ok_or_else(|| ConfigError::Incomplete {
-                datastore: Datastore::MongoDb,
-                reason: "MONGODB_URI is not set".into(),
-            })?;
+        let value = settings.get("MONGODB_URI")?.ok_or_else(|| ConfigError::Incomplete {
+            datastore: Datastore::MongoDb,
+            reason: "MONGODB_URI is not set".into(),
+        })?;
         let (uri, username, password) = split_credentials(&value)?;
         // Validate now, so a malformed URI fails before anything connects.
         let parsed = ConnectionString::parse(&uri).map_err(|e| invalid(&value, e.to_string()))?;
@@ -74,9 +72,7 @@ impl MongoConfig {
         if config.password.is_some() && config.username.is_none() {
             return Err(ConfigError::Incomplete {
                 datastore: Datastore::MongoDb,
-                reason:
-                    "a password is set but no user name (MONGODB_USERNAME or user@ in MONGODB_URI)"
-                        .into(),
+                reason: "a password is set but no user name (MONGODB_USERNAME or user@ in MONGODB_URI)".into(),
             });
         }
         Ok(config)
@@ -84,24 +80,18 @@ impl MongoConfig {
 
     /// The hosts of the URI, for messages.
     pub fn endpoint(&self) -> String {
-        let rest = self
-            .uri
-            .split_once("://")
-            .map(|(_, r)| r)
-            .unwrap_or(&self.uri);
+        let rest = self.uri.split_once("://").map(|(_, r)| r).unwrap_or(&self.uri);
         rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
     }
 
     /// Builds a client; the driver connects lazily, so use [`MongoConfig::health`] to check.
     pub async fn client(&self) -> Result<mongodb::Client, ConnectError> {
         let endpoint = self.endpoint();
-        let failed =
-            |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
-        let mut options =
-            with_timeout(Datastore::MongoDb, &endpoint, self.connect_timeout, async {
-                ClientOptions::parse(&self.uri).await.map_err(failed)
-            })
-            .await?;
+        let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
+        let mut options = with_timeout(Datastore::MongoDb, &endpoint, self.connect_timeout, async {
+            ClientOptions::parse(&self.uri).await.map_err(failed)
+        })
+        .await?;
         options.app_name = Some(self.app_name.clone());
         options.connect_timeout = Some(self.connect_timeout);
         options.server_selection_timeout = Some(self.server_selection_timeout);
@@ -110,11 +100,7 @@ impl MongoConfig {
             credential.username = Some(user.clone());
             credential.password = self.password.as_ref().map(|p| p.expose().to_owned());
             options.credential = Some(credential);
-        } else if options
-            .credential
-            .as_ref()
-            .is_some_and(|c: &Credential| c.username.is_none())
-        {
+        } else if options.credential.as_ref().is_some_and(|c: &Credential| c.username.is_none()) {
             options.credential = None;
         }
         mongodb::Client::with_options(options).map_err(failed)
@@ -127,16 +113,9 @@ impl MongoConfig {
         let budget = self.server_selection_timeout + self.connect_timeout;
         with_timeout(Datastore::MongoDb, &endpoint, budget, async {
             let admin = client.database("admin");
-            let failed =
-                |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
-            admin
-                .run_command(doc! { "ping": 1 })
-                .await
-                .map_err(failed)?;
-            let info = admin
-                .run_command(doc! { "buildInfo": 1 })
-                .await
-                .map_err(failed)?;
+            let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
+            admin.run_command(doc! { "ping": 1 }).await.map_err(failed)?;
+            let info = admin.run_command(doc! { "buildInfo": 1 }).await.map_err(failed)?;
             let version = info.get_str("version").unwrap_or("unknown version");
             Ok(format!("MongoDB {version}"))
         })
@@ -146,21 +125,13 @@ impl MongoConfig {
 
 /// Splits `scheme://user:password@hosts/...` into the URI without credentials, the user name and
 /// the password. Works for host lists (`a:1,b:2`), which URL parsers reject.
-fn split_credentials(
-    value: &Value,
-) -> Result<(String, Option<String>, Option<Secret>), ConfigError> {
+fn split_credentials(value: &Value) -> Result<(String, Option<String>, Option<Secret>), ConfigError> {
     let text = value.text.trim();
     let Some((scheme, rest)) = text.split_once("://") else {
-        return Err(invalid(
-            value,
-            "not a MongoDB connection string (mongodb://host:port/...)",
-        ));
+        return Err(invalid(value, "not a MongoDB connection string (mongodb://host:port/...)"));
     };
     if scheme != "mongodb" && scheme != "mongodb+srv" {
-        return Err(invalid(
-            value,
-            format!("scheme {scheme:?} is not mongodb:// or mongodb+srv://"),
-        ));
+        return Err(invalid(value, format!("scheme {scheme:?} is not mongodb:// or mongodb+srv://")));
     }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
@@ -192,37 +163,22 @@ mod tests {
             "mongodb://ai_platform:p%40ss@m1:27017,m2:27017/ai_platform?replicaSet=rs0&authSource=ai_platform",
         )]))
         .unwrap();
-        assert_eq!(
-            config.uri,
-            "mongodb://m1:27017,m2:27017/ai_platform?replicaSet=rs0&authSource=ai_platform"
-        );
+        assert_eq!(config.uri, "mongodb://m1:27017,m2:27017/ai_platform?replicaSet=rs0&authSource=ai_platform");
         assert_eq!(config.username.as_deref(), Some("ai_platform"));
         assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
         assert_eq!(config.database.as_deref(), Some("ai_platform"));
         assert_eq!(config.endpoint(), "m1:27017,m2:27017");
         let shown = format!("{config:?} {config}");
-        assert!(
-            !shown.contains("p@ss") && !shown.contains("p%40ss"),
-            "{shown}"
-        );
+        assert!(!shown.contains("p@ss") && !shown.contains("p%40ss"), "{shown}");
     }
 
     #[test]
     fn bad_uris_name_the_variable_without_the_password() {
-        let err = MongoConfig::from_settings(&env(&[("MONGODB_URI", "mongo://u:pw123@h")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("MONGODB_URI") && !err.contains("pw123"),
-            "{err}"
-        );
-        let err = MongoConfig::from_settings(&env(&[("MONGODB_URI", "mongodb://u:pw123@h:port")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("MONGODB_URI") && !err.contains("pw123"),
-            "{err}"
-        );
+        let err = MongoConfig::from_settings(&env(&[("MONGODB_URI", "mongo://u:pw123@h")])).unwrap_err().to_string();
+        assert!(err.contains("MONGODB_URI") && !err.contains("pw123"), "{err}");
+        let err =
+            MongoConfig::from_settings(&env(&[("MONGODB_URI", "mongodb://u:pw123@h:port")])).unwrap_err().to_string();
+        assert!(err.contains("MONGODB_URI") && !err.contains("pw123"), "{err}");
     }
 
     #[test]

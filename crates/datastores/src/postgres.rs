@@ -8,9 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
-use crate::settings::{
-    Origin, Secret, Settings, Value, invalid, parse_duration, percent_decode, prefer,
-};
+use crate::settings::{Origin, Secret, Settings, Value, invalid, parse_duration, percent_decode, prefer};
 use crate::tls::{self, Verification};
 
 /// libpq's `sslmode`.
@@ -96,14 +94,7 @@ pub struct PostgresConfig {
 
 impl fmt::Display for PostgresConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}@{} db={} sslmode={}",
-            self.user,
-            self.endpoint(),
-            self.dbname,
-            self.sslmode.as_str()
-        )
+        write!(f, "{}@{} db={} sslmode={}", self.user, self.endpoint(), self.dbname, self.sslmode.as_str())
     }
 }
 
@@ -156,16 +147,10 @@ impl PostgresConfig {
         if let Some(v) = prefer(settings.get("POSTGRES_SSLROOTCERT")?, url.sslrootcert) {
             config.sslrootcert = Some(PathBuf::from(v.text));
         }
-        if let Some(v) = prefer(
-            settings.get("POSTGRES_APPLICATION_NAME")?,
-            url.application_name,
-        ) {
+        if let Some(v) = prefer(settings.get("POSTGRES_APPLICATION_NAME")?, url.application_name) {
             config.application_name = v.text;
         }
-        if let Some(v) = prefer(
-            settings.get("POSTGRES_CONNECT_TIMEOUT")?,
-            url.connect_timeout,
-        ) {
+        if let Some(v) = prefer(settings.get("POSTGRES_CONNECT_TIMEOUT")?, url.connect_timeout) {
             config.connect_timeout = parse_duration(&v.text).map_err(|r| invalid(&v, r))?;
         }
         if let Some(n) = settings.count("POSTGRES_POOL_MIN")? {
@@ -185,10 +170,7 @@ impl PostgresConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let incomplete = |reason: String| ConfigError::Incomplete {
-            datastore: Datastore::Postgres,
-            reason,
-        };
+        let incomplete = |reason: String| ConfigError::Incomplete { datastore: Datastore::Postgres, reason };
         if self.pool.max_size == 0 {
             return Err(incomplete("POSTGRES_POOL_MAX must be at least 1".into()));
         }
@@ -199,17 +181,12 @@ impl PostgresConfig {
             )));
         }
         if self.connect_timeout.is_zero() {
-            return Err(incomplete(
-                "POSTGRES_CONNECT_TIMEOUT must be more than zero".into(),
-            ));
+            return Err(incomplete("POSTGRES_CONNECT_TIMEOUT must be more than zero".into()));
         }
         if let Some(path) = &self.sslrootcert
             && !path.is_file()
         {
-            return Err(incomplete(format!(
-                "the sslrootcert file {} does not exist",
-                path.display()
-            )));
+            return Err(incomplete(format!("the sslrootcert file {} does not exist", path.display())));
         }
         Ok(())
     }
@@ -225,10 +202,7 @@ impl PostgresConfig {
 
     /// The same server, another database.
     pub fn with_dbname(&self, dbname: &str) -> PostgresConfig {
-        PostgresConfig {
-            dbname: dbname.to_owned(),
-            ..self.clone()
-        }
+        PostgresConfig { dbname: dbname.to_owned(), ..self.clone() }
     }
 
     /// A `tokio_postgres::Config` for this configuration.
@@ -244,9 +218,7 @@ impl PostgresConfig {
             .ssl_mode(match self.sslmode {
                 SslMode::Disable => tokio_postgres::config::SslMode::Disable,
                 SslMode::Allow | SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
-                    tokio_postgres::config::SslMode::Require
-                }
+                SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
             });
         if let Some(password) = &self.password {
             config.password(password.expose());
@@ -259,9 +231,7 @@ impl PostgresConfig {
         let verification = match self.sslmode {
             // As libpq: `require` with a root certificate verifies the chain.
             SslMode::Require if self.sslrootcert.is_some() => Verification::Chain,
-            SslMode::Disable | SslMode::Allow | SslMode::Prefer | SslMode::Require => {
-                Verification::None
-            }
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer | SslMode::Require => Verification::None,
             SslMode::VerifyCa => Verification::Chain,
             SslMode::VerifyFull => Verification::Full,
         };
@@ -277,23 +247,16 @@ impl PostgresConfig {
         let config = self.client_config();
         // connect_timeout bounds each TCP attempt; the outer timeout bounds the whole handshake,
         // including a server that accepts the socket and never answers.
-        with_timeout(
-            Datastore::Postgres,
-            &endpoint,
-            self.connect_timeout,
-            async {
-                let (client, connection) = config
-                    .connect(tls)
-                    .await
-                    .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "PostgreSQL connection closed");
-                    }
-                });
-                Ok(client)
-            },
-        )
+        with_timeout(Datastore::Postgres, &endpoint, self.connect_timeout, async {
+            let (client, connection) =
+                config.connect(tls).await.map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%error, "PostgreSQL connection closed");
+                }
+            });
+            Ok(client)
+        })
         .await
     }
 
@@ -306,9 +269,7 @@ impl PostgresConfig {
         let manager = Manager::from_config(
             self.client_config(),
             self.tls()?,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
         let pool = Pool::builder(manager)
             .max_size(self.pool.max_size)
@@ -361,10 +322,7 @@ fn evict_idle(pool: &Pool, min: usize, idle: Duration) {
         }
     });
     if !result.removed.is_empty() {
-        tracing::debug!(
-            closed = result.removed.len(),
-            "closed idle PostgreSQL connections"
-        );
+        tracing::debug!(closed = result.removed.len(), "closed idle PostgreSQL connections");
     }
 }
 
@@ -398,32 +356,17 @@ impl UrlParts {
     fn parse(value: &Value) -> Result<UrlParts, ConfigError> {
         let text = value.text.strip_prefix("jdbc:").unwrap_or(&value.text);
         // Never quote the URL in an error: it may hold a password.
-        let url =
-            url::Url::parse(text).map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
+        let url = url::Url::parse(text).map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
         if url.scheme() != "postgres" && url.scheme() != "postgresql" {
-            return Err(invalid(
-                value,
-                format!(
-                    "scheme {:?} is not postgres:// or postgresql://",
-                    url.scheme()
-                ),
-            ));
+            return Err(invalid(value, format!("scheme {:?} is not postgres:// or postgresql://", url.scheme())));
         }
         let part = |text: String| {
-            Some(Value {
-                text,
-                origin: Origin::new(format!("{} (URL)", value.origin)),
-                rank: value.rank,
-            })
+            Some(Value { text, origin: Origin::new(format!("{} (URL)", value.origin)), rank: value.rank })
         };
         let decode = |s: &str| percent_decode(s).map_err(|r| invalid(value, r));
         let mut parts = UrlParts::default();
         if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
-            parts.host = part(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-            );
+            parts.host = part(host.trim_start_matches('[').trim_end_matches(']').to_owned());
         }
         if let Some(port) = url.port() {
             parts.port = part(port.to_string());
@@ -480,19 +423,13 @@ mod tests {
         let config = PostgresConfig::from_settings(&env(&[("POSTGRES_HOST", "db")])).unwrap();
         assert_eq!((config.pool.min_size, config.pool.max_size), (5, 50));
         assert_eq!(config.pool.idle_timeout, Duration::from_secs(300));
-        assert_eq!(
-            (config.port, config.dbname.as_str(), config.sslmode),
-            (5432, "postgres", SslMode::Prefer)
-        );
+        assert_eq!((config.port, config.dbname.as_str(), config.sslmode), (5432, "postgres", SslMode::Prefer));
     }
 
     #[test]
     fn url_parts_and_variables() {
         let settings = env(&[
-            (
-                "DATABASE_URL",
-                "postgres://app:p%40ss@db.internal:6543/recommend?sslmode=require&application_name=x",
-            ),
+            ("DATABASE_URL", "postgres://app:p%40ss@db.internal:6543/recommend?sslmode=require&application_name=x"),
             ("POSTGRES_DB", "other"),
         ]);
         let config = PostgresConfig::from_settings(&settings).unwrap();
@@ -500,10 +437,7 @@ mod tests {
         assert_eq!(config.port, 6543);
         assert_eq!(config.user, "app");
         assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
-        assert_eq!(
-            config.dbname, "other",
-            "a variable beats the URL of the same layer"
-        );
+        assert_eq!(config.dbname, "other", "a variable beats the URL of the same layer");
         assert_eq!(config.sslmode, SslMode::Require);
         assert_eq!(config.application_name, "x");
     }
@@ -512,81 +446,40 @@ mod tests {
     fn url_from_a_flag_beats_variables_from_the_environment() {
         let flags = BTreeMap::from([("DATABASE_URL".to_owned(), "--database-url".to_owned())]);
         let settings = Settings::new()
-            .layer(
-                Source::Flags(flags),
-                [("DATABASE_URL", "postgresql://u@flaghost/flagdb")],
-            )
-            .layer(
-                Source::Environment,
-                [("POSTGRES_HOST", "envhost"), ("POSTGRES_PORT", "7000")],
-            );
+            .layer(Source::Flags(flags), [("DATABASE_URL", "postgresql://u@flaghost/flagdb")])
+            .layer(Source::Environment, [("POSTGRES_HOST", "envhost"), ("POSTGRES_PORT", "7000")]);
         let config = PostgresConfig::from_settings(&settings).unwrap();
-        assert_eq!(
-            (config.host.as_str(), config.dbname.as_str()),
-            ("flaghost", "flagdb")
-        );
-        assert_eq!(
-            config.port, 7000,
-            "parts the URL leaves out still come from the environment"
-        );
+        assert_eq!((config.host.as_str(), config.dbname.as_str()), ("flaghost", "flagdb"));
+        assert_eq!(config.port, 7000, "parts the URL leaves out still come from the environment");
     }
 
     #[test]
     fn jdbc_urls_are_accepted() {
-        let settings = env(&[(
-            "DATABASE_URL",
-            "jdbc:postgresql://h:5433/db?user=u&password=pw",
-        )]);
+        let settings = env(&[("DATABASE_URL", "jdbc:postgresql://h:5433/db?user=u&password=pw")]);
         let config = PostgresConfig::from_settings(&settings).unwrap();
-        assert_eq!(
-            (config.host.as_str(), config.port, config.user.as_str()),
-            ("h", 5433, "u")
-        );
+        assert_eq!((config.host.as_str(), config.port, config.user.as_str()), ("h", 5433, "u"));
         assert_eq!(config.password.unwrap().expose(), "pw");
     }
 
     #[test]
     fn bad_values_name_their_variable_and_hide_the_url() {
-        let err = PostgresConfig::from_settings(&env(&[
-            ("POSTGRES_HOST", "h"),
-            ("POSTGRES_SSLMODE", "sometimes"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("POSTGRES_SSLMODE") && err.contains("sometimes"),
-            "{err}"
-        );
-
-        let err = PostgresConfig::from_settings(&env(&[(
-            "DATABASE_URL",
-            "postgres://u:secretpw@h:notaport/db",
-        )]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("DATABASE_URL") && !err.contains("secretpw"),
-            "{err}"
-        );
-
-        let err = PostgresConfig::from_settings(&env(&[("DATABASE_URL", "mysql://h/db")]))
+        let err = PostgresConfig::from_settings(&env(&[("POSTGRES_HOST", "h"), ("POSTGRES_SSLMODE", "sometimes")]))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("DATABASE_URL") && err.contains("mysql"),
-            "{err}"
-        );
+        assert!(err.contains("POSTGRES_SSLMODE") && err.contains("sometimes"), "{err}");
 
-        let err = PostgresConfig::from_settings(&env(&[
-            ("POSTGRES_HOST", "h"),
-            ("POSTGRES_POOL_MIN", "60"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("POSTGRES_POOL_MIN") && err.contains("POSTGRES_POOL_MAX"),
-            "{err}"
-        );
+        let err = PostgresConfig::from_settings(&env(&[("DATABASE_URL", "postgres://u:secretpw@h:notaport/db")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL") && !err.contains("secretpw"), "{err}");
+
+        let err = PostgresConfig::from_settings(&env(&[("DATABASE_URL", "mysql://h/db")])).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL") && err.contains("mysql"), "{err}");
+
+        let err = PostgresConfig::from_settings(&env(&[("POSTGRES_HOST", "h"), ("POSTGRES_POOL_MIN", "60")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("POSTGRES_POOL_MIN") && err.contains("POSTGRES_POOL_MAX"), "{err}");
     }
 
     #[test]

@@ -4,9 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo,
-};
+use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, Value, invalid, parse_list, parse_port, percent_decode};
@@ -62,11 +60,7 @@ pub struct RedisConfig {
 
 impl fmt::Display for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
         write!(f, "{scheme}://{}/{}", self.endpoint(), self.db)
     }
 }
@@ -78,10 +72,7 @@ impl RedisConfig {
     /// (`host:port,...`) and `REDIS_SENTINEL_MASTER`; Cluster with `REDIS_CLUSTER_NODES`.
     pub fn from_settings(settings: &Settings) -> Result<RedisConfig, ConfigError> {
         let mut config = RedisConfig {
-            topology: Topology::Standalone(Node {
-                host: "localhost".into(),
-                port: 6379,
-            }),
+            topology: Topology::Standalone(Node { host: "localhost".into(), port: 6379 }),
             db: 0,
             username: None,
             password: None,
@@ -96,28 +87,18 @@ impl RedisConfig {
         let cluster = settings.get("REDIS_CLUSTER_NODES")?;
         match (sentinels, cluster) {
             (Some(s), Some(c)) => {
-                return Err(ConfigError::Conflict {
-                    first: s.origin.to_string(),
-                    second: c.origin.to_string(),
-                });
+                return Err(ConfigError::Conflict { first: s.origin.to_string(), second: c.origin.to_string() });
             }
             (Some(s), None) => {
-                let master = settings.get("REDIS_SENTINEL_MASTER")?.map(|v| v.text).ok_or_else(|| {
-                    ConfigError::Incomplete {
+                let master =
+                    settings.get("REDIS_SENTINEL_MASTER")?.map(|v| v.text).ok_or_else(|| ConfigError::Incomplete {
                         datastore: Datastore::Redis,
-                        reason: "REDIS_SENTINEL_NODES is set but REDIS_SENTINEL_MASTER (the master's name) is not".into(),
-                    }
-                })?;
-                config.topology = Topology::Sentinel {
-                    master,
-                    sentinels: parse_nodes(&s, 26379)?,
-                };
+                        reason: "REDIS_SENTINEL_NODES is set but REDIS_SENTINEL_MASTER (the master's name) is not"
+                            .into(),
+                    })?;
+                config.topology = Topology::Sentinel { master, sentinels: parse_nodes(&s, 26379)? };
             }
-            (None, Some(c)) => {
-                config.topology = Topology::Cluster {
-                    nodes: parse_nodes(&c, 6379)?,
-                }
-            }
+            (None, Some(c)) => config.topology = Topology::Cluster { nodes: parse_nodes(&c, 6379)? },
             (None, None) => {}
         }
         if let Some(v) = settings.get("REDIS_USERNAME")? {
@@ -127,25 +108,14 @@ impl RedisConfig {
             config.password = Some(Secret::new(v.text));
         }
         if let Some(v) = settings.get("REDIS_DB")? {
-            config.db = v
-                .text
-                .trim()
-                .parse()
-                .map_err(|_| invalid(&v, format!("{:?} is not a database number", v.text)))?;
+            config.db =
+                v.text.trim().parse().map_err(|_| invalid(&v, format!("{:?} is not a database number", v.text)))?;
         }
         if let Some(tls) = settings.boolean("REDIS_TLS")? {
-            config.tls = tls.then(|| {
-                config.tls.clone().unwrap_or(RedisTls {
-                    insecure: false,
-                    ca_file: None,
-                })
-            });
+            config.tls = tls.then(|| config.tls.clone().unwrap_or(RedisTls { insecure: false, ca_file: None }));
         }
         if let Some(v) = settings.get("REDIS_CA_CERT")? {
-            let tls = config.tls.get_or_insert(RedisTls {
-                insecure: false,
-                ca_file: None,
-            });
+            let tls = config.tls.get_or_insert(RedisTls { insecure: false, ca_file: None });
             tls.ca_file = Some(PathBuf::from(v.text));
         }
         if let Some(d) = settings.duration("REDIS_CONNECT_TIMEOUT")? {
@@ -157,10 +127,7 @@ impl RedisConfig {
         if matches!(config.topology, Topology::Cluster { .. }) && config.db != 0 {
             return Err(ConfigError::Incomplete {
                 datastore: Datastore::Redis,
-                reason: format!(
-                    "Redis Cluster has only database 0, but database {} is configured",
-                    config.db
-                ),
+                reason: format!("Redis Cluster has only database 0, but database {} is configured", config.db),
             });
         }
         Ok(config)
@@ -168,52 +135,30 @@ impl RedisConfig {
 
     fn apply_url(&mut self, value: &Value) -> Result<(), ConfigError> {
         // Never quote the URL in an error: it may hold a password.
-        let url = url::Url::parse(&value.text)
-            .map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
+        let url = url::Url::parse(&value.text).map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
         let tls = match url.scheme() {
             "redis" => false,
             "rediss" => true,
             other => {
-                return Err(invalid(
-                    value,
-                    format!("scheme {other:?} is not redis:// or rediss://"),
-                ));
+                return Err(invalid(value, format!("scheme {other:?} is not redis:// or rediss://")));
             }
         };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .unwrap_or("localhost");
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        self.topology = Topology::Standalone(Node {
-            host,
-            port: url.port().unwrap_or(6379),
-        });
+        let host = url.host_str().filter(|h| !h.is_empty()).unwrap_or("localhost");
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        self.topology = Topology::Standalone(Node { host, port: url.port().unwrap_or(6379) });
         let path = url.path().trim_start_matches('/');
         if !path.is_empty() {
-            self.db = path.parse().map_err(|_| {
-                invalid(
-                    value,
-                    format!("database {path:?} in the URL is not a number"),
-                )
-            })?;
+            self.db =
+                path.parse().map_err(|_| invalid(value, format!("database {path:?} in the URL is not a number")))?;
         }
         if !url.username().is_empty() {
             self.username = Some(percent_decode(url.username()).map_err(|r| invalid(value, r))?);
         }
         if let Some(password) = url.password() {
-            self.password = Some(Secret::new(
-                percent_decode(password).map_err(|r| invalid(value, r))?,
-            ));
+            self.password = Some(Secret::new(percent_decode(password).map_err(|r| invalid(value, r))?));
         }
         if tls {
-            self.tls = Some(RedisTls {
-                insecure: url.fragment() == Some("insecure"),
-                ca_file: None,
-            });
+            self.tls = Some(RedisTls { insecure: url.fragment() == Some("insecure"), ca_file: None });
         }
         Ok(())
     }
@@ -250,9 +195,8 @@ impl RedisConfig {
                 tls_params: None,
             },
         };
-        let info = addr
-            .into_connection_info()
-            .map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), &e))?;
+        let info =
+            addr.into_connection_info().map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), &e))?;
         Ok(info.set_redis_settings(self.redis_info()))
     }
 
@@ -267,10 +211,7 @@ impl RedisConfig {
                 format!("cannot read CA file {}: {e}", ca_file.display()),
             )
         })?;
-        Ok(Some(redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        }))
+        Ok(Some(redis::TlsCertificates { client_tls: None, root_cert: Some(pem) }))
     }
 
     fn async_config(&self) -> AsyncConnectionConfig {
@@ -313,10 +254,7 @@ impl RedisConfig {
                     Ok(RedisConnection::Single(connection))
                 }
                 Topology::Sentinel { master, sentinels } => {
-                    let nodes = sentinels
-                        .iter()
-                        .map(|n| self.connection_info(n))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let nodes = sentinels.iter().map(|n| self.connection_info(n)).collect::<Result<Vec<_>, _>>()?;
                     let mut node_info = redis::sentinel::SentinelNodeConnectionInfo::default()
                         .set_redis_connection_info(self.redis_info());
                     if let Some(tls) = &self.tls {
@@ -337,10 +275,7 @@ impl RedisConfig {
                     Ok(RedisConnection::Single(connection))
                 }
                 Topology::Cluster { nodes } => {
-                    let infos = nodes
-                        .iter()
-                        .map(|n| self.connection_info(n))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let infos = nodes.iter().map(|n| self.connection_info(n)).collect::<Result<Vec<_>, _>>()?;
                     let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
                         .connection_timeout(self.connect_timeout)
                         .response_timeout(self.response_timeout);
@@ -366,17 +301,16 @@ impl RedisConfig {
     pub async fn health(&self) -> Result<String, ConnectError> {
         let endpoint = self.endpoint();
         let mut connection = self.connect().await?;
-        let info: String =
-            with_timeout(Datastore::Redis, &endpoint, self.response_timeout, async {
-                let mut command = redis::cmd("INFO");
-                command.arg("server");
-                let reply = match &mut connection {
-                    RedisConnection::Single(c) => command.query_async(c).await,
-                    RedisConnection::Cluster(c) => command.query_async(c).await,
-                };
-                reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, &e))
-            })
-            .await?;
+        let info: String = with_timeout(Datastore::Redis, &endpoint, self.response_timeout, async {
+            let mut command = redis::cmd("INFO");
+            command.arg("server");
+            let reply = match &mut connection {
+                RedisConnection::Single(c) => command.query_async(c).await,
+                RedisConnection::Cluster(c) => command.query_async(c).await,
+            };
+            reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, &e))
+        })
+        .await?;
         let version = info
             .lines()
             .find_map(|line| line.strip_prefix("redis_version:"))
@@ -398,19 +332,12 @@ fn parse_nodes(value: &Value, default_port: u16) -> Result<Vec<Node>, ConfigErro
         .into_iter()
         .map(|item| {
             let (host, port) = match item.rsplit_once(':') {
-                Some((host, port)) if !host.ends_with(':') => (
-                    host.to_owned(),
-                    parse_port(port).map_err(|r| invalid(value, r))?,
-                ),
+                Some((host, port)) if !host.ends_with(':') => {
+                    (host.to_owned(), parse_port(port).map_err(|r| invalid(value, r))?)
+                }
                 _ => (item.clone(), default_port),
             };
-            Ok(Node {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-                port,
-            })
+            Ok(Node { host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port })
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
     if nodes.is_empty() {
@@ -420,11 +347,7 @@ fn parse_nodes(value: &Value, default_port: u16) -> Result<Vec<Node>, ConfigErro
 }
 
 fn join(nodes: &[Node]) -> String {
-    nodes
-        .iter()
-        .map(Node::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    nodes.iter().map(Node::to_string).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -438,38 +361,20 @@ mod tests {
 
     #[test]
     fn url_with_password_and_db() {
-        let config = RedisConfig::from_settings(&env(&[(
-            "REDIS_URL",
-            "rediss://:s%3Dcret@cache:6380/2#insecure",
-        )]))
-        .unwrap();
-        assert_eq!(
-            config.topology,
-            Topology::Standalone(Node {
-                host: "cache".into(),
-                port: 6380
-            })
-        );
+        let config =
+            RedisConfig::from_settings(&env(&[("REDIS_URL", "rediss://:s%3Dcret@cache:6380/2#insecure")])).unwrap();
+        assert_eq!(config.topology, Topology::Standalone(Node { host: "cache".into(), port: 6380 }));
         assert_eq!(config.db, 2);
         assert_eq!(config.password.as_ref().unwrap().expose(), "s=cret");
-        assert_eq!(
-            config.tls,
-            Some(RedisTls {
-                insecure: true,
-                ca_file: None
-            })
-        );
+        assert_eq!(config.tls, Some(RedisTls { insecure: true, ca_file: None }));
         let shown = format!("{config:?} {config}");
         assert!(!shown.contains("cret"), "{shown}");
     }
 
     #[test]
     fn password_variable_overrides_url() {
-        let config = RedisConfig::from_settings(&env(&[
-            ("REDIS_URL", "redis://:a@h/0"),
-            ("REDIS_PASSWORD", "b"),
-        ]))
-        .unwrap();
+        let config =
+            RedisConfig::from_settings(&env(&[("REDIS_URL", "redis://:a@h/0"), ("REDIS_PASSWORD", "b")])).unwrap();
         assert_eq!(config.password.unwrap().expose(), "b");
     }
 
@@ -484,40 +389,20 @@ mod tests {
             config.topology,
             Topology::Sentinel {
                 master: "mymaster".into(),
-                sentinels: vec![
-                    Node {
-                        host: "s1".into(),
-                        port: 26379
-                    },
-                    Node {
-                        host: "s2".into(),
-                        port: 26379
-                    }
-                ]
+                sentinels: vec![Node { host: "s1".into(), port: 26379 }, Node { host: "s2".into(), port: 26379 }]
             }
         );
-        let err = RedisConfig::from_settings(&env(&[("REDIS_SENTINEL_NODES", "s1")]))
-            .unwrap_err()
-            .to_string();
+        let err = RedisConfig::from_settings(&env(&[("REDIS_SENTINEL_NODES", "s1")])).unwrap_err().to_string();
         assert!(err.contains("REDIS_SENTINEL_MASTER"), "{err}");
-        let err = RedisConfig::from_settings(&env(&[("REDIS_CLUSTER_NODES", "a:1,b:x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("REDIS_CLUSTER_NODES") && err.contains("\"x\""),
-            "{err}"
-        );
+        let err = RedisConfig::from_settings(&env(&[("REDIS_CLUSTER_NODES", "a:1,b:x")])).unwrap_err().to_string();
+        assert!(err.contains("REDIS_CLUSTER_NODES") && err.contains("\"x\""), "{err}");
     }
 
     #[test]
     fn malformed_url_names_the_variable() {
-        let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "http://h")]))
-            .unwrap_err()
-            .to_string();
+        let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "http://h")])).unwrap_err().to_string();
         assert!(err.contains("environment variable REDIS_URL"), "{err}");
-        let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "redis://h/zero")]))
-            .unwrap_err()
-            .to_string();
+        let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "redis://h/zero")])).unwrap_err().to_string();
         assert!(err.contains("REDIS_URL") && err.contains("zero"), "{err}");
     }
 }

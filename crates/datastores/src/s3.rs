@@ -18,11 +18,7 @@ pub const TRIGGERS: &[&str] = &["S3_BUCKET"];
 #[derive(Clone, Debug)]
 pub enum S3Credentials {
     /// Keys given in the configuration.
-    Static {
-        access_key_id: String,
-        secret_access_key: Secret,
-        session_token: Option<Secret>,
-    },
+    Static { access_key_id: String, secret_access_key: Secret, session_token: Option<Secret> },
     /// The AWS SDK's default chain: environment, shared profile, web identity (EKS IRSA),
     /// container and instance metadata. This chain reads the process environment itself.
     DefaultChain,
@@ -68,76 +64,52 @@ impl S3Config {
     /// `S3_SSE` (`AES256` or `aws:kms`), `S3_SSE_KMS_KEY_ID`, `S3_TIMEOUT`, `S3_MAX_ATTEMPTS`.
     /// Without keys, credentials come from the AWS default chain.
     pub fn from_settings(settings: &Settings) -> Result<S3Config, ConfigError> {
-        let incomplete = |reason: &str| ConfigError::Incomplete {
-            datastore: Datastore::S3,
-            reason: reason.into(),
-        };
-        let bucket = settings
-            .get("S3_BUCKET")?
-            .ok_or_else(|| incomplete("S3_BUCKET is not set"))?;
+        let incomplete = |reason: &str| ConfigError::Incomplete { datastore: Datastore::S3, reason: reason.into() };
+        let bucket = settings.get("S3_BUCKET")?.ok_or_else(|| incomplete("S3_BUCKET is not set"))?;
         if !valid_bucket_name(&bucket.text) {
             return Err(invalid(
                 &bucket,
-                format!(
-                    "{:?} is not a valid bucket name (3-63 of a-z, 0-9, '.', '-')",
-                    bucket.text
-                ),
+                format!("{:?} is not a valid bucket name (3-63 of a-z, 0-9, '.', '-')", bucket.text),
             ));
         }
-        let mut prefix = settings
-            .get("S3_PREFIX")?
-            .map(|v| v.text)
-            .unwrap_or_default();
+        let mut prefix = settings.get("S3_PREFIX")?.map(|v| v.text).unwrap_or_default();
         prefix = prefix.trim_start_matches('/').to_owned();
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        let endpoint =
-            match settings.get_any(&["S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])? {
-                None => None,
-                Some(v) => {
-                    let url = url::Url::parse(&v.text)
-                        .map_err(|e| invalid(&v, format!("not a valid URL ({e})")))?;
-                    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                        return Err(invalid(&v, "expected http(s)://host[:port]"));
-                    }
-                    Some(v.text.trim_end_matches('/').to_owned())
+        let endpoint = match settings.get_any(&["S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])? {
+            None => None,
+            Some(v) => {
+                let url = url::Url::parse(&v.text).map_err(|e| invalid(&v, format!("not a valid URL ({e})")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(invalid(&v, "expected http(s)://host[:port]"));
                 }
-            };
+                Some(v.text.trim_end_matches('/').to_owned())
+            }
+        };
         let access_key = settings.get("AWS_ACCESS_KEY_ID")?;
         let secret_key = settings.get("AWS_SECRET_ACCESS_KEY")?;
         let credentials = match (access_key, secret_key) {
             (Some(id), Some(secret)) => S3Credentials::Static {
                 access_key_id: id.text,
                 secret_access_key: Secret::new(secret.text),
-                session_token: settings
-                    .get("AWS_SESSION_TOKEN")?
-                    .map(|v| Secret::new(v.text)),
+                session_token: settings.get("AWS_SESSION_TOKEN")?.map(|v| Secret::new(v.text)),
             },
             (None, None) => S3Credentials::DefaultChain,
             (Some(_), None) => {
-                return Err(incomplete(
-                    "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
-                ));
+                return Err(incomplete("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"));
             }
             (None, Some(_)) => {
-                return Err(incomplete(
-                    "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not",
-                ));
+                return Err(incomplete("AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not"));
             }
         };
         let sse = match settings.get("S3_SSE")? {
             None => None,
             Some(v) => match v.text.trim() {
                 "AES256" => Some(Sse::Aes256),
-                "aws:kms" => Some(Sse::Kms {
-                    key_id: settings.get("S3_SSE_KMS_KEY_ID")?.map(|k| k.text),
-                }),
+                "aws:kms" => Some(Sse::Kms { key_id: settings.get("S3_SSE_KMS_KEY_ID")?.map(|k| k.text) }),
                 other => {
-                    return Err(invalid(
-                        &v,
-                        format!("unknown encryption {other:?}; use AES256 or aws:kms"),
-                    ));
+                    return Err(invalid(&v, format!("unknown encryption {other:?}; use AES256 or aws:kms")));
                 }
             },
         };
@@ -152,15 +124,11 @@ impl S3Config {
                 .get_any(&["AWS_REGION", "AWS_DEFAULT_REGION"])?
                 .map(|v| v.text)
                 .unwrap_or_else(|| "us-east-1".into()),
-            force_path_style: settings
-                .boolean("S3_FORCE_PATH_STYLE")?
-                .unwrap_or(endpoint.is_some()),
+            force_path_style: settings.boolean("S3_FORCE_PATH_STYLE")?.unwrap_or(endpoint.is_some()),
             endpoint,
             credentials,
             sse,
-            timeout: settings
-                .duration("S3_TIMEOUT")?
-                .unwrap_or(Duration::from_secs(30)),
+            timeout: settings.duration("S3_TIMEOUT")?.unwrap_or(Duration::from_secs(30)),
             max_attempts: max_attempts as u32,
         })
     }
@@ -197,11 +165,7 @@ impl S3Config {
                     .build(),
             );
         match &self.credentials {
-            S3Credentials::Static {
-                access_key_id,
-                secret_access_key,
-                session_token,
-            } => {
+            S3Credentials::Static { access_key_id, secret_access_key, session_token } => {
                 builder = builder.credentials_provider(Credentials::new(
                     access_key_id,
                     secret_access_key.expose(),
@@ -233,11 +197,7 @@ impl S3Config {
         let client = self.client().await;
         with_timeout(Datastore::S3, &endpoint, self.timeout, async {
             let failed = |what: &str, e: &(dyn std::error::Error + 'static)| {
-                ConnectError::message(
-                    Datastore::S3,
-                    &endpoint,
-                    format!("{what}: {}", crate::error::chain(e)),
-                )
+                ConnectError::message(Datastore::S3, &endpoint, format!("{what}: {}", crate::error::chain(e)))
             };
             client
                 .head_bucket()
@@ -245,25 +205,16 @@ impl S3Config {
                 .send()
                 .await
                 .map_err(|e| failed(&format!("bucket {} is not reachable", self.bucket), &e))?;
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
             let key = self.key(&format!(".dbkit-health/{}-{nanos}", std::process::id()));
-            let mut put = client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .body(ByteStream::from_static(b"ok"));
+            let mut put = client.put_object().bucket(&self.bucket).key(&key).body(ByteStream::from_static(b"ok"));
             if let Some(sse) = self.server_side_encryption() {
                 put = put.server_side_encryption(sse);
             }
             if let Some(Sse::Kms { key_id: Some(id) }) = &self.sse {
                 put = put.ssekms_key_id(id);
             }
-            put.send()
-                .await
-                .map_err(|e| failed(&format!("cannot write {key}"), &e))?;
+            put.send().await.map_err(|e| failed(&format!("cannot write {key}"), &e))?;
             client
                 .delete_object()
                 .bucket(&self.bucket)
@@ -280,9 +231,7 @@ impl S3Config {
 /// The S3 bucket naming rules that matter for a typo: length, characters, ends.
 pub fn valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..")
@@ -317,21 +266,12 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        let err = S3Config::from_settings(&env(&[("S3_BUCKET", "My_Bucket")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("S3_BUCKET") && err.contains("My_Bucket"),
-            "{err}"
-        );
+        let err = S3Config::from_settings(&env(&[("S3_BUCKET", "My_Bucket")])).unwrap_err().to_string();
+        assert!(err.contains("S3_BUCKET") && err.contains("My_Bucket"), "{err}");
         let err =
-            S3Config::from_settings(&env(&[("S3_BUCKET", "b-1"), ("AWS_ACCESS_KEY_ID", "x")]))
-                .unwrap_err()
-                .to_string();
+            S3Config::from_settings(&env(&[("S3_BUCKET", "b-1"), ("AWS_ACCESS_KEY_ID", "x")])).unwrap_err().to_string();
         assert!(err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
-        let err = S3Config::from_settings(&env(&[("S3_BUCKET", "b-1"), ("S3_SSE", "rot13")]))
-            .unwrap_err()
-            .to_string();
+        let err = S3Config::from_settings(&env(&[("S3_BUCKET", "b-1"), ("S3_SSE", "rot13")])).unwrap_err().to_string();
         assert!(err.contains("S3_SSE"), "{err}");
     }
 }

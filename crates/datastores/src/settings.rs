@@ -88,10 +88,7 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+        let vars = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         self.layers.push(Layer { source, vars });
         self
     }
@@ -99,9 +96,7 @@ impl Settings {
     /// Whether any layer sets `name` or `name_FILE` to a non-empty value.
     pub fn is_set(&self, name: &str) -> bool {
         let file = format!("{name}_FILE");
-        self.layers
-            .iter()
-            .any(|l| non_empty(&l.vars, name).is_some() || non_empty(&l.vars, &file).is_some())
+        self.layers.iter().any(|l| non_empty(&l.vars, name).is_some() || non_empty(&l.vars, &file).is_some())
     }
 
     /// The value of `name`, from the highest layer that sets it or `name_FILE`.
@@ -126,23 +121,14 @@ impl Settings {
                 }
                 (None, Some(path)) => {
                     let variable = describe(&layer.source, &file_var);
-                    let text = std::fs::read_to_string(path).map_err(|source| {
-                        ConfigError::SecretFile {
-                            variable: variable.clone(),
-                            path: PathBuf::from(path),
-                            source,
-                        }
+                    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        variable: variable.clone(),
+                        path: PathBuf::from(path),
+                        source,
                     })?;
-                    let text = text
-                        .strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&text);
+                    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
                     let origin = Origin(format!("file {path} ({variable})"));
-                    return Ok(Some(Value {
-                        text: text.to_owned(),
-                        origin,
-                        rank,
-                    }));
+                    return Ok(Some(Value { text: text.to_owned(), origin, rank }));
                 }
                 (None, None) => {}
             }
@@ -168,9 +154,7 @@ impl Settings {
     ) -> Result<Option<T>, ConfigError> {
         match self.get(name)? {
             None => Ok(None),
-            Some(value) => parse(&value.text)
-                .map(Some)
-                .map_err(|reason| invalid(&value, reason)),
+            Some(value) => parse(&value.text).map(Some).map_err(|reason| invalid(&value, reason)),
         }
     }
 
@@ -188,9 +172,7 @@ impl Settings {
 
     pub fn count(&self, name: &str) -> Result<Option<usize>, ConfigError> {
         self.get_parsed(name, |text| {
-            text.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("{text:?} is not a whole number"))
+            text.trim().parse::<usize>().map_err(|_| format!("{text:?} is not a whole number"))
         })
     }
 }
@@ -212,10 +194,7 @@ fn describe(source: &Source, name: &str) -> String {
 
 /// An error for a value that did not parse, naming where it came from.
 pub fn invalid(value: &Value, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        origin: value.origin.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { origin: value.origin.to_string(), reason: reason.into() }
 }
 
 pub fn parse_port(text: &str) -> Result<u16, String> {
@@ -229,34 +208,26 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!(
-            "{text:?} is not a boolean (true/false, yes/no, 1/0)"
-        )),
+        _ => Err(format!("{text:?} is not a boolean (true/false, yes/no, 1/0)")),
     }
 }
 
 /// Parses `300`, `300s`, `250ms`, `5m`, `1h` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 300s, 250ms, 5m)"))?;
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 300s, 250ms, 5m)"))?;
     let seconds = match unit.trim() {
         "" | "s" => number,
         "ms" => number / 1000.0,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
         other => {
-            return Err(format!(
-                "{text:?}: unknown unit {other:?} (use ms, s, m or h)"
-            ));
+            return Err(format!("{text:?}: unknown unit {other:?} (use ms, s, m or h)"));
         }
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 365.0 * 86400.0 {
+    if !seconds.is_finite() || !(0.0..=365.0 * 86400.0).contains(&seconds) {
         return Err(format!("{text:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))
@@ -279,13 +250,8 @@ pub fn percent_decode(text: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = text
-                .get(i + 1..i + 3)
-                .ok_or("a '%' in the URL is not followed by two hex digits")?;
-            out.push(
-                u8::from_str_radix(hex, 16)
-                    .map_err(|_| "a '%' in the URL is not followed by two hex digits")?,
-            );
+            let hex = text.get(i + 1..i + 3).ok_or("a '%' in the URL is not followed by two hex digits")?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "a '%' in the URL is not followed by two hex digits")?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -297,11 +263,7 @@ pub fn percent_decode(text: &str) -> Result<String, String> {
 
 /// Splits a comma-separated list, dropping empty items.
 pub fn parse_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 /// A secret string: its `Debug` and `Display` print `[redacted]`. Call [`Secret::expose`] only
@@ -370,37 +332,22 @@ mod tests {
 
     #[test]
     fn both_plain_and_file_in_one_layer_is_an_error() {
-        let settings = env(&[
-            ("REDIS_PASSWORD", "a"),
-            ("REDIS_PASSWORD_FILE", "/nonexistent"),
-        ]);
+        let settings = env(&[("REDIS_PASSWORD", "a"), ("REDIS_PASSWORD_FILE", "/nonexistent")]);
         let err = settings.get("REDIS_PASSWORD").unwrap_err().to_string();
-        assert!(
-            err.contains("REDIS_PASSWORD") && err.contains("REDIS_PASSWORD_FILE"),
-            "{err}"
-        );
+        assert!(err.contains("REDIS_PASSWORD") && err.contains("REDIS_PASSWORD_FILE"), "{err}");
     }
 
     #[test]
     fn missing_secret_file_names_variable_and_path() {
         let settings = env(&[("MONGODB_PASSWORD_FILE", "/nonexistent/secret")]);
         let err = settings.get("MONGODB_PASSWORD").unwrap_err().to_string();
-        assert!(
-            err.contains("MONGODB_PASSWORD_FILE") && err.contains("/nonexistent/secret"),
-            "{err}"
-        );
+        assert!(err.contains("MONGODB_PASSWORD_FILE") && err.contains("/nonexistent/secret"), "{err}");
     }
 
     #[test]
     fn invalid_port_names_its_origin() {
-        let err = env(&[("POSTGRES_PORT", "54x")])
-            .port("POSTGRES_PORT")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("environment variable POSTGRES_PORT") && err.contains("54x"),
-            "{err}"
-        );
+        let err = env(&[("POSTGRES_PORT", "54x")]).port("POSTGRES_PORT").unwrap_err().to_string();
+        assert!(err.contains("environment variable POSTGRES_PORT") && err.contains("54x"), "{err}");
         assert!(env(&[("P", "0")]).port("P").is_err());
         assert_eq!(env(&[("P", "65535")]).port("P").unwrap(), Some(65535));
     }
@@ -420,11 +367,7 @@ mod tests {
     fn secret_is_redacted() {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
-        let value = Value {
-            text: "hunter2".into(),
-            origin: Origin::new("x"),
-            rank: 0,
-        };
+        let value = Value { text: "hunter2".into(), origin: Origin::new("x"), rank: 0 };
         assert!(!format!("{value:?}").contains("hunter2"));
     }
 }

@@ -33,8 +33,7 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
             let mut reader = pem.as_slice();
             let certs: Vec<_> = rustls_pemfile::certs(&mut reader)
                 .collect::<Result<_, _>>()
@@ -43,9 +42,7 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
                 return Err(format!("CA file {} holds no certificate", path.display()));
             }
             for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("CA file {}: {e}", path.display()))?;
             }
         }
     }
@@ -53,33 +50,21 @@ pub fn root_store(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
 }
 
 /// A client configuration for `verification`, trusting `ca_file` (or the Mozilla roots).
-pub fn client_config(
-    verification: Verification,
-    ca_file: Option<&Path>,
-) -> Result<ClientConfig, String> {
+pub fn client_config(verification: Verification, ca_file: Option<&Path>) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let config = match verification {
-        Verification::Full => builder
-            .with_root_certificates(root_store(ca_file)?)
-            .with_no_client_auth(),
+        Verification::Full => builder.with_root_certificates(root_store(ca_file)?).with_no_client_auth(),
         Verification::Chain => {
-            let inner = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(root_store(ca_file)?),
-                provider(),
-            )
-            .build()
-            .map_err(|e| e.to_string())?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
-                .with_no_client_auth()
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(ca_file)?), provider())
+                .build()
+                .map_err(|e| e.to_string())?;
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(inner))).with_no_client_auth()
         }
-        Verification::None => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
-            .with_no_client_auth(),
+        Verification::None => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAny(provider()))).with_no_client_auth()
+        }
     };
     Ok(config)
 }
@@ -97,14 +82,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
@@ -154,12 +136,7 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -168,12 +145,7 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -34,44 +34,25 @@ impl fmt::Display for WeaviateConfig {
 impl WeaviateConfig {
     /// Reads `WEAVIATE_URL`, `WEAVIATE_API_KEY`, `WEAVIATE_CA_CERT` and `WEAVIATE_TIMEOUT`.
     pub fn from_settings(settings: &Settings) -> Result<WeaviateConfig, ConfigError> {
-        let value = settings
-            .get("WEAVIATE_URL")?
-            .ok_or_else(|| ConfigError::Incomplete {
-                datastore: Datastore::Weaviate,
-                reason: "WEAVIATE_URL is not set".into(),
-            })?;
-        let mut url = url::Url::parse(&value.text)
-            .map_err(|e| invalid(&value, format!("not a valid URL ({e})")))?;
+        let value = settings.get("WEAVIATE_URL")?.ok_or_else(|| ConfigError::Incomplete {
+            datastore: Datastore::Weaviate,
+            reason: "WEAVIATE_URL is not set".into(),
+        })?;
+        let mut url = url::Url::parse(&value.text).map_err(|e| invalid(&value, format!("not a valid URL ({e})")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(
-                &value,
-                "expected http://host:port or https://host:port",
-            ));
+            return Err(invalid(&value, "expected http://host:port or https://host:port"));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(invalid(
-                &value,
-                "put the API key in WEAVIATE_API_KEY, not the URL",
-            ));
+            return Err(invalid(&value, "put the API key in WEAVIATE_API_KEY, not the URL"));
         }
         // Accept a URL that already ends in /v1.
-        let path = url
-            .path()
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_owned();
+        let path = url.path().trim_end_matches('/').trim_end_matches("/v1").to_owned();
         url.set_path(&format!("{path}/"));
         Ok(WeaviateConfig {
             url,
-            api_key: settings
-                .get("WEAVIATE_API_KEY")?
-                .map(|v| Secret::new(v.text)),
-            ca_file: settings
-                .get("WEAVIATE_CA_CERT")?
-                .map(|v| PathBuf::from(v.text)),
-            timeout: settings
-                .duration("WEAVIATE_TIMEOUT")?
-                .unwrap_or(Duration::from_secs(10)),
+            api_key: settings.get("WEAVIATE_API_KEY")?.map(|v| Secret::new(v.text)),
+            ca_file: settings.get("WEAVIATE_CA_CERT")?.map(|v| PathBuf::from(v.text)),
+            timeout: settings.duration("WEAVIATE_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
         })
     }
 
@@ -93,10 +74,7 @@ impl WeaviateConfig {
             .user_agent(concat!("dbkit/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectError::failed(Datastore::Weaviate, &self.endpoint(), &e))?;
-        Ok(WeaviateClient {
-            http,
-            config: self.clone(),
-        })
+        Ok(WeaviateClient { http, config: self.clone() })
     }
 
     /// Checks liveness and readiness, then reads the version from `/v1/meta`.
@@ -130,22 +108,10 @@ pub struct WeaviateClient {
 }
 
 impl WeaviateClient {
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> Result<reqwest::RequestBuilder, ConnectError> {
-        let url = self
-            .config
-            .url
-            .join(&format!("v1/{}", path.trim_start_matches('/')))
-            .map_err(|e| {
-                ConnectError::message(
-                    Datastore::Weaviate,
-                    &self.config.endpoint(),
-                    format!("bad path {path}: {e}"),
-                )
-            })?;
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ConnectError> {
+        let url = self.config.url.join(&format!("v1/{}", path.trim_start_matches('/'))).map_err(|e| {
+            ConnectError::message(Datastore::Weaviate, &self.config.endpoint(), format!("bad path {path}: {e}"))
+        })?;
         let mut builder = self.http.request(method, url);
         if let Some(key) = &self.config.api_key {
             builder = builder.bearer_auth(key.expose());
@@ -165,10 +131,7 @@ impl WeaviateClient {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -189,38 +152,24 @@ impl WeaviateClient {
 
     /// `GET /v1/.well-known/live`: the process is up.
     pub async fn live(&self) -> Result<(), ConnectError> {
-        self.send(reqwest::Method::GET, ".well-known/live", None)
-            .await
-            .map(drop)
+        self.send(reqwest::Method::GET, ".well-known/live", None).await.map(drop)
     }
 
     /// `GET /v1/.well-known/ready`: the node is ready to serve (503 while starting).
     pub async fn ready(&self) -> Result<(), ConnectError> {
-        self.send(reqwest::Method::GET, ".well-known/ready", None)
-            .await
-            .map(drop)
+        self.send(reqwest::Method::GET, ".well-known/ready", None).await.map(drop)
     }
 
     pub async fn meta(&self) -> Result<Meta, ConnectError> {
         self.get_json("meta").await
     }
 
-    pub async fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<T, ConnectError> {
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ConnectError> {
         let endpoint = self.config.endpoint();
         let response = self.send(reqwest::Method::GET, path, None).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            ConnectError::message(
-                Datastore::Weaviate,
-                &endpoint,
-                format!("GET /v1/{path}: unexpected answer: {e}"),
-            )
+            ConnectError::message(Datastore::Weaviate, &endpoint, format!("GET /v1/{path}: unexpected answer: {e}"))
         })
     }
 }
@@ -236,14 +185,7 @@ fn error_messages(body: &str) -> Option<String> {
         message: String,
     }
     let parsed: ErrorResponse = serde_json::from_str(body).ok()?;
-    Some(
-        parsed
-            .error
-            .into_iter()
-            .map(|i| i.message)
-            .collect::<Vec<_>>()
-            .join("; "),
-    )
+    Some(parsed.error.into_iter().map(|i| i.message).collect::<Vec<_>>().join("; "))
 }
 
 #[cfg(test)]
@@ -265,18 +207,13 @@ mod tests {
         assert_eq!(c.url.as_str(), "http://w:8080/");
         assert_eq!(c.endpoint(), "w:8080");
         assert!(!format!("{c:?} {c}").contains("key-123"));
-        let err = WeaviateConfig::from_settings(&env(&[("WEAVIATE_URL", "w:8080")]))
-            .unwrap_err()
-            .to_string();
+        let err = WeaviateConfig::from_settings(&env(&[("WEAVIATE_URL", "w:8080")])).unwrap_err().to_string();
         assert!(err.contains("WEAVIATE_URL"), "{err}");
     }
 
     #[test]
     fn error_bodies() {
-        assert_eq!(
-            error_messages(r#"{"error":[{"message":"a"},{"message":"b"}]}"#).as_deref(),
-            Some("a; b")
-        );
+        assert_eq!(error_messages(r#"{"error":[{"message":"a"},{"message":"b"}]}"#).as_deref(), Some("a; b"));
         assert_eq!(error_messages("plain"), None);
     }
 }

@@ -45,10 +45,7 @@ pub fn require(datastore: Datastore) -> Settings {
     let settings = settings();
     let triggers = datastores::triggers(datastore);
     if !triggers.iter().any(|name| settings.is_set(name)) {
-        panic!(
-            "{datastore} is not configured for the tests: none of {} is set.\n{HOW_TO_START}",
-            triggers.join(", ")
-        );
+        panic!("{datastore} is not configured for the tests: none of {} is set.\n{HOW_TO_START}", triggers.join(", "));
     }
     settings
 }
@@ -57,9 +54,7 @@ pub fn require(datastore: Datastore) -> Settings {
 pub fn expect_up<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
     match result {
         Ok(value) => value,
-        Err(e) => panic!(
-            "{e}\nIs the local stack running? `cargo xtask stack status` tells.\n{HOW_TO_START}"
-        ),
+        Err(e) => panic!("{e}\nIs the local stack running? `cargo xtask stack status` tells.\n{HOW_TO_START}"),
     }
 }
 
@@ -68,15 +63,8 @@ pub fn expect_up<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}_{}_{n}_{:05x}",
-        std::process::id(),
-        nanos & 0xfffff
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{prefix}_{}_{n}_{:05x}", std::process::id(), nanos & 0xfffff)
 }
 
 pub fn postgres_config() -> PostgresConfig {
@@ -87,10 +75,7 @@ pub fn postgres_config() -> PostgresConfig {
 /// when dropped inside an async test.
 fn block_on_cleanup<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
     let handle = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(cleanup);
     });
     let _ = handle.join();
@@ -110,16 +95,9 @@ impl TestDatabase {
         let admin = postgres_config();
         let name = unique_name("test");
         let client = expect_up(admin.connect().await);
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
+        client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
         let config = admin.with_dbname(&name);
-        TestDatabase {
-            name,
-            config,
-            admin,
-        }
+        TestDatabase { name, config, admin }
     }
 
     pub async fn connect(&self) -> datastores::tokio_postgres::Client {
@@ -133,9 +111,8 @@ impl Drop for TestDatabase {
         block_on_cleanup(async move {
             match admin.connect().await {
                 Ok(client) => {
-                    if let Err(e) = client
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await
+                    if let Err(e) =
+                        client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await
                     {
                         eprintln!("warning: cannot drop test database {name}: {e}");
                     }
@@ -219,12 +196,7 @@ impl Drop for TestS3Prefix {
                 let Ok(page) = page else { return };
                 for object in page.contents() {
                     if let Some(key) = object.key() {
-                        let _ = client
-                            .delete_object()
-                            .bucket(&config.bucket)
-                            .key(key)
-                            .send()
-                            .await;
+                        let _ = client.delete_object().bucket(&config.bucket).key(key).send().await;
                     }
                 }
                 match page.next_continuation_token() {
@@ -256,11 +228,7 @@ impl SilentServer {
                 keep.lock().unwrap().push(stream);
             }
         });
-        SilentServer {
-            port,
-            _listener: listener,
-            _accepted: accepted,
-        }
+        SilentServer { port, _listener: listener, _accepted: accepted }
     }
 }
 

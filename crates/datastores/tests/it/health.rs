@@ -13,15 +13,8 @@ async fn every_stack_datastore_is_healthy_with_a_version() {
             assert!(report.error.is_none() && report.latency.is_none());
             continue;
         }
-        assert_eq!(
-            report.status,
-            Status::Healthy,
-            "{report:?}\nIs the stack up? `cargo xtask stack status`"
-        );
-        assert!(
-            report.version.as_ref().is_some_and(|v| !v.is_empty()),
-            "{report:?}"
-        );
+        assert_eq!(report.status, Status::Healthy, "{report:?}\nIs the stack up? `cargo xtask stack status`");
+        assert!(report.version.as_ref().is_some_and(|v| !v.is_empty()), "{report:?}");
     }
 }
 
@@ -29,12 +22,7 @@ async fn every_stack_datastore_is_healthy_with_a_version() {
 async fn configuration_errors_are_all_reported_together() {
     let settings = Settings::new().layer(
         Source::Environment,
-        [
-            ("POSTGRES_HOST", "h"),
-            ("POSTGRES_PORT", "54x"),
-            ("REDIS_URL", "http://r"),
-            ("S3_BUCKET", "Bad_Bucket"),
-        ],
+        [("POSTGRES_HOST", "h"), ("POSTGRES_PORT", "54x"), ("REDIS_URL", "http://r"), ("S3_BUCKET", "Bad_Bucket")],
     );
     let err = DatastoresConfig::from_settings(&settings).unwrap_err();
     assert_eq!(err.0.len(), 3, "{err}");
@@ -48,9 +36,5 @@ async fn configuration_errors_are_all_reported_together() {
 async fn unconfigured_datastores_cause_no_traffic() {
     let config = DatastoresConfig::from_settings(&Settings::new()).unwrap();
     let reports = datastores::check(&config, &Datastore::ALL, Duration::from_millis(10)).await;
-    assert!(
-        reports
-            .iter()
-            .all(|r| r.status == Status::NotConfigured && r.endpoint.is_none())
-    );
+    assert!(reports.iter().all(|r| r.status == Status::NotConfigured && r.endpoint.is_none()));
 }

@@ -1,6 +1,6 @@
 //! Integration tests against the real servers of the local stack (`cargo xtask test`).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod health;
 mod kafka;

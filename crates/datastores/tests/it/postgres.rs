@@ -13,28 +13,16 @@ async fn health_reports_the_server_version() {
 async fn connects_to_its_own_database_with_pgvector() {
     let db = TestDatabase::create().await;
     let client = db.connect().await;
-    client
-        .batch_execute("CREATE EXTENSION vector; CREATE TABLE t (v vector(3))")
-        .await
-        .unwrap();
-    client
-        .execute("INSERT INTO t VALUES ('[1,2,3]')", &[])
-        .await
-        .unwrap();
-    let row = client
-        .query_one("SELECT current_database(), count(*) FROM t", &[])
-        .await
-        .unwrap();
+    client.batch_execute("CREATE EXTENSION vector; CREATE TABLE t (v vector(3))").await.unwrap();
+    client.execute("INSERT INTO t VALUES ('[1,2,3]')", &[]).await.unwrap();
+    let row = client.query_one("SELECT current_database(), count(*) FROM t", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), db.name);
     assert_eq!(row.get::<_, i64>(1), 1);
 }
 
 async fn backends(admin: &tokio_postgres::Client, application_name: &str) -> i64 {
     admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-            &[&application_name],
-        )
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", &[&application_name])
         .await
         .unwrap()
         .get(0)
@@ -54,9 +42,7 @@ async fn pool_opens_the_minimum_and_closes_idle_connections_down_to_it() {
     assert_eq!(pool.status().size, 2);
     assert_eq!(backends(&admin, &config.application_name).await, 2);
 
-    let held: Vec<_> = futures::future::try_join_all((0..6).map(|_| pool.get()))
-        .await
-        .unwrap();
+    let held: Vec<_> = futures::future::try_join_all((0..6).map(|_| pool.get())).await.unwrap();
     assert_eq!(pool.status().size, 6);
     drop(held);
 
@@ -65,11 +51,7 @@ async fn pool_opens_the_minimum_and_closes_idle_connections_down_to_it() {
     while pool.status().size > 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        pool.status().size,
-        2,
-        "idle connections above the minimum are closed"
-    );
+    assert_eq!(pool.status().size, 2, "idle connections above the minimum are closed");
     let deadline = Instant::now() + Duration::from_secs(20);
     while backends(&admin, &config.application_name).await > 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -116,10 +98,7 @@ async fn silent_host_times_out_within_the_connect_timeout() {
     config.port = server.port;
     config.connect_timeout = Duration::from_millis(500);
     let err = config.health().await.unwrap_err().to_string();
-    assert!(
-        err.contains("no answer within 500ms") || err.contains("timed out"),
-        "{err}"
-    );
+    assert!(err.contains("no answer within 500ms") || err.contains("timed out"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{}", server.port)), "{err}");
 }
 
@@ -128,8 +107,5 @@ async fn sslmode_require_fails_against_a_server_without_tls() {
     let mut config = postgres_config();
     config.sslmode = datastores::SslMode::Require;
     let err = config.health().await.unwrap_err().to_string();
-    assert!(
-        err.to_lowercase().contains("tls") || err.contains("SSL"),
-        "{err}"
-    );
+    assert!(err.to_lowercase().contains("tls") || err.contains("SSL"), "{err}");
 }

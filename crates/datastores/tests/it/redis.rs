@@ -14,10 +14,7 @@ async fn health_reports_the_server_version() {
 #[tokio::test]
 async fn commands_run_with_the_configured_password() {
     let config = config();
-    assert!(
-        config.password.is_some(),
-        "the stack's Redis requires a password"
-    );
+    assert!(config.password.is_some(), "the stack's Redis requires a password");
     let RedisConnection::Single(mut connection) = expect_up(config.connect().await) else {
         panic!("standalone expected")
     };
@@ -30,17 +27,9 @@ async fn commands_run_with_the_configured_password() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    let value: String = datastores::redis_driver::cmd("GET")
-        .arg(&key)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let value: String = datastores::redis_driver::cmd("GET").arg(&key).query_async(&mut connection).await.unwrap();
     assert_eq!(value, "v");
-    let _: i64 = datastores::redis_driver::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let _: i64 = datastores::redis_driver::cmd("DEL").arg(&key).query_async(&mut connection).await.unwrap();
 }
 
 #[tokio::test]
@@ -56,10 +45,7 @@ async fn wrong_password_is_refused_without_echoing_it() {
 async fn closed_port_names_the_host() {
     let mut config = config();
     let port = closed_port();
-    config.topology = datastores::RedisTopology::Standalone(datastores::RedisNode {
-        host: "127.0.0.1".into(),
-        port,
-    });
+    config.topology = datastores::RedisTopology::Standalone(datastores::RedisNode { host: "127.0.0.1".into(), port });
     let err = config.health().await.unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }

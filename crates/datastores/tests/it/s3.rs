@@ -7,27 +7,15 @@ async fn health_writes_and_deletes_a_probe_under_the_prefix() {
     let status = expect_up(prefix.config.health().await);
     assert_eq!(status, format!("bucket {} writable", prefix.config.bucket));
     let client = prefix.config.client().await;
-    let listed = client
-        .list_objects_v2()
-        .bucket(&prefix.config.bucket)
-        .prefix(&prefix.config.prefix)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        listed.key_count(),
-        Some(0),
-        "the probe object is deleted again"
-    );
+    let listed =
+        client.list_objects_v2().bucket(&prefix.config.bucket).prefix(&prefix.config.prefix).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "the probe object is deleted again");
 }
 
 #[tokio::test]
 async fn wrong_secret_key_is_refused_without_echoing_it() {
     let mut config = TestS3Prefix::new().config.clone();
-    let S3Credentials::Static {
-        secret_access_key, ..
-    } = &mut config.credentials
-    else {
+    let S3Credentials::Static { secret_access_key, .. } = &mut config.credentials else {
         panic!("static keys expected")
     };
     *secret_access_key = Secret::new("not-the-s3-secret");
@@ -43,8 +31,5 @@ async fn missing_bucket_is_named() {
     config.bucket = "no-such-bucket-here".into();
     config.max_attempts = 1;
     let err = config.health().await.unwrap_err().to_string();
-    assert!(
-        err.contains("bucket no-such-bucket-here is not reachable"),
-        "{err}"
-    );
+    assert!(err.contains("bucket no-such-bucket-here is not reachable"), "{err}");
 }

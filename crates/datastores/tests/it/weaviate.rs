@@ -9,10 +9,8 @@ const VERSIONS: [&str; 2] = ["1.22.13", "1.39.0"];
 
 fn config(url: &str, key: &str) -> WeaviateConfig {
     testkit::init();
-    let settings = Settings::new().layer(
-        Source::Other("test".into()),
-        [("WEAVIATE_URL", url), ("WEAVIATE_API_KEY", key)],
-    );
+    let settings =
+        Settings::new().layer(Source::Other("test".into()), [("WEAVIATE_URL", url), ("WEAVIATE_API_KEY", key)]);
     WeaviateConfig::from_settings(&settings).unwrap()
 }
 
@@ -33,27 +31,14 @@ async fn server(version: &str) -> FakeServer {
 async fn health_follows_the_documents_of_both_versions() {
     for version in VERSIONS {
         let server = server(version).await;
-        let health = config(&server.url, "changeThisToYourApiKey")
-            .health()
-            .await
-            .unwrap();
+        let health = config(&server.url, "changeThisToYourApiKey").health().await.unwrap();
         assert_eq!(health, format!("Weaviate {version}"));
-        assert_eq!(
-            server.violations(),
-            Vec::<String>::new(),
-            "against the {version} document"
-        );
+        assert_eq!(server.violations(), Vec::<String>::new(), "against the {version} document");
         let received = server.received();
         let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["/v1/.well-known/live", "/v1/.well-known/ready", "/v1/meta"]
-        );
+        assert_eq!(paths, ["/v1/.well-known/live", "/v1/.well-known/ready", "/v1/meta"]);
         for request in &received {
-            assert_eq!(
-                request.headers.get("authorization").map(String::as_str),
-                Some("Bearer changeThisToYourApiKey")
-            );
+            assert_eq!(request.headers.get("authorization").map(String::as_str), Some("Bearer changeThisToYourApiKey"));
         }
     }
 }
@@ -63,11 +48,7 @@ async fn a_node_that_is_not_ready_is_unhealthy() {
     for version in VERSIONS {
         let server = server(version).await;
         server.route("GET", "/v1/.well-known/ready", 503, None);
-        let err = config(&server.url, "k")
-            .health()
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = config(&server.url, "k").health().await.unwrap_err().to_string();
         assert!(err.contains("503"), "{err}");
         assert_eq!(server.violations(), Vec::<String>::new());
     }
@@ -78,15 +59,8 @@ async fn a_rejected_key_is_reported_without_the_key() {
     for version in VERSIONS {
         let server = server(version).await;
         server.route("GET", "/v1/meta", 401, None);
-        let err = config(&server.url, "wrong-key-123")
-            .health()
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("401") && err.contains("WEAVIATE_API_KEY"),
-            "{err}"
-        );
+        let err = config(&server.url, "wrong-key-123").health().await.unwrap_err().to_string();
+        assert!(err.contains("401") && err.contains("WEAVIATE_API_KEY"), "{err}");
         assert!(!err.contains("wrong-key-123"), "{err}");
         assert_eq!(server.violations(), Vec::<String>::new());
     }
@@ -96,17 +70,8 @@ async fn a_rejected_key_is_reported_without_the_key() {
 async fn server_error_messages_are_passed_on() {
     for version in VERSIONS {
         let server = server(version).await;
-        server.route(
-            "GET",
-            "/v1/meta",
-            500,
-            Some(json!({"error": [{"message": "disk full"}]})),
-        );
-        let err = config(&server.url, "k")
-            .health()
-            .await
-            .unwrap_err()
-            .to_string();
+        server.route("GET", "/v1/meta", 500, Some(json!({"error": [{"message": "disk full"}]})));
+        let err = config(&server.url, "k").health().await.unwrap_err().to_string();
         assert!(err.contains("disk full"), "{err}");
         assert_eq!(server.violations(), Vec::<String>::new());
     }
@@ -124,9 +89,7 @@ async fn real_weaviate_when_configured() {
         let meta = config.client().unwrap().meta().await.unwrap();
         assert!(!meta.version.is_empty());
     } else {
-        eprintln!(
-            "note: WEAVIATE_URL is not set; the real-Weaviate check did not run (the OpenAPI checks did)"
-        );
+        eprintln!("note: WEAVIATE_URL is not set; the real-Weaviate check did not run (the OpenAPI checks did)");
         let config = DatastoresConfig::from_settings(&settings).unwrap();
         assert!(!config.is_configured(Datastore::Weaviate));
     }
