@@ -88,6 +88,8 @@ pub struct PostgresConfig {
     /// CA certificates to trust instead of the Mozilla roots.
     pub sslrootcert: Option<PathBuf>,
     pub application_name: String,
+    /// libpq's `options`: run-time settings sent at connection start, e.g. `-c search_path=app`.
+    pub options: Option<String>,
     pub connect_timeout: Duration,
     pub pool: PoolConfig,
 }
@@ -113,6 +115,7 @@ impl PostgresConfig {
             sslmode: SslMode::Prefer,
             sslrootcert: None,
             application_name: "dbkit".into(),
+            options: None,
             connect_timeout: Duration::from_secs(10),
             pool: PoolConfig::default(),
         }
@@ -149,6 +152,9 @@ impl PostgresConfig {
         }
         if let Some(v) = prefer(settings.get("POSTGRES_APPLICATION_NAME")?, url.application_name) {
             config.application_name = v.text;
+        }
+        if let Some(v) = prefer(settings.get("POSTGRES_OPTIONS")?, url.options) {
+            config.options = Some(v.text);
         }
         if let Some(v) = prefer(settings.get("POSTGRES_CONNECT_TIMEOUT")?, url.connect_timeout) {
             config.connect_timeout = parse_duration(&v.text).map_err(|r| invalid(&v, r))?;
@@ -222,6 +228,9 @@ impl PostgresConfig {
             });
         if let Some(password) = &self.password {
             config.password(password.expose());
+        }
+        if let Some(options) = &self.options {
+            config.options(options);
         }
         config
     }
@@ -348,6 +357,7 @@ struct UrlParts {
     sslrootcert: Option<Value>,
     application_name: Option<Value>,
     connect_timeout: Option<Value>,
+    options: Option<Value>,
 }
 
 impl UrlParts {
@@ -382,27 +392,44 @@ impl UrlParts {
             parts.password = part(decode(password)?);
         }
         for (key, val) in url.query_pairs() {
+            let val = val.into_owned();
             let slot = match key.as_ref() {
                 "user" => &mut parts.user,
                 "password" => &mut parts.password,
                 "sslmode" => &mut parts.sslmode,
                 "sslrootcert" => &mut parts.sslrootcert,
                 "application_name" | "ApplicationName" => &mut parts.application_name,
-                "connect_timeout" | "connectTimeout" => &mut parts.connect_timeout,
+                "connect_timeout" | "connectTimeout" | "loginTimeout" => &mut parts.connect_timeout,
                 "host" => &mut parts.host,
                 "port" => &mut parts.port,
                 "dbname" => &mut parts.dbname,
+                "options" => &mut parts.options,
+                // pgjdbc spellings, so a Flyway or JDBC URL works unchanged.
+                "currentSchema" => {
+                    parts.options = part(format!("-c search_path={val}"));
+                    continue;
+                }
+                "ssl" => {
+                    // pgjdbc: ssl=true verifies the certificate and host name.
+                    if crate::settings::parse_bool(&val).map_err(|r| invalid(value, r))? && parts.sslmode.is_none() {
+                        parts.sslmode = part("verify-full".into());
+                    }
+                    continue;
+                }
+                // pgjdbc tuning knobs without a meaning here.
+                "tcpKeepAlive" | "socketTimeout" | "prepareThreshold" | "reWriteBatchedInserts" => continue,
                 other => {
                     return Err(invalid(
                         value,
                         format!(
                             "unknown URL parameter {other:?}; known: user, password, host, port, dbname, sslmode, \
-                             sslrootcert, application_name, connect_timeout"
+                             sslrootcert, application_name, connect_timeout, options (and pgjdbc's currentSchema, ssl, \
+                             loginTimeout)"
                         ),
                     ));
                 }
             };
-            *slot = part(val.into_owned());
+            *slot = part(val);
         }
         Ok(parts)
     }
@@ -451,6 +478,15 @@ mod tests {
         let config = PostgresConfig::from_settings(&settings).unwrap();
         assert_eq!((config.host.as_str(), config.dbname.as_str()), ("flaghost", "flagdb"));
         assert_eq!(config.port, 7000, "parts the URL leaves out still come from the environment");
+    }
+
+    #[test]
+    fn jdbc_parameters() {
+        let settings = env(&[("DATABASE_URL", "jdbc:postgresql://h/db?currentSchema=app&ssl=true&loginTimeout=3")]);
+        let config = PostgresConfig::from_settings(&settings).unwrap();
+        assert_eq!(config.options.as_deref(), Some("-c search_path=app"));
+        assert_eq!(config.sslmode, SslMode::VerifyFull);
+        assert_eq!(config.connect_timeout, Duration::from_secs(3));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub enum Source {
     Flags(BTreeMap<String, String>),
     /// The process environment.
     Environment,
+    /// Values under canonical names, each with its own description, such as
+    /// `flyway.url in migrations/flyway.conf` or `environment variable FLYWAY_URL`.
+    Described(BTreeMap<String, String>),
     /// Anything else, described by the caller (a config file, a test).
     Other(String),
 }
@@ -147,6 +150,23 @@ impl Settings {
         Ok(None)
     }
 
+    /// Every variable whose name starts with `prefix`, from the highest layer that sets it, as
+    /// `(name without the prefix, value)` in name order.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, Value)> {
+        let mut found: BTreeMap<String, Value> = BTreeMap::new();
+        for (rank, layer) in self.layers.iter().enumerate() {
+            for (name, text) in &layer.vars {
+                let Some(rest) = name.strip_prefix(prefix) else { continue };
+                if text.is_empty() || rest.is_empty() || found.contains_key(rest) {
+                    continue;
+                }
+                let origin = Origin(describe(&layer.source, name));
+                found.insert(rest.to_owned(), Value { text: text.clone(), origin, rank });
+            }
+        }
+        found.into_iter().collect()
+    }
+
     pub fn get_parsed<T>(
         &self,
         name: &str,
@@ -188,6 +208,10 @@ fn describe(source: &Source, name: &str) -> String {
             None => format!("flag for {name}"),
         },
         Source::Environment => format!("environment variable {name}"),
+        Source::Described(descriptions) => match descriptions.get(name) {
+            Some(description) => description.clone(),
+            None => name.to_owned(),
+        },
         Source::Other(what) => format!("{name} ({what})"),
     }
 }

@@ -71,6 +71,19 @@ pub fn postgres_config() -> PostgresConfig {
     expect_up(PostgresConfig::from_settings(&require(Datastore::Postgres)))
 }
 
+/// Debian's PostgreSQL 15 on the build machines (`PG15_DATABASE_URL`), a second server version.
+pub fn postgres15_config() -> PostgresConfig {
+    let settings = settings();
+    let Some(url) = settings.get("PG15_DATABASE_URL").ok().flatten() else {
+        panic!(
+            "PG15_DATABASE_URL is not set: the tests that run on a second PostgreSQL version need it.\n\
+             On a machine with Debian's postgresql-15: pg_ctlcluster 15 main start; then\n{HOW_TO_START}"
+        );
+    };
+    let layer = Settings::new().layer(Source::Other("PG15_DATABASE_URL".into()), [("DATABASE_URL", url.text)]);
+    expect_up(PostgresConfig::from_settings(&layer))
+}
+
 /// Runs `cleanup` to completion on a runtime of its own, so guards can clean up in `Drop`, even
 /// when dropped inside an async test.
 fn block_on_cleanup<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
@@ -91,8 +104,13 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A database on the stack's PostgreSQL 18.
     pub async fn create() -> TestDatabase {
-        let admin = postgres_config();
+        TestDatabase::create_on(postgres_config()).await
+    }
+
+    /// A database on the server `admin` connects to.
+    pub async fn create_on(admin: PostgresConfig) -> TestDatabase {
         let name = unique_name("test");
         let client = expect_up(admin.connect().await);
         client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();

@@ -193,6 +193,9 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
         ("MONGODB_URI", format!("mongodb://{MONGODB_USER}@127.0.0.1:{MONGODB_PORT}/?authSource=admin")),
         ("MONGODB_PASSWORD_FILE", secret("mongodb-password")),
         ("MONGODB_DATABASE", "dbkit".to_owned()),
+        // Debian's PostgreSQL 15, which machines of this kind run on 5432 with trust auth: a second
+        // server version for the migration tests. The stack does not own it.
+        ("PG15_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
         ("S3_BUCKET", S3_BUCKET.to_owned()),
         ("S3_ENDPOINT", format!("http://127.0.0.1:{S3_PORT}")),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -210,7 +213,28 @@ pub fn env_script(layout: &Layout) -> String {
     out
 }
 
+/// Starts the machine's Debian PostgreSQL 15 when it is installed but stopped. Not fatal: tests
+/// that need it say how to provide it.
+fn ensure_postgres15() {
+    let ready =
+        || Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
+    if ready() {
+        return;
+    }
+    if process::is_root() && which("pg_ctlcluster") {
+        let _ = Command::new("pg_ctlcluster").args(["--skip-systemctl-redirect", "15", "main", "start"]).status();
+    }
+    if !ready() {
+        eprintln!(
+            "note: no PostgreSQL 15 answers on 127.0.0.1:5432; the tests that use a second server version will say so"
+        );
+    }
+}
+
 pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
+    if services.contains(&Service::Postgres) {
+        ensure_postgres15();
+    }
     for &service in services {
         install(layout, service).map_err(|e| format!("{}: install failed: {e}", service.name()))?;
     }

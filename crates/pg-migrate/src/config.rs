@@ -1,0 +1,473 @@
+//! pg-migrate's settings and Flyway's ways of giving them: `flyway.conf` files, `FLYWAY_*`
+//! environment variables and `-key=value` command-line options, all mapped to one set of
+//! canonical variable names so that [`datastores::Settings`] can layer them.
+//!
+//! Canonical names: `DATABASE_URL`, `POSTGRES_USER`, `POSTGRES_PASSWORD` for the connection (so
+//! `POSTGRES_*` variables work as everywhere in dbkit), and `FLYWAY_<KEY>` for the rest
+//! (`flyway.defaultSchema` -> `FLYWAY_DEFAULT_SCHEMA`, `flyway.placeholders.x` ->
+//! `FLYWAY_PLACEHOLDERS_x`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use datastores::{ConfigError, Settings, Source, Value};
+
+use crate::source::{Encoding, parse_locations};
+use crate::version::Version;
+
+/// Which versions `migrate` goes up to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Latest,
+    Version(Version),
+}
+
+/// What pg-migrate does and where. Build it with [`MigrateConfig::from_settings`] or by hand.
+#[derive(Clone, Debug)]
+pub struct MigrateConfig {
+    pub locations: Vec<PathBuf>,
+    /// Schemas pg-migrate manages (created when missing, cleaned by `clean`).
+    pub schemas: Vec<String>,
+    /// Holds the history table; first on the `search_path` while migrations run.
+    pub default_schema: String,
+    pub table: String,
+    pub encoding: Encoding,
+    pub placeholders: BTreeMap<String, String>,
+    pub placeholder_replacement: bool,
+    pub placeholder_prefix: String,
+    pub placeholder_suffix: String,
+    pub baseline_version: Version,
+    pub baseline_description: String,
+    pub baseline_on_migrate: bool,
+    pub out_of_order: bool,
+    pub validate_on_migrate: bool,
+    pub clean_disabled: bool,
+    pub create_schemas: bool,
+    pub target: Target,
+    /// Recorded in `installed_by`; the connected user when `None`.
+    pub installed_by: Option<String>,
+    /// How long to wait for another migrator's lock.
+    pub lock_timeout: Duration,
+    pub connect_retries: u32,
+    pub connect_retries_interval: Duration,
+}
+
+impl MigrateConfig {
+    /// Flyway's defaults, with migrations in `migrations/`.
+    pub fn new() -> MigrateConfig {
+        MigrateConfig {
+            locations: vec![PathBuf::from("migrations")],
+            schemas: vec!["public".into()],
+            default_schema: "public".into(),
+            table: "flyway_schema_history".into(),
+            encoding: Encoding::Utf8,
+            placeholders: BTreeMap::new(),
+            placeholder_replacement: true,
+            placeholder_prefix: "${".into(),
+            placeholder_suffix: "}".into(),
+            baseline_version: Version::parse("1").unwrap_or_else(|_| unreachable!("1 is a version")),
+            baseline_description: "<< Flyway Baseline >>".into(),
+            baseline_on_migrate: false,
+            out_of_order: false,
+            validate_on_migrate: true,
+            clean_disabled: true,
+            create_schemas: true,
+            target: Target::Latest,
+            installed_by: None,
+            lock_timeout: Duration::from_secs(300),
+            connect_retries: 0,
+            connect_retries_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// Reads the `FLYWAY_*` canonical variables (see the module documentation).
+    pub fn from_settings(settings: &Settings) -> Result<MigrateConfig, ConfigError> {
+        let mut c = MigrateConfig::new();
+        if let Some(v) = settings.get("FLYWAY_LOCATIONS")? {
+            c.locations = checked(&v, parse_locations(&v.text))?;
+        }
+        let schemas = settings.get("FLYWAY_SCHEMAS")?;
+        if let Some(v) = &schemas {
+            c.schemas = v.text.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            if c.schemas.is_empty() {
+                return Err(datastores_invalid(v, "lists no schema"));
+            }
+        }
+        c.default_schema = match settings.get("FLYWAY_DEFAULT_SCHEMA")? {
+            Some(v) => v.text,
+            None => c.schemas[0].clone(),
+        };
+        if !c.schemas.contains(&c.default_schema) {
+            c.schemas.insert(0, c.default_schema.clone());
+        }
+        if let Some(v) = settings.get("FLYWAY_TABLE")? {
+            c.table = v.text;
+        }
+        if let Some(v) = settings.get("FLYWAY_ENCODING")? {
+            c.encoding = checked(&v, Encoding::parse(&v.text))?;
+        }
+        // Placeholder names are matched without regard to case (Flyway lower-cases the ones from
+        // the environment); of two spellings, the higher layer wins.
+        let mut ranks: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, value) in settings.with_prefix("FLYWAY_PLACEHOLDERS_") {
+            let key = name.to_ascii_lowercase();
+            if ranks.get(&key).is_none_or(|&rank| value.rank < rank) {
+                ranks.insert(key.clone(), value.rank);
+                c.placeholders.insert(key, value.text);
+            }
+        }
+        if let Some(b) = settings.boolean("FLYWAY_PLACEHOLDER_REPLACEMENT")? {
+            c.placeholder_replacement = b;
+        }
+        if let Some(v) = settings.get("FLYWAY_PLACEHOLDER_PREFIX")? {
+            c.placeholder_prefix = v.text;
+        }
+        if let Some(v) = settings.get("FLYWAY_PLACEHOLDER_SUFFIX")? {
+            c.placeholder_suffix = v.text;
+        }
+        if let Some(v) = settings.get("FLYWAY_BASELINE_VERSION")? {
+            c.baseline_version = checked(&v, Version::parse(&v.text))?;
+        }
+        if let Some(v) = settings.get("FLYWAY_BASELINE_DESCRIPTION")? {
+            c.baseline_description = v.text;
+        }
+        if let Some(b) = settings.boolean("FLYWAY_BASELINE_ON_MIGRATE")? {
+            c.baseline_on_migrate = b;
+        }
+        if let Some(b) = settings.boolean("FLYWAY_OUT_OF_ORDER")? {
+            c.out_of_order = b;
+        }
+        if let Some(b) = settings.boolean("FLYWAY_VALIDATE_ON_MIGRATE")? {
+            c.validate_on_migrate = b;
+        }
+        if let Some(b) = settings.boolean("FLYWAY_CLEAN_DISABLED")? {
+            c.clean_disabled = b;
+        }
+        if let Some(b) = settings.boolean("FLYWAY_CREATE_SCHEMAS")? {
+            c.create_schemas = b;
+        }
+        if let Some(v) = settings.get("FLYWAY_TARGET")? {
+            c.target = match v.text.trim().to_ascii_lowercase().as_str() {
+                "latest" => Target::Latest,
+                _ => Target::Version(checked(&v, Version::parse(v.text.trim()))?),
+            };
+        }
+        if let Some(v) = settings.get("FLYWAY_INSTALLED_BY")? {
+            c.installed_by = Some(v.text);
+        }
+        if let Some(n) = settings.count("FLYWAY_LOCK_RETRY_COUNT")? {
+            // Flyway retries once a second.
+            c.lock_timeout = Duration::from_secs(n as u64);
+        }
+        if let Some(d) = settings.duration("PG_MIGRATE_LOCK_TIMEOUT")? {
+            c.lock_timeout = d;
+        }
+        if let Some(n) = settings.count("FLYWAY_CONNECT_RETRIES")? {
+            c.connect_retries = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(d) = settings.duration("FLYWAY_CONNECT_RETRIES_INTERVAL")? {
+            c.connect_retries_interval = d;
+        }
+        for (key, default) in [
+            ("FLYWAY_SQL_MIGRATION_PREFIX", "V"),
+            ("FLYWAY_SQL_MIGRATION_SEPARATOR", "__"),
+            ("FLYWAY_SQL_MIGRATION_SUFFIXES", ".sql"),
+            ("FLYWAY_REPEATABLE_SQL_MIGRATION_PREFIX", "R"),
+            ("FLYWAY_MIXED", "false"),
+            ("FLYWAY_GROUP", "false"),
+            ("FLYWAY_CLEAN_ON_VALIDATION_ERROR", "false"),
+        ] {
+            if let Some(v) = settings.get(key)?
+                && v.text.trim() != default
+            {
+                return Err(datastores_invalid(&v, format!("only the default {default:?} is supported")));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn history_table(&self) -> crate::history::Table {
+        crate::history::Table { schema: self.default_schema.clone(), name: self.table.clone() }
+    }
+}
+
+impl Default for MigrateConfig {
+    fn default() -> MigrateConfig {
+        MigrateConfig::new()
+    }
+}
+
+fn checked<T>(value: &Value, result: Result<T, String>) -> Result<T, ConfigError> {
+    result.map_err(|reason| datastores_invalid(value, reason))
+}
+
+fn datastores_invalid(value: &Value, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { origin: value.origin.to_string(), reason: reason.into() }
+}
+
+/// Flyway keys (after `flyway.`) that pg-migrate reads, in Flyway's spelling.
+const KEYS: &[&str] = &[
+    "url",
+    "user",
+    "password",
+    "locations",
+    "schemas",
+    "defaultSchema",
+    "table",
+    "encoding",
+    "placeholderReplacement",
+    "placeholderPrefix",
+    "placeholderSuffix",
+    "baselineVersion",
+    "baselineDescription",
+    "baselineOnMigrate",
+    "outOfOrder",
+    "validateOnMigrate",
+    "cleanDisabled",
+    "createSchemas",
+    "target",
+    "installedBy",
+    "lockRetryCount",
+    "connectRetries",
+    "connectRetriesInterval",
+    "sqlMigrationPrefix",
+    "sqlMigrationSeparator",
+    "sqlMigrationSuffixes",
+    "repeatableSqlMigrationPrefix",
+    "mixed",
+    "group",
+    "cleanOnValidationError",
+    "validateMigrationNaming",
+];
+
+/// Flyway keys accepted and ignored: they configure the JVM driver or things pg-migrate always
+/// does.
+const IGNORED: &[&str] = &["driver", "validateMigrationNaming", "jarDirs", "color", "outputType"];
+
+/// The canonical variable for a Flyway key (without `flyway.`), or `None` when unknown.
+pub fn canonical_name(key: &str) -> Option<String> {
+    if let Some(name) = key.strip_prefix("placeholders.") {
+        return (!name.is_empty()).then(|| format!("FLYWAY_PLACEHOLDERS_{name}"));
+    }
+    let key = KEYS.iter().find(|k| k.eq_ignore_ascii_case(key))?;
+    Some(match *key {
+        "url" => "DATABASE_URL".to_owned(),
+        "user" => "POSTGRES_USER".to_owned(),
+        "password" => "POSTGRES_PASSWORD".to_owned(),
+        other => {
+            let mut out = String::from("FLYWAY_");
+            for (i, ch) in other.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        }
+    })
+}
+
+/// Values and descriptions of one layer of settings in canonical names.
+#[derive(Debug, Default)]
+pub struct Layer {
+    pub values: BTreeMap<String, String>,
+    pub descriptions: BTreeMap<String, String>,
+}
+
+impl Layer {
+    fn insert(&mut self, name: String, value: String, description: String) {
+        self.descriptions.insert(name.clone(), description);
+        self.values.insert(name, value);
+    }
+
+    /// Appends this layer to `settings`.
+    pub fn apply(self, settings: Settings) -> Settings {
+        settings.layer(Source::Described(self.descriptions), self.values)
+    }
+}
+
+/// Turns Flyway `key=value` pairs (keys with or without `flyway.`) into a layer; `describe`
+/// says where each came from. Unknown keys are errors, so a typo does not pass unnoticed.
+pub fn flyway_layer(pairs: &[(String, String)], describe: impl Fn(&str) -> String) -> Result<Layer, String> {
+    let mut layer = Layer::default();
+    for (key, value) in pairs {
+        let bare = key.strip_prefix("flyway.").unwrap_or(key);
+        if IGNORED.iter().any(|k| k.eq_ignore_ascii_case(bare)) {
+            continue;
+        }
+        let name = canonical_name(bare).ok_or_else(|| format!("{}: unknown Flyway setting {key:?}", describe(key)))?;
+        layer.insert(name, value.clone(), describe(key));
+    }
+    Ok(layer)
+}
+
+/// The `FLYWAY_*` variables of an environment, in canonical names (`FLYWAY_URL` ->
+/// `DATABASE_URL`; placeholder names lower-cased, as Flyway does).
+pub fn flyway_env_layer(vars: impl IntoIterator<Item = (String, String)>) -> Layer {
+    let mut layer = Layer::default();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("FLYWAY_") else { continue };
+        let canonical = match rest {
+            "URL" => "DATABASE_URL".to_owned(),
+            "USER" => "POSTGRES_USER".to_owned(),
+            "PASSWORD" => "POSTGRES_PASSWORD".to_owned(),
+            "URL_FILE" => "DATABASE_URL_FILE".to_owned(),
+            "USER_FILE" => "POSTGRES_USER_FILE".to_owned(),
+            "PASSWORD_FILE" => "POSTGRES_PASSWORD_FILE".to_owned(),
+            _ => match rest.strip_prefix("PLACEHOLDERS_") {
+                Some(p) => format!("FLYWAY_PLACEHOLDERS_{}", p.to_ascii_lowercase()),
+                None => name.clone(),
+            },
+        };
+        layer.insert(canonical, value, format!("environment variable {name}"));
+    }
+    layer
+}
+
+/// Parses Java `.properties` text (what `flyway.conf` is): `key=value`, `key: value` or
+/// `key value`; `#` and `!` comments; `\` at the end of a line continues it; `\t`, `\n`, `\\`,
+/// `\uXXXX` escapes.
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut logical = String::new();
+    let mut start_line = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_start();
+        i += 1;
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!')) {
+            continue;
+        }
+        if logical.is_empty() {
+            start_line = i;
+        }
+        let trailing = line.len() - line.trim_end_matches('\\').len();
+        if trailing % 2 == 1 {
+            logical.push_str(&line[..line.len() - 1]);
+            if i < lines.len() {
+                continue;
+            }
+        } else {
+            logical.push_str(line);
+        }
+        let entry = std::mem::take(&mut logical);
+        let (key, value) = split_property(&entry);
+        let key = unescape(&key).map_err(|e| format!("line {start_line}: {e}"))?;
+        let value = unescape(&value).map_err(|e| format!("line {start_line}: {e}"))?;
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+fn split_property(entry: &str) -> (String, String) {
+    let bytes = entry.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'=' | b':' => {
+                return (entry[..i].trim_end().to_owned(), entry[i + 1..].trim_start().to_owned());
+            }
+            c if c.is_ascii_whitespace() => {
+                let rest = entry[i..].trim_start();
+                let rest = rest.strip_prefix(['=', ':']).map(str::trim_start).unwrap_or(rest);
+                return (entry[..i].to_owned(), rest.to_owned());
+            }
+            _ => i += 1,
+        }
+    }
+    (entry.to_owned(), String::new())
+}
+
+fn unescape(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                let code = u32::from_str_radix(&hex, 16).map_err(|_| format!("bad \\u escape \\u{hex}"))?;
+                out.push(char::from_u32(code).ok_or_else(|| format!("bad \\u escape \\u{hex}"))?);
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties() {
+        let text = "# Flyway\n! also a comment\nflyway.url=jdbc:postgresql://localhost:5432/recommend\n\
+                    flyway.user = postgres\nflyway.locations=filesystem:migrations,\\\n    filesystem:more\n\
+                    flyway.placeholders.owner: app\nflyway.baselineDescription  Initial\\u0020state\n";
+        let pairs = parse_properties(text).unwrap();
+        let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("flyway.url"), Some("jdbc:postgresql://localhost:5432/recommend"));
+        assert_eq!(get("flyway.user"), Some("postgres"));
+        assert_eq!(get("flyway.locations"), Some("filesystem:migrations,filesystem:more"));
+        assert_eq!(get("flyway.placeholders.owner"), Some("app"));
+        assert_eq!(get("flyway.baselineDescription"), Some("Initial state"));
+    }
+
+    #[test]
+    fn canonical_names() {
+        assert_eq!(canonical_name("url").as_deref(), Some("DATABASE_URL"));
+        assert_eq!(canonical_name("defaultSchema").as_deref(), Some("FLYWAY_DEFAULT_SCHEMA"));
+        assert_eq!(canonical_name("baselineOnMigrate").as_deref(), Some("FLYWAY_BASELINE_ON_MIGRATE"));
+        assert_eq!(canonical_name("placeholders.myName").as_deref(), Some("FLYWAY_PLACEHOLDERS_myName"));
+        assert_eq!(canonical_name("nonsense"), None);
+        let err = flyway_layer(&[("flyway.urll".into(), "x".into())], |k| format!("{k} in f.conf")).unwrap_err();
+        assert!(err.contains("flyway.urll in f.conf"), "{err}");
+    }
+
+    #[test]
+    fn layers_and_precedence() {
+        let file = flyway_layer(
+            &[
+                ("flyway.schemas".into(), "app,audit".into()),
+                ("flyway.table".into(), "history".into()),
+                ("flyway.placeholders.owner".into(), "file_owner".into()),
+                ("flyway.cleanDisabled".into(), "false".into()),
+            ],
+            |k| format!("{k} in flyway.conf"),
+        )
+        .unwrap();
+        let env = flyway_env_layer([
+            ("FLYWAY_TABLE".to_owned(), "env_history".to_owned()),
+            ("FLYWAY_PLACEHOLDERS_OWNER".to_owned(), "env_owner".to_owned()),
+        ]);
+        let settings = file.apply(env.apply(Settings::new()));
+        let config = MigrateConfig::from_settings(&settings).unwrap();
+        assert_eq!(config.schemas, ["app", "audit"]);
+        assert_eq!(config.default_schema, "app");
+        assert_eq!(config.table, "env_history");
+        assert_eq!(config.placeholders.get("owner").map(String::as_str), Some("env_owner"));
+        assert!(!config.clean_disabled);
+    }
+
+    #[test]
+    fn bad_values_name_their_origin() {
+        let file =
+            flyway_layer(&[("flyway.outOfOrder".into(), "perhaps".into())], |k| format!("{k} in flyway.conf")).unwrap();
+        let err = MigrateConfig::from_settings(&file.apply(Settings::new())).unwrap_err().to_string();
+        assert!(err.contains("flyway.outOfOrder in flyway.conf") && err.contains("perhaps"), "{err}");
+        let file = flyway_layer(&[("flyway.mixed".into(), "true".into())], |k| format!("{k} in flyway.conf")).unwrap();
+        let err = MigrateConfig::from_settings(&file.apply(Settings::new())).unwrap_err().to_string();
+        assert!(err.contains("flyway.mixed"), "{err}");
+    }
+}

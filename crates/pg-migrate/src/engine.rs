@@ -1,0 +1,712 @@
+//! The commands: migrate, info, validate, repair, baseline, clean, and the dry run of migrate.
+//! The order of `migrate` is fixed: lock, ensure schemas and history table, refuse on failed
+//! migrations, validate, prepare every pending script (placeholders, splitting, transaction
+//! checks), then apply them one by one, each in its own transaction unless marked otherwise.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use datastores::PostgresConfig;
+use datastores::tokio_postgres::{Client, error::ErrorPosition};
+use futures::SinkExt;
+use serde::Serialize;
+
+use crate::config::MigrateConfig;
+use crate::error::{MigrateError, server_message};
+use crate::history::{self, Applied, NewRow, TYPE_BASELINE, TYPE_SCHEMA, TYPE_SQL, Table};
+use crate::lock::MigrationLock;
+use crate::placeholders::Placeholders;
+use crate::plan::{InfoRow, IssueKind, plan};
+use crate::source::Script;
+use crate::sql::{self, Statement, quote_ident};
+
+/// A connection set up for migrating: the default schema first on the `search_path`.
+struct Session {
+    client: Client,
+    user: String,
+    database: String,
+}
+
+async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, MigrateError> {
+    let mut attempt = 0;
+    let client = loop {
+        match pg.connect().await {
+            Ok(client) => break client,
+            Err(e) if attempt < config.connect_retries => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "cannot connect, retrying");
+                tokio::time::sleep(config.connect_retries_interval).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let row = client
+        .query_one("SELECT current_user::text, current_database()::text, current_setting('search_path')", &[])
+        .await
+        .map_err(|e| MigrateError::db("cannot read the session", &e))?;
+    let (user, database, search_path): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let path = format!("{}, {search_path}", quote_ident(&config.default_schema));
+    client
+        .query_one("SELECT set_config('search_path', $1, false)", &[&path])
+        .await
+        .map_err(|e| MigrateError::db("cannot set the search_path", &e))?;
+    Ok(Session { client, user, database })
+}
+
+impl Session {
+    fn installed_by<'a>(&'a self, config: &'a MigrateConfig) -> &'a str {
+        config.installed_by.as_deref().unwrap_or(&self.user)
+    }
+}
+
+/// One migration that ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppliedScript {
+    pub script: String,
+    pub version: Option<String>,
+    pub description: String,
+    pub execution_time_ms: i32,
+    pub transactional: bool,
+}
+
+/// What `migrate` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MigrateReport {
+    pub applied: Vec<AppliedScript>,
+    /// The schema version before and after (the highest applied version).
+    pub version_before: Option<String>,
+    pub version_after: Option<String>,
+    pub created_schemas: Vec<String>,
+    pub baselined: Option<String>,
+    /// Things the caller should show: a transaction-pooling proxy, for one.
+    pub warnings: Vec<String>,
+}
+
+/// Applies pending migrations. See the module documentation for the order of steps.
+pub async fn migrate(
+    pg: &PostgresConfig,
+    config: &MigrateConfig,
+    scripts: &[Script],
+) -> Result<MigrateReport, MigrateError> {
+    let session = open(pg, config).await?;
+    let table = config.history_table();
+    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
+    let warning = lock.warning.clone();
+    let result = migrate_locked(&session, config, scripts, &table).await;
+    let released = lock.release().await;
+    let mut report = result?;
+    released?;
+    report.warnings.extend(warning);
+    Ok(report)
+}
+
+async fn migrate_locked(
+    session: &Session,
+    config: &MigrateConfig,
+    scripts: &[Script],
+    table: &Table,
+) -> Result<MigrateReport, MigrateError> {
+    let mut report = MigrateReport::default();
+    let placeholders = placeholder_values(config, &session.user, &session.database);
+    let mut applied = history::read(&session.client, table).await?;
+    if applied.iter().all(|r| r.kind == TYPE_SCHEMA) {
+        // Check every script before writing anything, the history table included.
+        for script in plan(scripts, &applied, config).pending {
+            prepare(script, config, &placeholders)?;
+        }
+        prepare_history(session, config, table, &mut report).await?;
+        applied = history::read(&session.client, table).await?;
+    }
+    let plan = plan(scripts, &applied, config);
+    report.version_before = plan.current.as_ref().map(|v| v.to_string());
+    let failed: Vec<String> =
+        plan.issues.iter().filter(|i| i.kind == IssueKind::Failed).map(|i| i.message.clone()).collect();
+    if !failed.is_empty() {
+        return Err(MigrateError::Validation { issues: failed });
+    }
+    if config.validate_on_migrate {
+        let issues: Vec<String> =
+            plan.issues.iter().filter(|i| i.kind != IssueKind::Pending).map(|i| i.message.clone()).collect();
+        if !issues.is_empty() {
+            return Err(MigrateError::Validation { issues });
+        }
+    }
+    let prepared: Vec<(&Script, Vec<Statement>)> = plan
+        .pending
+        .iter()
+        .map(|script| Ok((*script, prepare(script, config, &placeholders)?)))
+        .collect::<Result<_, MigrateError>>()?;
+    let installed_by = session.installed_by(config).to_owned();
+    for (script, statements) in prepared {
+        tracing::info!(script = %script.name, "applying");
+        let started = Instant::now();
+        let outcome = if script.transactional {
+            apply_in_transaction(&session.client, table, script, &statements, &installed_by, started).await
+        } else {
+            apply_outside_transaction(&session.client, table, script, &statements, &installed_by, started).await
+        };
+        if let Err(mut error) = outcome {
+            if let MigrateError::Failed { applied, .. } = &mut error {
+                *applied = report.applied.iter().map(|a| a.script.clone()).collect();
+            }
+            return Err(error);
+        }
+        let ms = millis(started);
+        tracing::info!(script = %script.name, ms, "applied");
+        report.applied.push(AppliedScript {
+            script: script.name.clone(),
+            version: script.version().map(|v| v.as_str().to_owned()),
+            description: script.description.clone(),
+            execution_time_ms: ms,
+            transactional: script.transactional,
+        });
+    }
+    let after = history::read(&session.client, table).await?;
+    report.version_after = plan_current(&after);
+    Ok(report)
+}
+
+fn plan_current(applied: &[Applied]) -> Option<String> {
+    applied
+        .iter()
+        .filter(|r| r.success && r.kind != TYPE_SCHEMA)
+        .filter_map(|r| r.version.as_deref().and_then(|v| crate::version::Version::parse(v).ok()))
+        .max()
+        .map(|v| v.to_string())
+}
+
+/// Creates missing schemas and the history table; refuses (or baselines, when asked) a
+/// non-empty schema without history.
+async fn prepare_history(
+    session: &Session,
+    config: &MigrateConfig,
+    table: &Table,
+    report: &mut MigrateReport,
+) -> Result<(), MigrateError> {
+    let client = &session.client;
+    let mut missing = Vec::new();
+    for schema in &config.schemas {
+        let row = client
+            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[schema])
+            .await
+            .map_err(|e| MigrateError::db("cannot look up schemas", &e))?;
+        if !row.get::<_, bool>(0) {
+            missing.push(schema.clone());
+        }
+    }
+    if !missing.is_empty() && !config.create_schemas {
+        return Err(MigrateError::Refused(format!(
+            "schema(s) {} do not exist and createSchemas is false",
+            missing.join(", ")
+        )));
+    }
+    for schema in &missing {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
+            .await
+            .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), &e))?;
+    }
+    report.created_schemas = missing.clone();
+    let table_exists = history::exists(client, table).await?;
+    if !table_exists && !missing.contains(&config.default_schema) {
+        let objects = user_objects(client, &config.default_schema).await?;
+        if objects > 0 && !config.baseline_on_migrate {
+            return Err(MigrateError::Refused(format!(
+                "schema {:?} holds {objects} object(s) but has no history table {}: run baseline to start from the \
+                 current state, or set baselineOnMigrate=true",
+                config.default_schema,
+                table.qualified()
+            )));
+        }
+        if objects > 0 {
+            history::create(client, table).await?;
+            write_baseline(session, config, table).await?;
+            report.baselined = Some(config.baseline_version.to_string());
+            return Ok(());
+        }
+    }
+    if !table_exists {
+        history::create(client, table).await?;
+        if !missing.is_empty() {
+            history::insert_schema_marker(client, table, &missing, session.installed_by(config)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Tables, views, sequences, functions and types in `schema` that no extension owns.
+async fn user_objects(client: &Client, schema: &str) -> Result<i64, MigrateError> {
+    let sql = "SELECT (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid AND c.relkind IN ('r','p','v','m','S','f') \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')) \
+             + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')) \
+             FROM pg_namespace n WHERE n.nspname = $1";
+    let row = client.query_opt(sql, &[&schema]).await.map_err(|e| MigrateError::db("cannot inspect the schema", &e))?;
+    Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0))
+}
+
+async fn write_baseline(session: &Session, config: &MigrateConfig, table: &Table) -> Result<(), MigrateError> {
+    let version = config.baseline_version.to_string();
+    history::insert(
+        &session.client,
+        table,
+        &NewRow {
+            version: Some(&version),
+            description: &config.baseline_description,
+            kind: TYPE_BASELINE,
+            script: &config.baseline_description,
+            checksum: None,
+            installed_by: session.installed_by(config),
+            execution_time: 0,
+            success: true,
+        },
+    )
+    .await
+}
+
+/// Flyway's built-in placeholders plus the configured ones.
+fn placeholder_values(config: &MigrateConfig, user: &str, database: &str) -> BTreeMap<String, String> {
+    let mut values = config.placeholders.clone();
+    values.insert("flyway:defaultschema".into(), config.default_schema.clone());
+    values.insert("flyway:user".into(), user.to_owned());
+    values.insert("flyway:database".into(), database.to_owned());
+    values.insert("flyway:table".into(), config.table.clone());
+    values.insert("flyway:timestamp".into(), chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string());
+    values
+}
+
+/// Placeholders replaced, split into statements, and checked against the transaction mode.
+fn prepare(
+    script: &Script,
+    config: &MigrateConfig,
+    values: &BTreeMap<String, String>,
+) -> Result<Vec<Statement>, MigrateError> {
+    let text = if config.placeholder_replacement {
+        let mut values = values.clone();
+        let file = script.name.rsplit('/').next().unwrap_or(&script.name).to_owned();
+        values.insert("flyway:filename".into(), file);
+        let placeholders =
+            Placeholders { values, prefix: &config.placeholder_prefix, suffix: &config.placeholder_suffix };
+        placeholders.replace(&script.text).map_err(|u| MigrateError::Script {
+            script: script.name.clone(),
+            line: u.line,
+            message: format!(
+                "no value for placeholder {}{}{}; set flyway.placeholders.{} (or FLYWAY_PLACEHOLDERS_{}), or turn \
+                 placeholderReplacement off",
+                config.placeholder_prefix,
+                u.name,
+                config.placeholder_suffix,
+                u.name,
+                u.name.to_ascii_uppercase()
+            ),
+        })?
+    } else {
+        script.text.clone()
+    };
+    let statements = sql::split(&text).map_err(|e| MigrateError::Script {
+        script: script.name.clone(),
+        line: e.line,
+        message: e.message,
+    })?;
+    if script.transactional {
+        for statement in &statements {
+            if let Some(what) = sql::non_transactional(statement) {
+                return Err(MigrateError::Script {
+                    script: script.name.clone(),
+                    line: statement.line,
+                    message: format!(
+                        "{what} cannot run inside a transaction, and this script runs in one; put it in a script of \
+                         its own with a {}.conf file holding executeInTransaction=false",
+                        script.name.rsplit('/').next().unwrap_or(&script.name)
+                    ),
+                });
+            }
+            if let Some(what) = sql::transaction_control(statement) {
+                return Err(MigrateError::Script {
+                    script: script.name.clone(),
+                    line: statement.line,
+                    message: format!(
+                        "{what}: each migration already runs in a transaction of its own; remove the statement \
+                         (or mark the script executeInTransaction=false)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(statements)
+}
+
+async fn run_statement(client: &Client, statement: &Statement) -> Result<(), datastores::tokio_postgres::Error> {
+    match &statement.copy_data {
+        None => client.batch_execute(&statement.text).await,
+        Some(data) => {
+            let sink = client.copy_in::<_, bytes::Bytes>(statement.text.as_str()).await?;
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(data.clone().into_bytes())).await?;
+            sink.finish().await.map(drop)
+        }
+    }
+}
+
+/// The line of the failing token when the server says where, else the statement's first line.
+fn failing_line(statement: &Statement, error: &datastores::tokio_postgres::Error) -> usize {
+    let position = error.as_db_error().and_then(|db| match db.position() {
+        Some(ErrorPosition::Original(p)) => Some(*p as usize),
+        _ => None,
+    });
+    match position {
+        Some(chars) => {
+            let upto: String = statement.text.chars().take(chars.saturating_sub(1)).collect();
+            statement.line + upto.matches('\n').count()
+        }
+        None => statement.line,
+    }
+}
+
+fn millis(started: Instant) -> i32 {
+    i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)
+}
+
+fn sql_row<'a>(
+    script: &'a Script,
+    installed_by: &'a str,
+    version: &'a Option<String>,
+    ms: i32,
+    success: bool,
+) -> NewRow<'a> {
+    NewRow {
+        version: version.as_deref(),
+        description: &script.description,
+        kind: TYPE_SQL,
+        script: &script.name,
+        checksum: Some(script.checksum),
+        installed_by,
+        execution_time: ms,
+        success,
+    }
+}
+
+async fn apply_in_transaction(
+    client: &Client,
+    table: &Table,
+    script: &Script,
+    statements: &[Statement],
+    installed_by: &str,
+    started: Instant,
+) -> Result<(), MigrateError> {
+    let failed = |statement: &Statement, e: &datastores::tokio_postgres::Error| MigrateError::Failed {
+        script: script.name.clone(),
+        line: failing_line(statement, e),
+        message: server_message(e),
+        rolled_back: true,
+        applied: Vec::new(),
+    };
+    client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
+    for statement in statements {
+        if let Err(e) = run_statement(client, statement).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(failed(statement, &e));
+        }
+    }
+    let version = script.version().map(|v| v.as_str().to_owned());
+    let recorded =
+        history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), true)).await;
+    if let Err(e) = recorded {
+        let _ = client.batch_execute("ROLLBACK").await;
+        return Err(e);
+    }
+    client.batch_execute("COMMIT").await.map_err(|e| MigrateError::Failed {
+        script: script.name.clone(),
+        line: 0,
+        message: format!("COMMIT failed: {}", server_message(&e)),
+        rolled_back: true,
+        applied: Vec::new(),
+    })
+}
+
+async fn apply_outside_transaction(
+    client: &Client,
+    table: &Table,
+    script: &Script,
+    statements: &[Statement],
+    installed_by: &str,
+    started: Instant,
+) -> Result<(), MigrateError> {
+    let version = script.version().map(|v| v.as_str().to_owned());
+    for statement in statements {
+        if let Err(e) = run_statement(client, statement).await {
+            // Statements before this one stay applied; record the failure, as Flyway does, so
+            // the next migrate stops until someone has looked (and run repair).
+            history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), false)).await?;
+            return Err(MigrateError::Failed {
+                script: script.name.clone(),
+                line: failing_line(statement, &e),
+                message: server_message(&e),
+                rolled_back: false,
+                applied: Vec::new(),
+            });
+        }
+    }
+    history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), true)).await
+}
+
+/// `info`: every migration with its state.
+pub async fn info(
+    pg: &PostgresConfig,
+    config: &MigrateConfig,
+    scripts: &[Script],
+) -> Result<Vec<InfoRow>, MigrateError> {
+    let session = open(pg, config).await?;
+    let applied = history::read(&session.client, &config.history_table()).await?;
+    Ok(plan(scripts, &applied, config).rows)
+}
+
+/// `validate`: every difference between the scripts and the history, pending ones included.
+/// Returns the issues; an empty list means valid.
+pub async fn validate(
+    pg: &PostgresConfig,
+    config: &MigrateConfig,
+    scripts: &[Script],
+) -> Result<Vec<String>, MigrateError> {
+    let session = open(pg, config).await?;
+    let applied = history::read(&session.client, &config.history_table()).await?;
+    Ok(plan(scripts, &applied, config).issues.into_iter().map(|i| i.message).collect())
+}
+
+/// What `repair` changed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    pub removed_failed: u64,
+    pub realigned: Vec<String>,
+}
+
+/// `repair`: removes failed rows and realigns checksums, descriptions and types of applied
+/// versioned migrations with the local scripts.
+pub async fn repair(
+    pg: &PostgresConfig,
+    config: &MigrateConfig,
+    scripts: &[Script],
+) -> Result<RepairReport, MigrateError> {
+    let session = open(pg, config).await?;
+    let table = config.history_table();
+    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
+    let result = async {
+        let client = &session.client;
+        if !history::exists(client, &table).await? {
+            return Ok(RepairReport::default());
+        }
+        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+        let mut report =
+            RepairReport { removed_failed: history::delete_failed(client, &table).await?, realigned: Vec::new() };
+        for row in history::read(client, &table).await? {
+            if row.kind == TYPE_BASELINE || row.kind == TYPE_SCHEMA {
+                continue;
+            }
+            let Some(version) = row.version.as_deref().and_then(|v| crate::version::Version::parse(v).ok()) else {
+                continue;
+            };
+            let Some(local) = scripts.iter().find(|s| s.version() == Some(&version)) else { continue };
+            if row.checksum != Some(local.checksum) || row.description != local.description || row.kind != TYPE_SQL {
+                history::realign(client, &table, row.installed_rank, &local.description, TYPE_SQL, local.checksum)
+                    .await?;
+                let mut changes = Vec::new();
+                if row.checksum != Some(local.checksum) {
+                    let old = row.checksum.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
+                    changes.push(format!("checksum {old} -> {}", local.checksum));
+                }
+                if row.description != local.description {
+                    changes.push(format!("description {:?} -> {:?}", row.description, local.description));
+                }
+                if row.kind != TYPE_SQL {
+                    changes.push(format!("type {:?} -> \"SQL\"", row.kind));
+                }
+                report.realigned.push(format!("{} (version {version}): {}", local.name, changes.join(", ")));
+            }
+        }
+        client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit the repair", &e))?;
+        Ok(report)
+    }
+    .await;
+    if result.is_err() {
+        let _ = session.client.batch_execute("ROLLBACK").await;
+    }
+    lock.release().await?;
+    result
+}
+
+/// `baseline`: records `baselineVersion` as the starting point of a database that already holds
+/// the schema. Only on an empty history.
+pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<String, MigrateError> {
+    let session = open(pg, config).await?;
+    let table = config.history_table();
+    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
+    let result = async {
+        let applied = history::read(&session.client, &table).await?;
+        let rows = applied.iter().filter(|r| r.kind != TYPE_SCHEMA).count();
+        if rows > 0 {
+            return Err(MigrateError::Refused(format!(
+                "{} already records {rows} migration(s); baseline only starts an empty history",
+                table.qualified()
+            )));
+        }
+        if !history::exists(&session.client, &table).await? {
+            for schema in &config.schemas {
+                session
+                    .client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
+                    .await
+                    .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), &e))?;
+            }
+            history::create(&session.client, &table).await?;
+        }
+        write_baseline(&session, config, &table).await?;
+        Ok(config.baseline_version.to_string())
+    }
+    .await;
+    lock.release().await?;
+    result
+}
+
+/// What `clean` dropped.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CleanReport {
+    /// Schemas dropped entirely (pg-migrate or Flyway created them).
+    pub dropped_schemas: Vec<String>,
+    /// Schemas emptied and recreated with their owner, privileges and comment.
+    pub emptied_schemas: Vec<String>,
+    /// Relations (tables, views, sequences, ...) that were in them.
+    pub dropped_relations: i64,
+}
+
+/// `clean`: drops every object in the configured schemas, the history table included. Refused
+/// unless `cleanDisabled` is false. Runs in one transaction: all or nothing.
+pub async fn clean(pg: &PostgresConfig, config: &MigrateConfig) -> Result<CleanReport, MigrateError> {
+    if config.clean_disabled {
+        return Err(MigrateError::Refused(format!(
+            "clean is disabled; it would drop every object in schema(s) {}. Set cleanDisabled=false \
+             (flyway.cleanDisabled, FLYWAY_CLEAN_DISABLED or -cleanDisabled=false) to allow it",
+            config.schemas.join(", ")
+        )));
+    }
+    let session = open(pg, config).await?;
+    let table = config.history_table();
+    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
+    let result = clean_locked(&session, config, &table).await;
+    if result.is_err() {
+        let _ = session.client.batch_execute("ROLLBACK").await;
+    }
+    lock.release().await?;
+    result
+}
+
+async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) -> Result<CleanReport, MigrateError> {
+    let client = &session.client;
+    let created: Vec<String> = history::read(client, table)
+        .await?
+        .iter()
+        .filter(|r| r.kind == TYPE_SCHEMA)
+        .flat_map(|r| r.script.split(',').map(|s| s.trim().trim_matches('"').replace("\"\"", "\"")).collect::<Vec<_>>())
+        .collect();
+    let mut report = CleanReport::default();
+    client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+    for schema in &config.schemas {
+        let row = client
+            .query_opt(
+                "SELECT n.nspowner::regrole::text, coalesce(obj_description(n.oid, 'pg_namespace'), ''), \
+                 (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) FROM pg_namespace n WHERE nspname = $1",
+                &[schema],
+            )
+            .await
+            .map_err(|e| MigrateError::db("cannot inspect schemas", &e))?;
+        let Some(row) = row else { continue };
+        let (owner, comment, relations): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        report.dropped_relations += relations;
+        let q = quote_ident(schema);
+        if created.contains(schema) {
+            client
+                .batch_execute(&format!("DROP SCHEMA {q} CASCADE"))
+                .await
+                .map_err(|e| MigrateError::db(format!("cannot drop schema {schema}"), &e))?;
+            report.dropped_schemas.push(schema.clone());
+            continue;
+        }
+        // Keep the schema itself as it was: owner, privileges, comment.
+        let grants = client
+            .query(
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END, a.privilege_type, a.is_grantable \
+                 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $1",
+                &[schema],
+            )
+            .await
+            .map_err(|e| MigrateError::db("cannot read schema privileges", &e))?;
+        let mut sql = format!("DROP SCHEMA {q} CASCADE; CREATE SCHEMA {q} AUTHORIZATION {owner};");
+        for g in &grants {
+            let (grantee, privilege, grantable): (String, String, bool) = (g.get(0), g.get(1), g.get(2));
+            sql.push_str(&format!(
+                "GRANT {privilege} ON SCHEMA {q} TO {grantee}{};",
+                if grantable { " WITH GRANT OPTION" } else { "" }
+            ));
+        }
+        if !comment.is_empty() {
+            sql.push_str(&format!("COMMENT ON SCHEMA {q} IS {};", sql::quote_literal(&comment)));
+        }
+        client.batch_execute(&sql).await.map_err(|e| MigrateError::db(format!("cannot clean schema {schema}"), &e))?;
+        report.emptied_schemas.push(schema.clone());
+    }
+    client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit clean", &e))?;
+    Ok(report)
+}
+
+/// `migrate --dry-run`: the SQL migrate would run, without running anything or taking the lock.
+pub async fn dry_run(pg: &PostgresConfig, config: &MigrateConfig, scripts: &[Script]) -> Result<String, MigrateError> {
+    let session = open(pg, config).await?;
+    let table = config.history_table();
+    let applied = history::read(&session.client, &table).await?;
+    let mut out = format!("-- pg-migrate dry run against database {:?} as {:?}\n", session.database, session.user);
+    if !history::exists(&session.client, &table).await? {
+        for schema in &config.schemas {
+            out.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(schema)));
+        }
+        out.push_str(&table.create_sql());
+        out.push('\n');
+    }
+    let plan = plan(scripts, &applied, config);
+    if config.validate_on_migrate {
+        let issues: Vec<String> =
+            plan.issues.iter().filter(|i| i.kind != IssueKind::Pending).map(|i| i.message.clone()).collect();
+        if !issues.is_empty() {
+            return Err(MigrateError::Validation { issues });
+        }
+    }
+    let values = placeholder_values(config, &session.user, &session.database);
+    let installed_by = session.installed_by(config).to_owned();
+    for script in &plan.pending {
+        let statements = prepare(script, config, &values)?;
+        let version = script.version().map(|v| v.as_str().to_owned());
+        let mode = if script.transactional { "in a transaction" } else { "outside a transaction" };
+        out.push_str(&format!("\n-- {} ({mode})\n", script.name));
+        if script.transactional {
+            out.push_str("BEGIN;\n");
+        }
+        for statement in &statements {
+            out.push_str(&statement.text);
+            if !statement.text.trim_end().ends_with(';') {
+                out.push(';');
+            }
+            out.push('\n');
+            if let Some(data) = &statement.copy_data {
+                out.push_str(data);
+                out.push_str("\\.\n");
+            }
+        }
+        out.push_str(&sql_row(script, &installed_by, &version, 0, true).insert_sql(&table));
+        out.push('\n');
+        if script.transactional {
+            out.push_str("COMMIT;\n");
+        }
+    }
+    if plan.pending.is_empty() {
+        out.push_str("-- nothing to migrate\n");
+    }
+    Ok(out)
+}

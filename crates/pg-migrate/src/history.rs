@@ -1,0 +1,210 @@
+//! Flyway's schema history table: same columns, types, constraint and index names, so a database
+//! migrated by Flyway can be taken over by pg-migrate and the other way round.
+
+use chrono::NaiveDateTime;
+use datastores::tokio_postgres::{Client, GenericClient, Row};
+
+use crate::error::MigrateError;
+use crate::sql::{quote_ident, quote_literal};
+
+/// `type` values Flyway writes.
+pub const TYPE_SQL: &str = "SQL";
+pub const TYPE_BASELINE: &str = "BASELINE";
+pub const TYPE_SCHEMA: &str = "SCHEMA";
+
+/// Where the history table lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub schema: String,
+    pub name: String,
+}
+
+impl Table {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+
+    /// Flyway's DDL for PostgreSQL.
+    pub fn create_sql(&self) -> String {
+        let t = self.qualified();
+        format!(
+            "CREATE TABLE {t} (\n    \"installed_rank\" INT NOT NULL,\n    \"version\" VARCHAR(50),\n    \
+             \"description\" VARCHAR(200) NOT NULL,\n    \"type\" VARCHAR(20) NOT NULL,\n    \
+             \"script\" VARCHAR(1000) NOT NULL,\n    \"checksum\" INTEGER,\n    \
+             \"installed_by\" VARCHAR(100) NOT NULL,\n    \"installed_on\" TIMESTAMP NOT NULL DEFAULT now(),\n    \
+             \"execution_time\" INTEGER NOT NULL,\n    \"success\" BOOLEAN NOT NULL\n);\n\
+             ALTER TABLE {t} ADD CONSTRAINT {} PRIMARY KEY (\"installed_rank\");\n\
+             CREATE INDEX {} ON {t} (\"success\");",
+            quote_ident(&format!("{}_pk", self.name)),
+            quote_ident(&format!("{}_s_idx", self.name)),
+        )
+    }
+}
+
+/// One row of the history table.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    pub installed_rank: i32,
+    pub version: Option<String>,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub script: String,
+    pub checksum: Option<i32>,
+    pub installed_by: String,
+    pub installed_on: NaiveDateTime,
+    /// Milliseconds.
+    pub execution_time: i32,
+    pub success: bool,
+}
+
+impl Applied {
+    fn from_row(row: &Row) -> Applied {
+        Applied {
+            installed_rank: row.get(0),
+            version: row.get(1),
+            description: row.get(2),
+            kind: row.get(3),
+            script: row.get(4),
+            checksum: row.get(5),
+            installed_by: row.get(6),
+            installed_on: row.get(7),
+            execution_time: row.get(8),
+            success: row.get(9),
+        }
+    }
+}
+
+/// A row to write; the rank is the next free one, `installed_on` the server's clock.
+#[derive(Clone, Debug)]
+pub struct NewRow<'a> {
+    pub version: Option<&'a str>,
+    pub description: &'a str,
+    pub kind: &'a str,
+    pub script: &'a str,
+    pub checksum: Option<i32>,
+    pub installed_by: &'a str,
+    pub execution_time: i32,
+    pub success: bool,
+}
+
+impl NewRow<'_> {
+    /// The INSERT as text, for `--dry-run`.
+    pub fn insert_sql(&self, table: &Table) -> String {
+        let opt = |v: Option<&str>| v.map(quote_literal).unwrap_or_else(|| "NULL".into());
+        format!(
+            "INSERT INTO {t} (\"installed_rank\", \"version\", \"description\", \"type\", \"script\", \"checksum\", \
+             \"installed_by\", \"execution_time\", \"success\")\nSELECT coalesce(max(\"installed_rank\"), 0) + 1, {}, {}, {}, {}, {}, {}, {}, {} FROM {t};",
+            opt(self.version),
+            quote_literal(self.description),
+            quote_literal(self.kind),
+            quote_literal(self.script),
+            self.checksum.map(|c| c.to_string()).unwrap_or_else(|| "NULL".into()),
+            quote_literal(self.installed_by),
+            self.execution_time,
+            self.success,
+            t = table.qualified()
+        )
+    }
+}
+
+pub async fn exists(client: &impl GenericClient, table: &Table) -> Result<bool, MigrateError> {
+    let row = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.qualified()])
+        .await
+        .map_err(|e| MigrateError::db(format!("cannot look for the history table {}", table.qualified()), &e))?;
+    Ok(row.get(0))
+}
+
+pub async fn create(client: &impl GenericClient, table: &Table) -> Result<(), MigrateError> {
+    client
+        .batch_execute(&table.create_sql())
+        .await
+        .map_err(|e| MigrateError::db(format!("cannot create the history table {}", table.qualified()), &e))
+}
+
+/// Every row, in `installed_rank` order; none when the table does not exist.
+pub async fn read(client: &impl GenericClient, table: &Table) -> Result<Vec<Applied>, MigrateError> {
+    if !exists(client, table).await? {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT installed_rank, version, description, type, script, checksum, installed_by, installed_on, \
+         execution_time, success FROM {} ORDER BY installed_rank",
+        table.qualified()
+    );
+    let rows = client
+        .query(&sql, &[])
+        .await
+        .map_err(|e| MigrateError::db(format!("cannot read the history table {}", table.qualified()), &e))?;
+    Ok(rows.iter().map(Applied::from_row).collect())
+}
+
+pub async fn insert(client: &impl GenericClient, table: &Table, row: &NewRow<'_>) -> Result<(), MigrateError> {
+    let sql = format!(
+        "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) \
+         SELECT coalesce(max(installed_rank), 0) + 1, $1, $2, $3, $4, $5, $6, $7, $8 FROM {t}",
+        t = table.qualified()
+    );
+    client
+        .execute(
+            &sql,
+            &[
+                &row.version,
+                &row.description,
+                &row.kind,
+                &row.script,
+                &row.checksum,
+                &row.installed_by,
+                &row.execution_time,
+                &row.success,
+            ],
+        )
+        .await
+        .map_err(|e| MigrateError::db(format!("cannot record {} in {}", row.script, table.qualified()), &e))?;
+    Ok(())
+}
+
+/// Flyway's marker for schemas it created: rank 0, type SCHEMA, the quoted schema names.
+pub async fn insert_schema_marker(
+    client: &Client,
+    table: &Table,
+    schemas: &[String],
+    user: &str,
+) -> Result<(), MigrateError> {
+    let names = schemas.iter().map(|s| quote_ident(s)).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "INSERT INTO {} (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) \
+         VALUES (0, NULL, '<< Flyway Schema Creation >>', $1, $2, NULL, $3, 0, true)",
+        table.qualified()
+    );
+    client
+        .execute(&sql, &[&TYPE_SCHEMA, &names, &user])
+        .await
+        .map_err(|e| MigrateError::db("cannot record the created schemas", &e))?;
+    Ok(())
+}
+
+pub async fn delete_failed(client: &impl GenericClient, table: &Table) -> Result<u64, MigrateError> {
+    let sql = format!("DELETE FROM {} WHERE NOT success", table.qualified());
+    client.execute(&sql, &[]).await.map_err(|e| MigrateError::db("cannot remove failed migrations", &e))
+}
+
+pub async fn realign(
+    client: &impl GenericClient,
+    table: &Table,
+    rank: i32,
+    description: &str,
+    kind: &str,
+    checksum: i32,
+) -> Result<(), MigrateError> {
+    let sql = format!(
+        "UPDATE {} SET description = $2, type = $3, checksum = $4 WHERE installed_rank = $1",
+        table.qualified()
+    );
+    client
+        .execute(&sql, &[&rank, &description, &kind, &checksum])
+        .await
+        .map_err(|e| MigrateError::db("cannot update the history table", &e))?;
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! Migration scripts on disk, named as Flyway names them: `V<version>__<description>.sql`,
+//! `R__<description>.sql`, with an optional `<script>.conf` beside each.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::checksum::flyway_checksum;
+use crate::error::SourceError;
+use crate::version::Version;
+
+/// Versioned or repeatable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Versioned(Version),
+    Repeatable,
+}
+
+/// One migration script.
+#[derive(Clone, Debug)]
+pub struct Script {
+    pub kind: Kind,
+    /// From the file name, `_` turned into spaces, as Flyway records it.
+    pub description: String,
+    /// The path relative to its location, `/`-separated: what the history table records.
+    pub name: String,
+    pub path: PathBuf,
+    pub text: String,
+    pub checksum: i32,
+    /// `false` when the script's `.conf` says `executeInTransaction=false`.
+    pub transactional: bool,
+}
+
+impl Script {
+    pub fn version(&self) -> Option<&Version> {
+        match &self.kind {
+            Kind::Versioned(v) => Some(v),
+            Kind::Repeatable => None,
+        }
+    }
+}
+
+impl fmt::Display for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Text encodings a script may be in (Flyway's `encoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Encoding {
+    #[default]
+    Utf8,
+    Latin1,
+}
+
+impl Encoding {
+    pub fn parse(name: &str) -> Result<Encoding, String> {
+        match name.trim().to_ascii_uppercase().replace('_', "-").as_str() {
+            "UTF-8" | "UTF8" => Ok(Encoding::Utf8),
+            "ISO-8859-1" | "LATIN1" | "LATIN-1" => Ok(Encoding::Latin1),
+            other => Err(format!("encoding {other:?} is not supported; use UTF-8 or ISO-8859-1")),
+        }
+    }
+}
+
+/// Turns Flyway's `locations` (`filesystem:path,filesystem:other` or bare paths) into folders.
+pub fn parse_locations(spec: &str) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let path = match item.split_once(':') {
+            Some(("filesystem", path)) => path,
+            Some(("classpath", _)) => {
+                return Err(format!("{item}: classpath locations need the JVM; point filesystem: at the folder"));
+            }
+            Some((scheme, _)) if scheme.len() > 1 && !scheme.contains('/') => {
+                return Err(format!("{item}: unsupported location type {scheme:?}; use filesystem:"));
+            }
+            _ => item,
+        };
+        out.push(PathBuf::from(path));
+    }
+    if out.is_empty() {
+        return Err("no location given".into());
+    }
+    Ok(out)
+}
+
+/// What a file name says, before its contents are read.
+#[derive(Debug, PartialEq, Eq)]
+enum Name {
+    Versioned(Version, String),
+    Repeatable(String),
+    /// Not a migration (other suffixes, Flyway callbacks such as `afterMigrate.sql`, undo scripts).
+    Other,
+}
+
+fn parse_name(file_name: &str) -> Result<Name, String> {
+    let Some(stem) = file_name.strip_suffix(".sql") else { return Ok(Name::Other) };
+    let describe = |d: &str| d.replace('_', " ").trim().to_owned();
+    if let Some(rest) = stem.strip_prefix("R__") {
+        if rest.trim_matches('_').is_empty() {
+            return Err("a repeatable migration needs a description: R__<description>.sql".into());
+        }
+        return Ok(Name::Repeatable(describe(rest)));
+    }
+    let looks_versioned = stem.starts_with('V') && stem[1..].starts_with(|c: char| c.is_ascii_digit());
+    let looks_repeatable = stem.starts_with("R_");
+    if !looks_versioned {
+        if looks_repeatable {
+            return Err("a repeatable migration is named R__<description>.sql (two underscores)".into());
+        }
+        return Ok(Name::Other);
+    }
+    let Some((version, description)) = stem[1..].split_once("__") else {
+        return Err(
+            "expected V<version>__<description>.sql: the version and description are separated by two underscores"
+                .into(),
+        );
+    };
+    let version = Version::parse(version)?;
+    if description.trim_matches('_').is_empty() {
+        return Err("a versioned migration needs a description: V<version>__<description>.sql".into());
+    }
+    Ok(Name::Versioned(version, describe(description)))
+}
+
+/// Reads every migration under `locations` (recursively). Nothing is returned unless every
+/// script is well-formed: a bad name, a duplicate version, unreadable text or a bad `.conf`
+/// is an error naming the file.
+pub fn load(locations: &[PathBuf], encoding: Encoding) -> Result<Vec<Script>, SourceError> {
+    let mut scripts = Vec::new();
+    for location in locations {
+        if !location.is_dir() {
+            return Err(SourceError::new(location, "the migrations location is not a folder (or does not exist)"));
+        }
+        let mut files = Vec::new();
+        walk(location, &mut files).map_err(|e| SourceError::new(location, format!("cannot list: {e}")))?;
+        files.sort();
+        for path in files {
+            let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let name = parse_name(&file_name).map_err(|reason| SourceError::new(&path, reason))?;
+            let (kind, description) = match name {
+                Name::Other => continue,
+                Name::Versioned(v, d) => (Kind::Versioned(v), d),
+                Name::Repeatable(d) => (Kind::Repeatable, d),
+            };
+            let bytes = std::fs::read(&path).map_err(|e| SourceError::new(&path, format!("cannot read: {e}")))?;
+            let text = decode(&bytes, encoding).map_err(|reason| SourceError::new(&path, reason))?;
+            let transactional = read_conf(&path)?;
+            let relative = path.strip_prefix(location).unwrap_or(&path);
+            let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            scripts.push(Script {
+                kind,
+                description,
+                name,
+                path: path.clone(),
+                checksum: flyway_checksum(&text),
+                text,
+                transactional,
+            });
+        }
+    }
+    check_duplicates(&scripts)?;
+    scripts.sort_by(|a, b| match (&a.kind, &b.kind) {
+        (Kind::Versioned(x), Kind::Versioned(y)) => x.cmp(y),
+        (Kind::Versioned(_), Kind::Repeatable) => std::cmp::Ordering::Less,
+        (Kind::Repeatable, Kind::Versioned(_)) => std::cmp::Ordering::Greater,
+        (Kind::Repeatable, Kind::Repeatable) => a.description.cmp(&b.description),
+    });
+    Ok(scripts)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
+    match encoding {
+        Encoding::Latin1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        Encoding::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            format!("not valid UTF-8 (line {line}, byte {at}); convert the file or set the encoding")
+        }),
+    }
+}
+
+/// Reads `<script>.conf`: Flyway's per-script settings. Only `executeInTransaction` is known.
+fn read_conf(script: &Path) -> Result<bool, SourceError> {
+    let mut conf = script.as_os_str().to_owned();
+    conf.push(".conf");
+    let conf = PathBuf::from(conf);
+    let text = match std::fs::read_to_string(&conf) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(SourceError::new(&conf, format!("cannot read: {e}"))),
+    };
+    let mut transactional = true;
+    for (key, value) in crate::config::parse_properties(&text).map_err(|r| SourceError::new(&conf, r))? {
+        match key.as_str() {
+            "executeInTransaction" => {
+                transactional = datastores::parse_bool(&value)
+                    .map_err(|r| SourceError::new(&conf, format!("executeInTransaction: {r}")))?;
+            }
+            other => {
+                return Err(SourceError::new(
+                    &conf,
+                    format!("unknown setting {other:?}; only executeInTransaction is known"),
+                ));
+            }
+        }
+    }
+    Ok(transactional)
+}
+
+fn check_duplicates(scripts: &[Script]) -> Result<(), SourceError> {
+    let mut versions: BTreeMap<String, &Script> = BTreeMap::new();
+    let mut repeatables: BTreeMap<&str, &Script> = BTreeMap::new();
+    for script in scripts {
+        match &script.kind {
+            Kind::Versioned(v) => {
+                // Equal versions may be spelled differently (V1 and V001): compare numerically.
+                if let Some(other) = versions.values().find(|o| o.version() == Some(v)) {
+                    return Err(SourceError::new(
+                        &script.path,
+                        format!("version {v} is also used by {}; each version must be unique", other.path.display()),
+                    ));
+                }
+                versions.insert(v.as_str().to_owned(), script);
+            }
+            Kind::Repeatable => {
+                if let Some(other) = repeatables.insert(&script.description, script) {
+                    return Err(SourceError::new(
+                        &script.path,
+                        format!(
+                            "repeatable description {:?} is also used by {}",
+                            script.description,
+                            other.path.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name("V1__init.sql").unwrap(), Name::Versioned(Version::parse("1").unwrap(), "init".into()));
+        let Name::Versioned(v, d) = parse_name("V1_2_3__add_user_behaviors.sql").unwrap() else { panic!() };
+        assert_eq!((v.as_str(), d.as_str()), ("1.2.3", "add user behaviors"));
+        assert_eq!(parse_name("R__refresh_views.sql").unwrap(), Name::Repeatable("refresh views".into()));
+        assert_eq!(parse_name("README.md").unwrap(), Name::Other);
+        assert_eq!(parse_name("afterMigrate.sql").unwrap(), Name::Other);
+        assert!(parse_name("V1_init.sql").unwrap_err().contains("two underscores"));
+        assert!(parse_name("V1a__x.sql").is_err());
+        assert!(parse_name("V2__.sql").is_err());
+        assert!(parse_name("R_views.sql").is_err());
+    }
+
+    #[test]
+    fn locations() {
+        assert_eq!(
+            parse_locations("filesystem:migrations, filesystem:/abs/sql").unwrap(),
+            [PathBuf::from("migrations"), PathBuf::from("/abs/sql")]
+        );
+        assert_eq!(parse_locations("db").unwrap(), [PathBuf::from("db")]);
+        assert!(parse_locations("classpath:db/migration").unwrap_err().contains("JVM"));
+        assert!(parse_locations("s3:bucket/x").is_err());
+    }
+
+    fn write(dir: &Path, name: &str, text: &[u8]) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    #[test]
+    fn loads_sorted_with_conf() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1_10__b.sql", b"SELECT 2;");
+        write(dir.path(), "V1_2__a.sql", b"SELECT 1;");
+        write(dir.path(), "R__z.sql", b"SELECT 3;");
+        write(dir.path(), "V2__c.sql", b"CREATE INDEX CONCURRENTLY i ON t (a);");
+        write(dir.path(), "V2__c.sql.conf", b"# comment\nexecuteInTransaction=false\n");
+        write(dir.path(), "notes.txt", b"ignored");
+        let scripts = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap();
+        let names: Vec<&str> = scripts.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["V1_2__a.sql", "V1_10__b.sql", "V2__c.sql", "R__z.sql"]);
+        assert!(!scripts[2].transactional && scripts[0].transactional);
+    }
+
+    #[test]
+    fn bad_sources_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__a.sql", b"SELECT 1;");
+        write(dir.path(), "V001__b.sql", b"SELECT 1;");
+        let err = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap_err().to_string();
+        assert!(err.contains("V001__b.sql") || err.contains("V1__a.sql"), "{err}");
+        assert!(err.contains("version"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__a.sql", b"SELECT '\xff';");
+        let err = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap_err().to_string();
+        assert!(err.contains("V1__a.sql") && err.contains("UTF-8"), "{err}");
+        let latin = load(&[dir.path().to_owned()], Encoding::Latin1).unwrap();
+        assert_eq!(latin[0].text, "SELECT 'ÿ';");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__a.sql", b"SELECT 1;");
+        write(dir.path(), "V1__a.sql.conf", b"executeInTransaction=maybe\n");
+        let err = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap_err().to_string();
+        assert!(err.contains("V1__a.sql.conf"), "{err}");
+    }
+}
