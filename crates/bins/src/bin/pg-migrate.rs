@@ -135,31 +135,24 @@ fn main() -> ExitCode {
         Err(e) => return bins::fail(&anyhow!(e).context("cannot start the async runtime"), exit::FAILURE),
     };
     let loaded = load(&cli, flyway_args);
-    let (pg, config, warnings) = match loaded {
+    let (pg, config) = match loaded {
         Ok(loaded) => loaded,
         Err(e) => return bins::fail(&e, exit::USAGE),
     };
-    for warning in warnings {
-        eprintln!("warning: {warning}");
-    }
     match runtime.block_on(run(&cli.command, pg, &config, output)) {
         Ok(code) => code,
         Err(e) => {
-            let code = match e.downcast_ref::<MigrateError>() {
-                Some(MigrateError::Config(_) | MigrateError::Source(_)) => exit::USAGE,
-                _ => exit::FAILURE,
-            };
+            let bad_input = e.downcast_ref::<pg_migrate::SourceError>().is_some()
+                || e.downcast_ref::<datastores::ConfigError>().is_some()
+                || matches!(e.downcast_ref::<MigrateError>(), Some(MigrateError::Config(_) | MigrateError::Source(_)));
+            let code = if bad_input { exit::USAGE } else { exit::FAILURE };
             bins::fail(&e, code)
         }
     }
 }
 
 /// Builds the layered settings and reads both configurations.
-fn load(
-    cli: &Cli,
-    flyway_args: Vec<(String, String)>,
-) -> anyhow::Result<(Option<PostgresConfig>, MigrateConfig, Vec<String>)> {
-    let mut warnings = Vec::new();
+fn load(cli: &Cli, flyway_args: Vec<(String, String)>) -> anyhow::Result<(Option<PostgresConfig>, MigrateConfig)> {
     let mut config_files = cli.config_files.clone();
     let mut command_line = Vec::new();
     for (key, value) in flyway_args {
@@ -228,7 +221,7 @@ fn load(
     let config = MigrateConfig::from_settings(&settings)?;
     let pg_configured = datastores::triggers(datastores::Datastore::Postgres).iter().any(|name| settings.is_set(name));
     let pg = if pg_configured { Some(PostgresConfig::from_settings(&settings)?) } else { None };
-    Ok((pg, config, warnings))
+    Ok((pg, config))
 }
 
 fn require_pg(pg: Option<PostgresConfig>) -> anyhow::Result<PostgresConfig> {

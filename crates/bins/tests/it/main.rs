@@ -3,3 +3,4 @@
 #![allow(clippy::unwrap_used)]
 
 mod datastores_cli;
+mod pg_migrate_cli;
