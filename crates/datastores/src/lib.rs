@@ -26,6 +26,7 @@ mod health;
 mod kafka;
 mod milvus;
 mod mongodb;
+pub mod pgadmin;
 mod postgres;
 mod redis;
 mod s3;

@@ -17,7 +17,7 @@ use crate::history::{self, Applied, NewRow, TYPE_BASELINE, TYPE_SCHEMA, TYPE_SQL
 use crate::lock::MigrationLock;
 use crate::placeholders::Placeholders;
 use crate::plan::{InfoRow, IssueKind, plan};
-use crate::source::Script;
+use crate::source::{Event, Kind, Script};
 use crate::sql::{self, Statement, quote_ident};
 
 /// A connection set up for migrating: the default schema first on the `search_path`.
@@ -136,6 +136,17 @@ async fn migrate_locked(
         .iter()
         .map(|script| Ok((*script, prepare(script, config, &placeholders)?)))
         .collect::<Result<_, MigrateError>>()?;
+    let callbacks = |event: Event| -> Result<Vec<(&Script, Vec<Statement>)>, MigrateError> {
+        scripts
+            .iter()
+            .filter(|s| s.kind == Kind::Callback(event))
+            .map(|s| Ok((s, prepare(s, config, &placeholders)?)))
+            .collect()
+    };
+    let (before, after) = (callbacks(Event::BeforeMigrate)?, callbacks(Event::AfterMigrate)?);
+    for (script, statements) in &before {
+        run_callback(&session.client, script, statements).await?;
+    }
     let installed_by = session.installed_by(config).to_owned();
     for (script, statements) in prepared {
         tracing::info!(script = %script.name, "applying");
@@ -161,9 +172,42 @@ async fn migrate_locked(
             transactional: script.transactional,
         });
     }
-    let after = history::read(&session.client, table).await?;
-    report.version_after = plan_current(&after);
+    for (script, statements) in &after {
+        run_callback(&session.client, script, statements).await?;
+    }
+    let history_after = history::read(&session.client, table).await?;
+    report.version_after = plan_current(&history_after);
     Ok(report)
+}
+
+/// Runs a callback script (in a transaction unless marked otherwise); it is not recorded.
+async fn run_callback(client: &Client, script: &Script, statements: &[Statement]) -> Result<(), MigrateError> {
+    tracing::info!(script = %script.name, "running callback");
+    let failed = |statement: &Statement, e: &datastores::tokio_postgres::Error, rolled_back| MigrateError::Failed {
+        script: script.name.clone(),
+        line: failing_line(statement, e),
+        message: server_message(e),
+        rolled_back,
+        applied: Vec::new(),
+    };
+    if script.transactional {
+        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
+    }
+    for statement in statements {
+        if let Err(e) = run_statement(client, statement).await {
+            if script.transactional {
+                let _ = client.batch_execute("ROLLBACK").await;
+            }
+            return Err(failed(statement, &e, script.transactional));
+        }
+    }
+    if script.transactional {
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| MigrateError::db(format!("cannot commit {}", script.name), &e))?;
+    }
+    Ok(())
 }
 
 fn plan_current(applied: &[Applied]) -> Option<String> {
@@ -680,11 +724,19 @@ pub async fn dry_run(pg: &PostgresConfig, config: &MigrateConfig, scripts: &[Scr
     }
     let values = placeholder_values(config, &session.user, &session.database);
     let installed_by = session.installed_by(config).to_owned();
-    for script in &plan.pending {
+    let callbacks = |event| scripts.iter().filter(move |s: &&Script| s.kind == Kind::Callback(event));
+    let order =
+        callbacks(Event::BeforeMigrate).chain(plan.pending.iter().copied()).chain(callbacks(Event::AfterMigrate));
+    for script in order {
         let statements = prepare(script, config, &values)?;
         let version = script.version().map(|v| v.as_str().to_owned());
         let mode = if script.transactional { "in a transaction" } else { "outside a transaction" };
-        out.push_str(&format!("\n-- {} ({mode})\n", script.name));
+        let callback = matches!(script.kind, Kind::Callback(_));
+        out.push_str(&format!(
+            "\n-- {} ({mode}{})\n",
+            script.name,
+            if callback { ", callback, not recorded" } else { "" }
+        ));
         if script.transactional {
             out.push_str("BEGIN;\n");
         }
@@ -699,8 +751,10 @@ pub async fn dry_run(pg: &PostgresConfig, config: &MigrateConfig, scripts: &[Scr
                 out.push_str("\\.\n");
             }
         }
-        out.push_str(&sql_row(script, &installed_by, &version, 0, true).insert_sql(&table));
-        out.push('\n');
+        if !callback {
+            out.push_str(&sql_row(script, &installed_by, &version, 0, true).insert_sql(&table));
+            out.push('\n');
+        }
         if script.transactional {
             out.push_str("COMMIT;\n");
         }

@@ -1,5 +1,6 @@
 //! `lint`: risky DDL in migrations, the kind that takes long locks or rewrites tables on a live
-//! database. A table counts as existing unless the same script creates it.
+//! database. A table counts as existing unless a script linted in the same run creates it first
+//! (the pending scripts of one deployment run in order, so such a table is new and small).
 //!
 //! Suppress a finding with a comment before (or inside) the statement:
 //! `-- pg-migrate:lint-ignore PM001`, or for a whole script `-- pg-migrate:lint-ignore-file PM006`.
@@ -111,9 +112,10 @@ impl fmt::Display for Finding {
 /// Lints `scripts`; unparseable scripts yield an error-level finding of their own.
 pub fn lint(scripts: &[&Script]) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let mut created = BTreeSet::new();
     for script in scripts {
         match sql::split(&script.text) {
-            Ok(statements) => lint_script(script, &statements, &mut findings),
+            Ok(statements) => lint_script(script, &statements, &mut created, &mut findings),
             Err(e) => findings.push(Finding {
                 rule: "PM000",
                 name: "unparseable",
@@ -155,8 +157,7 @@ impl<'a> Words<'a> {
     /// A possibly schema-qualified name starting at `i`: (normalized name, index after it).
     fn name(&self, mut i: usize) -> (String, usize) {
         let mut parts = Vec::new();
-        loop {
-            let Some(t) = self.tokens.get(i) else { break };
+        while let Some(t) = self.tokens.get(i) {
             let part = match t.kind {
                 TokenKind::Word => self.text[t.start..t.end].to_ascii_lowercase(),
                 TokenKind::QuotedIdent => self.text[t.start + 1..t.end - 1].replace("\"\"", "\""),
@@ -219,8 +220,7 @@ fn suppressed(comments: &[String], id: &str, marker: &str) -> bool {
     })
 }
 
-fn lint_script(script: &Script, statements: &[Statement], findings: &mut Vec<Finding>) {
-    let mut created: BTreeSet<String> = BTreeSet::new();
+fn lint_script(script: &Script, statements: &[Statement], created: &mut BTreeSet<String>, findings: &mut Vec<Finding>) {
     let mut lock_timeout_set = false;
     let mut warned_lock_timeout = false;
     let file_comments: Vec<String> = statements
@@ -248,7 +248,10 @@ fn lint_script(script: &Script, statements: &[Statement], findings: &mut Vec<Fin
             while ["GLOBAL", "LOCAL", "TEMP", "TEMPORARY", "UNLOGGED", "OR", "REPLACE"].contains(&w.upper(i).as_str()) {
                 i += 1;
             }
-            if w.is(i, "TABLE") {
+            if w.is(i, "MATERIALIZED") {
+                i += 1;
+            }
+            if w.is(i, "TABLE") || w.is(i, "VIEW") {
                 let (name, _) = w.name(w.skip_noise(i + 1));
                 created.insert(name);
             }
@@ -407,6 +410,7 @@ mod tests {
         );
         assert!(ids(&format!("{SAFE}CREATE INDEX CONCURRENTLY idx ON users (email);")).is_empty());
         assert!(ids("CREATE TABLE users (id int);\nCREATE INDEX idx ON users (id);").is_empty());
+        assert!(ids("CREATE MATERIALIZED VIEW mv AS SELECT 1 AS a;\nCREATE UNIQUE INDEX mv_a ON mv (a);").is_empty());
     }
 
     #[test]
@@ -458,6 +462,15 @@ mod tests {
         assert!(ids("-- pg-migrate:lint-ignore PM001, PM006\nCREATE INDEX idx ON users (email);").is_empty());
         assert!(ids("-- pg-migrate:lint-ignore-file PM006\nALTER TABLE users ADD COLUMN note text;").is_empty());
         assert_eq!(ids("-- pg-migrate:lint-ignore PM006\nCREATE INDEX idx ON users (email);"), ["PM001"]);
+    }
+
+    #[test]
+    fn tables_created_by_an_earlier_script_of_the_run_are_new() {
+        let create = script("CREATE TABLE events (id int);");
+        let mut index = script("CREATE INDEX e ON events (id);");
+        index.name = "V2__t.sql".into();
+        assert!(lint(&[&create, &index]).is_empty());
+        assert_eq!(lint(&[&index]).iter().map(|f| f.rule).collect::<Vec<_>>(), ["PM001", "PM006"]);
     }
 
     #[test]

@@ -9,11 +9,20 @@ use crate::checksum::flyway_checksum;
 use crate::error::SourceError;
 use crate::version::Version;
 
-/// Versioned or repeatable.
+/// Versioned, repeatable, or a Flyway SQL callback.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     Versioned(Version),
     Repeatable,
+    /// `beforeMigrate*.sql` / `afterMigrate*.sql`: run on every `migrate`, not recorded.
+    Callback(Event),
+}
+
+/// When a callback runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    BeforeMigrate,
+    AfterMigrate,
 }
 
 /// One migration script.
@@ -35,7 +44,7 @@ impl Script {
     pub fn version(&self) -> Option<&Version> {
         match &self.kind {
             Kind::Versioned(v) => Some(v),
-            Kind::Repeatable => None,
+            Kind::Repeatable | Kind::Callback(_) => None,
         }
     }
 }
@@ -91,6 +100,7 @@ pub fn parse_locations(spec: &str) -> Result<Vec<PathBuf>, String> {
 enum Name {
     Versioned(Version, String),
     Repeatable(String),
+    Callback(Event, String),
     /// Not a migration (other suffixes, Flyway callbacks such as `afterMigrate.sql`, undo scripts).
     Other,
 }
@@ -98,6 +108,16 @@ enum Name {
 fn parse_name(file_name: &str) -> Result<Name, String> {
     let Some(stem) = file_name.strip_suffix(".sql") else { return Ok(Name::Other) };
     let describe = |d: &str| d.replace('_', " ").trim().to_owned();
+    for (prefix, event) in [("beforeMigrate", Event::BeforeMigrate), ("afterMigrate", Event::AfterMigrate)] {
+        if let Some(rest) = stem.strip_prefix(prefix) {
+            if rest.is_empty() {
+                return Ok(Name::Callback(event, String::new()));
+            }
+            if let Some(description) = rest.strip_prefix("__") {
+                return Ok(Name::Callback(event, describe(description)));
+            }
+        }
+    }
     if let Some(rest) = stem.strip_prefix("R__") {
         if rest.trim_matches('_').is_empty() {
             return Err("a repeatable migration needs a description: R__<description>.sql".into());
@@ -144,6 +164,7 @@ pub fn load(locations: &[PathBuf], encoding: Encoding) -> Result<Vec<Script>, So
                 Name::Other => continue,
                 Name::Versioned(v, d) => (Kind::Versioned(v), d),
                 Name::Repeatable(d) => (Kind::Repeatable, d),
+                Name::Callback(e, d) => (Kind::Callback(e), d),
             };
             let bytes = std::fs::read(&path).map_err(|e| SourceError::new(&path, format!("cannot read: {e}")))?;
             let text = decode(&bytes, encoding).map_err(|reason| SourceError::new(&path, reason))?;
@@ -162,12 +183,53 @@ pub fn load(locations: &[PathBuf], encoding: Encoding) -> Result<Vec<Script>, So
         }
     }
     check_duplicates(&scripts)?;
-    scripts.sort_by(|a, b| match (&a.kind, &b.kind) {
-        (Kind::Versioned(x), Kind::Versioned(y)) => x.cmp(y),
-        (Kind::Versioned(_), Kind::Repeatable) => std::cmp::Ordering::Less,
-        (Kind::Repeatable, Kind::Versioned(_)) => std::cmp::Ordering::Greater,
-        (Kind::Repeatable, Kind::Repeatable) => a.description.cmp(&b.description),
-    });
+    scripts.sort_by(|a, b| order(a).cmp(&order(b)));
+    Ok(scripts)
+}
+
+/// Versioned by version, then repeatables by description, then callbacks by event and name.
+fn order(script: &Script) -> (u8, Option<&Version>, Option<Event>, &str) {
+    match &script.kind {
+        Kind::Versioned(v) => (0, Some(v), None, ""),
+        Kind::Repeatable => (1, None, None, &script.description),
+        Kind::Callback(e) => (2, None, Some(*e), &script.name),
+    }
+}
+
+/// A script from text rather than a file, e.g. migrations compiled into a binary. `name` is the
+/// file name (`V1__init.sql`); `conf` the text of its `.conf`, if any.
+pub fn script_from_text(name: &str, text: &str, conf: Option<&str>) -> Result<Script, SourceError> {
+    let path = PathBuf::from(name);
+    let (kind, description) = match parse_name(name).map_err(|r| SourceError::new(&path, r))? {
+        Name::Other => {
+            return Err(SourceError::new(
+                &path,
+                "not a migration name (V<version>__<description>.sql, R__<description>.sql)",
+            ));
+        }
+        Name::Versioned(v, d) => (Kind::Versioned(v), d),
+        Name::Repeatable(d) => (Kind::Repeatable, d),
+        Name::Callback(e, d) => (Kind::Callback(e), d),
+    };
+    let transactional = match conf {
+        None => true,
+        Some(conf) => parse_conf(conf).map_err(|r| SourceError::new(&path, format!("{name}.conf: {r}")))?,
+    };
+    Ok(Script {
+        kind,
+        description,
+        name: name.to_owned(),
+        path,
+        checksum: flyway_checksum(text),
+        text: text.to_owned(),
+        transactional,
+    })
+}
+
+/// Orders scripts built with [`script_from_text`] and checks them for duplicates, as [`load`] does.
+pub fn collect(mut scripts: Vec<Script>) -> Result<Vec<Script>, SourceError> {
+    check_duplicates(&scripts)?;
+    scripts.sort_by(|a, b| order(a).cmp(&order(b)));
     Ok(scripts)
 }
 
@@ -204,19 +266,17 @@ fn read_conf(script: &Path) -> Result<bool, SourceError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         Err(e) => return Err(SourceError::new(&conf, format!("cannot read: {e}"))),
     };
+    parse_conf(&text).map_err(|r| SourceError::new(&conf, r))
+}
+
+fn parse_conf(text: &str) -> Result<bool, String> {
     let mut transactional = true;
-    for (key, value) in crate::config::parse_properties(&text).map_err(|r| SourceError::new(&conf, r))? {
+    for (key, value) in crate::config::parse_properties(text)? {
         match key.as_str() {
             "executeInTransaction" => {
-                transactional = datastores::parse_bool(&value)
-                    .map_err(|r| SourceError::new(&conf, format!("executeInTransaction: {r}")))?;
+                transactional = datastores::parse_bool(&value).map_err(|r| format!("executeInTransaction: {r}"))?;
             }
-            other => {
-                return Err(SourceError::new(
-                    &conf,
-                    format!("unknown setting {other:?}; only executeInTransaction is known"),
-                ));
-            }
+            other => return Err(format!("unknown setting {other:?}; only executeInTransaction is known")),
         }
     }
     Ok(transactional)
@@ -237,6 +297,7 @@ fn check_duplicates(scripts: &[Script]) -> Result<(), SourceError> {
                 }
                 versions.insert(v.as_str().to_owned(), script);
             }
+            Kind::Callback(_) => {}
             Kind::Repeatable => {
                 if let Some(other) = repeatables.insert(&script.description, script) {
                     return Err(SourceError::new(
@@ -265,7 +326,12 @@ mod tests {
         assert_eq!((v.as_str(), d.as_str()), ("1.2.3", "add user behaviors"));
         assert_eq!(parse_name("R__refresh_views.sql").unwrap(), Name::Repeatable("refresh views".into()));
         assert_eq!(parse_name("README.md").unwrap(), Name::Other);
-        assert_eq!(parse_name("afterMigrate.sql").unwrap(), Name::Other);
+        assert_eq!(parse_name("afterMigrate.sql").unwrap(), Name::Callback(Event::AfterMigrate, String::new()));
+        assert_eq!(
+            parse_name("beforeMigrate__check.sql").unwrap(),
+            Name::Callback(Event::BeforeMigrate, "check".into())
+        );
+        assert_eq!(parse_name("afterEachMigrate.sql").unwrap(), Name::Other);
         assert!(parse_name("V1_init.sql").unwrap_err().contains("two underscores"));
         assert!(parse_name("V1a__x.sql").is_err());
         assert!(parse_name("V2__.sql").is_err());

@@ -288,9 +288,8 @@ pub fn split(script: &str) -> Result<Vec<Statement>, SplitError> {
                 let word = script[token.start..token.end].to_ascii_uppercase();
                 let in_routine = words_so_far.first().is_some_and(|w| w == "CREATE")
                     && words_so_far.iter().any(|w| w == "FUNCTION" || w == "PROCEDURE");
-                if word == "ATOMIC" && words_so_far.last().is_some_and(|w| w == "BEGIN") && in_routine {
-                    atomic += 1;
-                } else if atomic > 0 && (word == "CASE" || word == "BEGIN") {
+                let opens_body = word == "ATOMIC" && words_so_far.last().is_some_and(|w| w == "BEGIN") && in_routine;
+                if opens_body || (atomic > 0 && (word == "CASE" || word == "BEGIN")) {
                     atomic += 1;
                 } else if atomic > 0 && word == "END" {
                     atomic -= 1;

@@ -123,6 +123,40 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Takes charge of a database that the code under test created, to drop it at the end.
+    pub fn adopt(name: &str) -> TestDatabase {
+        let admin = postgres_config();
+        TestDatabase { name: name.to_owned(), config: admin.with_dbname(name), admin }
+    }
+}
+
+/// Unique role names for a test; the roles are dropped on drop. Declare this before any
+/// [`TestDatabase`] that holds their objects, so that the database goes first.
+#[derive(Debug)]
+pub struct TestRoles {
+    pub names: Vec<String>,
+}
+
+impl TestRoles {
+    pub fn new(prefixes: &[&str]) -> TestRoles {
+        TestRoles { names: prefixes.iter().map(|p| unique_name(p)).collect() }
+    }
+}
+
+impl Drop for TestRoles {
+    fn drop(&mut self) {
+        let (admin, names) = (postgres_config(), self.names.clone());
+        block_on_cleanup(async move {
+            if let Ok(client) = admin.connect().await {
+                for name in names {
+                    let _ = client.batch_execute(&format!("DROP ROLE IF EXISTS \"{name}\"")).await;
+                }
+            }
+        });
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

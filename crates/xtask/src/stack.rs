@@ -181,10 +181,13 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
     let vars = [
         ("POSTGRES_HOST", "127.0.0.1".to_owned()),
         ("POSTGRES_PORT", POSTGRES_PORT.to_string()),
-        ("POSTGRES_DB", "postgres".to_owned()),
         ("POSTGRES_USER", "postgres".to_owned()),
         ("POSTGRES_PASSWORD_FILE", secret("postgres-password")),
         ("PG_BIN_DIR", layout.pg_bin().display().to_string()),
+        // Passwords of the recommendation database's roles (`recommend-db init --create-users`).
+        ("RECOMMEND_OWNER_PASSWORD_FILE", secret("recommend-owner-password")),
+        ("RECOMMEND_APP_PASSWORD_FILE", secret("recommend-app-password")),
+        ("RECOMMEND_READONLY_PASSWORD_FILE", secret("recommend-readonly-password")),
         ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}/0")),
         ("REDIS_PASSWORD_FILE", secret("redis-password")),
         ("MILVUS_HOST", "127.0.0.1".to_owned()),
@@ -234,6 +237,9 @@ fn ensure_postgres15() {
 pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
     if services.contains(&Service::Postgres) {
         ensure_postgres15();
+        for role in ["owner", "app", "readonly"] {
+            layout.ensure_secret(&format!("recommend-{role}-password"))?;
+        }
     }
     for &service in services {
         install(layout, service).map_err(|e| format!("{}: install failed: {e}", service.name()))?;

@@ -238,7 +238,7 @@ async fn run(
 ) -> anyhow::Result<ExitCode> {
     let scripts = pg_migrate::load(&config.locations, config.encoding)?;
     match command {
-        Command::Lint { all: true } => return Ok(print_lint(&scripts.iter().collect::<Vec<_>>(), output)?),
+        Command::Lint { all: true } => return print_lint(&scripts.iter().collect::<Vec<_>>(), output),
         Command::Lint { all: false } => {
             let pg = require_pg(pg)?;
             let rows = pg_migrate::info(&pg, config, &scripts).await?;
@@ -246,7 +246,7 @@ async fn run(
                 .iter()
                 .filter(|s| rows.iter().any(|r| r.script == s.name && r.state == pg_migrate::State::Pending))
                 .collect();
-            return Ok(print_lint(&pending, output)?);
+            return print_lint(&pending, output);
         }
         _ => {}
     }

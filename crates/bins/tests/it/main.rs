@@ -4,3 +4,4 @@
 
 mod datastores_cli;
 mod pg_migrate_cli;
+mod recommend_db_cli;

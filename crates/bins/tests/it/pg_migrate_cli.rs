@@ -289,9 +289,11 @@ async fn validate_and_lint_exit_codes() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("V2__risky.sql:2: error PM001"), "{stdout}");
+    // Over every script, V1 creates the table in the same run, so the index is no risk.
     let output = run(&["lint", "--all", "--output", "json"]);
     let findings: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(findings[0]["rule"], "PM001");
+    assert_eq!(findings, serde_json::json!([]));
+    assert!(output.status.success());
 
     write(
         &dir.path().join("sql"),

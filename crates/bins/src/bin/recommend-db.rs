@@ -1,0 +1,392 @@
+//! `recommend-db`: the recommendation database's day-to-day operations (the seed's init-db.sh,
+//! seed-data.sh and cleanup.sh), over the `recommend-db` library.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow};
+use bins::{ConnectOpts, Output, exit};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use datastores::pgadmin::RoleSpec;
+use datastores::{PostgresConfig, Secret, Settings, Source};
+use recommend_db::{CleanupOptions, InitOptions, Roles, SeedOptions, Steps};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "recommend-db",
+    version,
+    about = "The recommendation system's PostgreSQL database: init, seed, partitions, cleanup",
+    after_help = "The database is POSTGRES_DB (default: recommend) on the server of POSTGRES_HOST / DATABASE_URL."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the database, extensions, schema and roles (each step idempotent)
+    Init(InitArgs),
+    /// Load realistic, reproducible test data with COPY
+    Seed(SeedArgs),
+    /// Create the monthly partitions ahead of time and list them
+    Partitions(PartitionArgs),
+    /// Remove old behaviours and requests by dropping whole partitions
+    Cleanup(CleanupArgs),
+}
+
+#[derive(Args, Debug)]
+struct InitArgs {
+    /// All steps: users, database, extensions, migrations, grants
+    #[arg(long)]
+    full: bool,
+    #[arg(long)]
+    create_db: bool,
+    #[arg(long)]
+    install_extensions: bool,
+    #[arg(long)]
+    run_migrations: bool,
+    /// Create the owner, application and read-only roles; passwords from
+    /// RECOMMEND_{OWNER,APP,READONLY}_PASSWORD or their _FILE variants
+    #[arg(long)]
+    create_users: bool,
+    #[arg(long)]
+    grant_permissions: bool,
+    /// Set the roles' passwords again even when the roles exist
+    #[arg(long)]
+    reset_passwords: bool,
+    /// An existing database to connect to while creating the application database
+    #[arg(long, default_value = "postgres", value_name = "NAME")]
+    maintenance_db: String,
+    /// Monthly partitions kept ahead of the current month
+    #[arg(long, default_value_t = recommend_db::migrations::DEFAULT_PARTITIONS_AHEAD, value_name = "MONTHS")]
+    partitions_ahead: u32,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
+}
+
+#[derive(Args, Debug)]
+struct SeedArgs {
+    #[arg(long, default_value = "1000", value_parser = parse_count, value_name = "N", allow_negative_numbers = true)]
+    users: u64,
+    #[arg(long, default_value = "5000", value_parser = parse_count, value_name = "N", allow_negative_numbers = true)]
+    items: u64,
+    #[arg(long, default_value = "50000", value_parser = parse_count, value_name = "N", allow_negative_numbers = true)]
+    behaviors: u64,
+    /// Recommendation requests (10 results each) [default: behaviors / 10]
+    #[arg(long, value_parser = parse_count, value_name = "N", allow_negative_numbers = true)]
+    requests: Option<u64>,
+    /// Months of history to generate
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    months: u32,
+    /// Random seed: the same seed (and --until) gives the same data
+    #[arg(long, default_value_t = 42, value_name = "N")]
+    seed: u64,
+    /// Last day of the data, YYYY-MM-DD [default: today, UTC]
+    #[arg(long, value_name = "DATE")]
+    until: Option<NaiveDate>,
+    /// Skip item and user embeddings
+    #[arg(long)]
+    no_embeddings: bool,
+    /// Delete all existing data first
+    #[arg(long)]
+    clean: bool,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
+}
+
+#[derive(Args, Debug)]
+struct PartitionArgs {
+    /// Months ahead of the current one
+    #[arg(long, default_value_t = recommend_db::migrations::DEFAULT_PARTITIONS_AHEAD, value_name = "MONTHS")]
+    ahead: u32,
+    /// Months before the current one (for loading history)
+    #[arg(long, default_value_t = 0, value_name = "MONTHS")]
+    back: u32,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
+}
+
+#[derive(Args, Debug)]
+struct CleanupArgs {
+    /// Keep user behaviours this many days
+    #[arg(long, default_value_t = 90, value_name = "DAYS")]
+    behaviors_days: u32,
+    /// Keep recommendation requests and results this many days
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    requests_days: u32,
+    /// Print what would be removed (rows and bytes per partition); change nothing
+    #[arg(long)]
+    report_only: bool,
+    /// Rows deleted per statement in the partition that straddles the cutoff
+    #[arg(long, default_value_t = 10_000, value_name = "ROWS")]
+    batch_size: u32,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
+}
+
+fn parse_count(text: &str) -> Result<u64, String> {
+    let n: i128 = text.trim().parse().map_err(|_| format!("{text:?} is not a whole number"))?;
+    if n < 0 {
+        return Err(format!("{n} is negative; counts start at 0"));
+    }
+    if n > i128::from(recommend_db::MAX_ROWS) {
+        return Err(format!("{n} is more than the limit of {}", recommend_db::MAX_ROWS));
+    }
+    Ok(n as u64)
+}
+
+fn main() -> ExitCode {
+    bins::init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return bins::fail(&anyhow!(e).context("cannot start the async runtime"), exit::FAILURE),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => init(args).await,
+            Command::Seed(args) => seed(args).await,
+            Command::Partitions(args) => partitions(args).await,
+            Command::Cleanup(args) => cleanup(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = matches!(e.downcast_ref::<recommend_db::Error>(), Some(recommend_db::Error::Invalid(_)))
+                || e.downcast_ref::<datastores::ConfigError>().is_some();
+            bins::fail(&e, if usage { exit::USAGE } else { exit::FAILURE })
+        }
+    }
+}
+
+/// The connection settings, with the application database `recommend` unless POSTGRES_DB or a
+/// URL names another.
+fn settings(connect: &ConnectOpts) -> Settings {
+    connect.settings().layer(
+        Source::Other("default".into()),
+        [("POSTGRES_DB", "recommend"), ("POSTGRES_APPLICATION_NAME", "recommend-db")],
+    )
+}
+
+fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
+    if !datastores::triggers(datastores::Datastore::Postgres).iter().any(|n| settings.is_set(n)) {
+        return Err(anyhow!(
+            "PostgreSQL is not configured: set POSTGRES_HOST (and POSTGRES_USER, POSTGRES_PASSWORD_FILE) or DATABASE_URL"
+        ));
+    }
+    Ok(PostgresConfig::from_settings(settings)?)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    bins::print(&(serde_json::to_string_pretty(value)? + "\n"))?;
+    Ok(())
+}
+
+async fn init(args: InitArgs) -> anyhow::Result<()> {
+    let settings = settings(&args.connect);
+    let admin = postgres(&settings)?;
+    let steps = if args.full {
+        Steps::full()
+    } else {
+        Steps {
+            create_db: args.create_db,
+            install_extensions: args.install_extensions,
+            run_migrations: args.run_migrations,
+            create_users: args.create_users,
+            grant_permissions: args.grant_permissions,
+        }
+    };
+    let role = |kind: &str, default: &str| -> anyhow::Result<RoleSpec> {
+        let name =
+            settings.get(&format!("RECOMMEND_{kind}_ROLE"))?.map(|v| v.text).unwrap_or_else(|| default.to_owned());
+        // Passwords are read only when roles may be created or reset.
+        let password = match steps.create_users {
+            true => settings.get(&format!("RECOMMEND_{kind}_PASSWORD"))?.map(|v| Secret::new(v.text)),
+            false => None,
+        };
+        Ok(RoleSpec { name, password, reset_password: args.reset_passwords })
+    };
+    let roles = Roles {
+        owner: role("OWNER", "recommend_owner")?,
+        app: role("APP", "recommend_app")?,
+        readonly: role("READONLY", "recommend_readonly")?,
+    };
+    let options = InitOptions {
+        database: admin.dbname.clone(),
+        maintenance_db: args.maintenance_db.clone(),
+        roles,
+        extensions: recommend_db::EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+        steps,
+        partitions_ahead: args.partitions_ahead,
+    };
+    let report = recommend_db::init(&admin, &options).await.map_err(|e| match e {
+        recommend_db::Error::Admin(a) if a.message.contains("no password") => anyhow!(
+            "{a}: set RECOMMEND_OWNER_PASSWORD, RECOMMEND_APP_PASSWORD and RECOMMEND_READONLY_PASSWORD (or their _FILE variants)"
+        ),
+        other => anyhow!(other),
+    })?;
+    match args.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => {
+            let rows: Vec<Vec<String>> = report
+                .steps
+                .iter()
+                .map(|s| vec![s.step.to_owned(), s.object.clone(), s.outcome.to_string(), s.detail.clone()])
+                .collect();
+            let mut text = bins::table(&["STEP", "OBJECT", "OUTCOME", "DETAIL"], &rows);
+            text.push_str(if report.changed() {
+                "Done.\n"
+            } else {
+                "Nothing changed: everything was already in place.\n"
+            });
+            bins::print(&text)?;
+        }
+    }
+    Ok(())
+}
+
+async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    let options = SeedOptions {
+        users: args.users,
+        items: args.items,
+        behaviors: args.behaviors,
+        requests: args.requests.unwrap_or(args.behaviors / 10),
+        months: args.months,
+        seed: args.seed,
+        until: args.until.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        embeddings: !args.no_embeddings,
+        clean: args.clean,
+    };
+    options.validate()?;
+    let settings = settings(&args.connect);
+    let pg = postgres(&settings)?;
+    let client = pg.connect().await?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let mut last_phase = None;
+    let mut progress = |p: recommend_db::Progress| {
+        let phase = format!("{:?}", p.phase).to_lowercase();
+        if let Some(bar) = &bar {
+            bar.set_message(phase);
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        } else if last_phase != Some(p.phase) {
+            tracing::info!(phase, total = p.total, "loading");
+            last_phase = Some(p.phase);
+        }
+    };
+    let report = recommend_db::seed(&client, &options, &mut progress)
+        .await
+        .context(format!("seeding database {}", pg.dbname))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match args.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => bins::print(&format!(
+            "Seeded {}: {} users, {} items, {} behaviours, {} requests with {} results, {} item and {} user embeddings in {:.1} s\n",
+            pg.dbname,
+            report.users,
+            report.items,
+            report.behaviors,
+            report.requests,
+            report.results,
+            report.item_embeddings,
+            report.user_embeddings,
+            report.seconds
+        ))?,
+    }
+    Ok(())
+}
+
+async fn partitions(args: PartitionArgs) -> anyhow::Result<()> {
+    let settings = settings(&args.connect);
+    let pg = postgres(&settings)?;
+    let client = pg.connect().await?;
+    let partitions = recommend_db::ensure_partitions(&client, args.back, args.ahead).await?;
+    match args.output {
+        Output::Json => print_json(&partitions)?,
+        Output::Table => {
+            let rows: Vec<Vec<String>> = partitions
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.table.clone(),
+                        p.name.clone(),
+                        p.range_start.format("%Y-%m-%d").to_string(),
+                        p.range_end.format("%Y-%m-%d").to_string(),
+                        p.rows_estimate.to_string(),
+                        p.bytes.to_string(),
+                        if p.created { "created".into() } else { "exists".into() },
+                    ]
+                })
+                .collect();
+            let mut text = bins::table(&["TABLE", "PARTITION", "FROM", "TO", "ROWS (EST.)", "BYTES", "STATE"], &rows);
+            let created = partitions.iter().filter(|p| p.created).count();
+            text.push_str(&format!("{created} partition(s) created, {} present\n", partitions.len()));
+            bins::print(&text)?;
+        }
+    }
+    Ok(())
+}
+
+async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
+    let options = CleanupOptions {
+        behaviors_days: args.behaviors_days,
+        requests_days: args.requests_days,
+        batch_size: args.batch_size,
+    };
+    options.validate()?;
+    let settings = settings(&args.connect);
+    let pg = postgres(&settings)?;
+    let client = pg.connect().await?;
+    let report = recommend_db::cleanup(&client, &options, args.report_only, chrono::Utc::now()).await?;
+    match args.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => {
+            let rows: Vec<Vec<String>> = report
+                .tables
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(move |p| {
+                        vec![
+                            t.table.clone(),
+                            p.partition.clone(),
+                            p.action.to_owned(),
+                            p.rows.to_string(),
+                            p.bytes.to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            let mut text = bins::table(&["TABLE", "PARTITION", "ACTION", "ROWS", "BYTES"], &rows);
+            let verb = if report.report_only { "Would remove" } else { "Removed" };
+            text.push_str(&format!(
+                "{verb} {} row(s); {} byte(s) freed by dropped partitions\n",
+                report.rows_removed, report.bytes_freed
+            ));
+            bins::print(&text)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+use assert_cmd::Command;
+use testkit::{TestDatabase, TestRoles};
+
+fn recommend_db() -> Command {
+    let mut command = Command::cargo_bin("recommend-db").unwrap();
+    command.env_remove("POSTGRES_DB").env_remove("DATABASE_URL");
+    command
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["seed", "--users", "-5"], "negative"),
+        (&["seed", "--behaviors", "99999999999"], "more than the limit"),
+        (&["seed", "--users", "many"], "not a whole number"),
+        (&["seed", "--frobnicate"], "unexpected argument '--frobnicate'"),
+        (&["cleanup", "--behaviors-days", "0"], "--behaviors-days 0 must be between 1 and 36500"),
+    ];
+    for (args, expected) in cases {
+        let output = recommend_db().args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let output = recommend_db().arg("init").output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "no step: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named() {
+    testkit::require(datastores::Datastore::Postgres);
+    let name = testkit::unique_name("missing");
+    let output = recommend_db().args(["seed", "--postgres-db", &name]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("database \"{name}\" does not exist")), "{stderr}");
+    let output = recommend_db().args(["init", "--install-extensions", "--postgres-db", &name]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--create-db"), "{stderr}");
+}
+
+#[tokio::test]
+async fn init_seed_partitions_and_cleanup_end_to_end() {
+    let roles = TestRoles::new(&["owner", "app", "ro"]);
+    let name = testkit::unique_name("recommend");
+    let _db = TestDatabase::adopt(&name);
+    let run = |args: &[&str]| {
+        recommend_db()
+            .args(args)
+            .args(["--postgres-db", &name])
+            .env("RECOMMEND_OWNER_ROLE", &roles.names[0])
+            .env("RECOMMEND_APP_ROLE", &roles.names[1])
+            .env("RECOMMEND_READONLY_ROLE", &roles.names[2])
+            .output()
+            .unwrap()
+    };
+    let output = run(&["init", "--full"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("Done."), "{stdout}");
+    let output = run(&["init", "--full"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Nothing changed"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+
+    let output = run(&["seed", "--users", "30", "--items", "80", "--behaviors", "900", "--output", "json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (report["users"].as_u64(), report["behaviors"].as_u64(), report["requests"].as_u64()),
+        (Some(30), Some(900), Some(90))
+    );
+    let output = run(&["seed", "--users", "30"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--clean"));
+
+    let output = run(&["partitions", "--ahead", "4", "--output", "json"]);
+    let partitions: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        partitions.as_array().unwrap().iter().filter(|p| p["created"] == true).count(),
+        3,
+        "one more month per table"
+    );
+
+    let output = run(&["cleanup", "--behaviors-days", "30", "--report-only", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["report_only"], true);
+    assert!(plan["rows_removed"].as_i64().unwrap() > 0);
+    let output = run(&["cleanup", "--behaviors-days", "30"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Removed"));
+}
