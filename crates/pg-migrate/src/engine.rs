@@ -430,7 +430,78 @@ fn sql_row<'a>(
     }
 }
 
+/// Applies a migration and records it in one transaction. Without COPY data, the whole
+/// migration travels as one message (BEGIN, the statements, the history row, COMMIT): one round
+/// trip instead of one per statement. On failure the statements are run again one by one inside
+/// a transaction that is rolled back, to name the line that fails.
 async fn apply_in_transaction(
+    client: &Client,
+    table: &Table,
+    script: &Script,
+    statements: &[Statement],
+    installed_by: &str,
+    started: Instant,
+) -> Result<(), MigrateError> {
+    let version = script.version().map(|v| v.as_str().to_owned());
+    if statements.iter().any(|s| s.copy_data.is_some()) {
+        return apply_statement_by_statement(client, table, script, statements, installed_by, started).await;
+    }
+    let mut batch = String::from("BEGIN;\n");
+    let mut starts = Vec::with_capacity(statements.len());
+    let mut chars = batch.chars().count();
+    for statement in statements {
+        starts.push(chars);
+        batch.push_str(&statement.text);
+        if !statement.text.trim_end().ends_with(';') {
+            batch.push(';');
+        }
+        batch.push('\n');
+        chars = batch.chars().count();
+    }
+    batch.push_str(&sql_row(script, installed_by, &version, 0, true).insert_sql_timed(table));
+    batch.push_str("\nCOMMIT;");
+    let Err(e) = client.batch_execute(&batch).await else { return Ok(()) };
+    let _ = client.batch_execute("ROLLBACK").await;
+    let position = e.as_db_error().and_then(|db| match db.position() {
+        Some(ErrorPosition::Original(p)) => Some(*p as usize),
+        _ => None,
+    });
+    // The server says where: find the statement that holds that character.
+    let located = position.and_then(|p| {
+        let index = starts.iter().rposition(|start| *start < p)?;
+        let statement = &statements[index];
+        let within: String = statement.text.chars().take(p - 1 - starts[index]).collect();
+        (p - starts[index] <= statement.text.chars().count()).then(|| statement.line + within.matches('\n').count())
+    });
+    let line = match located {
+        Some(line) => line,
+        None => locate_failure(client, statements).await.unwrap_or(0),
+    };
+    Err(MigrateError::Failed {
+        script: script.name.clone(),
+        line,
+        message: server_message(&e),
+        rolled_back: true,
+        applied: Vec::new(),
+    })
+}
+
+/// Runs `statements` one by one in a transaction that is always rolled back; the line of the
+/// first that fails.
+async fn locate_failure(client: &Client, statements: &[Statement]) -> Option<usize> {
+    client.batch_execute("BEGIN").await.ok()?;
+    let mut line = None;
+    for statement in statements {
+        if let Err(e) = client.batch_execute(&statement.text).await {
+            line = Some(failing_line(statement, &e));
+            break;
+        }
+    }
+    let _ = client.batch_execute("ROLLBACK").await;
+    line
+}
+
+async fn apply_statement_by_statement(
     client: &Client,
     table: &Table,
     script: &Script,

@@ -91,6 +91,16 @@ pub struct NewRow<'a> {
 impl NewRow<'_> {
     /// The INSERT as text, for `--dry-run`.
     pub fn insert_sql(&self, table: &Table) -> String {
+        self.insert_sql_with(table, &self.execution_time.to_string())
+    }
+
+    /// The INSERT as text, its execution time measured by the server from the start of the
+    /// transaction, so that it can travel in the same message as the migration.
+    pub fn insert_sql_timed(&self, table: &Table) -> String {
+        self.insert_sql_with(table, "(extract(epoch FROM clock_timestamp() - now()) * 1000)::integer")
+    }
+
+    fn insert_sql_with(&self, table: &Table, execution_time: &str) -> String {
         let opt = |v: Option<&str>| v.map(quote_literal).unwrap_or_else(|| "NULL".into());
         format!(
             "INSERT INTO {t} (\"installed_rank\", \"version\", \"description\", \"type\", \"script\", \"checksum\", \
@@ -101,7 +111,7 @@ impl NewRow<'_> {
             quote_literal(self.script),
             self.checksum.map(|c| c.to_string()).unwrap_or_else(|| "NULL".into()),
             quote_literal(self.installed_by),
-            self.execution_time,
+            execution_time,
             self.success,
             t = table.qualified()
         )
