@@ -88,16 +88,33 @@ pub async fn migrate(
     config: &MigrateConfig,
     scripts: &[Script],
 ) -> Result<MigrateReport, MigrateError> {
+    let (mut report, warning) =
+        locked(pg, config, async |session, table| migrate_locked(session, config, scripts, table).await).await?;
+    report.warnings.extend(warning);
+    Ok(report)
+}
+
+/// Opens a session and runs `work` holding the migration lock. A transaction that `work` leaves
+/// open on error is rolled back, and the lock is released whatever happens. Returns the lock's
+/// warning (a transaction-pooling proxy) with the result.
+async fn locked<T>(
+    pg: &PostgresConfig,
+    config: &MigrateConfig,
+    work: impl AsyncFnOnce(&Session, &Table) -> Result<T, MigrateError>,
+) -> Result<(T, Option<String>), MigrateError> {
     let session = open(pg, config).await?;
     let table = config.history_table();
     let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
     let warning = lock.warning.clone();
-    let result = migrate_locked(&session, config, scripts, &table).await;
+    let result = work(&session, &table).await;
+    if result.is_err() {
+        // Harmless when no transaction is open.
+        let _ = session.client.batch_execute("ROLLBACK").await;
+    }
     let released = lock.release().await;
-    let mut report = result?;
+    let value = result?;
     released?;
-    report.warnings.extend(warning);
-    Ok(report)
+    Ok((value, warning))
 }
 
 async fn migrate_locked(
@@ -154,7 +171,7 @@ async fn migrate_locked(
         let outcome = if script.transactional {
             apply_in_transaction(&session.client, table, script, &statements, &installed_by, started).await
         } else {
-            apply_outside_transaction(&session.client, table, script, &statements, &installed_by, started).await
+            execute_script(&session.client, Some((table, &installed_by)), script, &statements, started).await
         };
         if let Err(mut error) = outcome {
             if let MigrateError::Failed { applied, .. } = &mut error {
@@ -183,31 +200,7 @@ async fn migrate_locked(
 /// Runs a callback script (in a transaction unless marked otherwise); it is not recorded.
 async fn run_callback(client: &Client, script: &Script, statements: &[Statement]) -> Result<(), MigrateError> {
     tracing::info!(script = %script.name, "running callback");
-    let failed = |statement: &Statement, e: &datastores::tokio_postgres::Error, rolled_back| MigrateError::Failed {
-        script: script.name.clone(),
-        line: failing_line(statement, e),
-        message: server_message(e),
-        rolled_back,
-        applied: Vec::new(),
-    };
-    if script.transactional {
-        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
-    }
-    for statement in statements {
-        if let Err(e) = run_statement(client, statement).await {
-            if script.transactional {
-                let _ = client.batch_execute("ROLLBACK").await;
-            }
-            return Err(failed(statement, &e, script.transactional));
-        }
-    }
-    if script.transactional {
-        client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| MigrateError::db(format!("cannot commit {}", script.name), &e))?;
-    }
-    Ok(())
+    execute_script(client, None, script, statements, Instant::now()).await
 }
 
 fn plan_current(applied: &[Applied]) -> Option<String> {
@@ -444,7 +437,7 @@ async fn apply_in_transaction(
 ) -> Result<(), MigrateError> {
     let version = script.version().map(|v| v.as_str().to_owned());
     if statements.iter().any(|s| s.copy_data.is_some()) {
-        return apply_statement_by_statement(client, table, script, statements, installed_by, started).await;
+        return execute_script(client, Some((table, installed_by)), script, statements, started).await;
     }
     let mut batch = String::from("BEGIN;\n");
     let mut starts = Vec::with_capacity(statements.len());
@@ -501,68 +494,60 @@ async fn locate_failure(client: &Client, statements: &[Statement]) -> Option<usi
     line
 }
 
-async fn apply_statement_by_statement(
+/// Runs `statements` one by one, in a transaction when the script is transactional, and records
+/// the outcome in `history` when given. A failure outside a transaction cannot be undone: it is
+/// recorded as failed, as Flyway does, so that the next migrate stops until someone has looked
+/// (and run repair).
+async fn execute_script(
     client: &Client,
-    table: &Table,
+    history: Option<(&Table, &str)>,
     script: &Script,
     statements: &[Statement],
-    installed_by: &str,
     started: Instant,
 ) -> Result<(), MigrateError> {
-    let failed = |statement: &Statement, e: &datastores::tokio_postgres::Error| MigrateError::Failed {
-        script: script.name.clone(),
-        line: failing_line(statement, e),
-        message: server_message(e),
-        rolled_back: true,
-        applied: Vec::new(),
-    };
-    client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
-    for statement in statements {
-        if let Err(e) = run_statement(client, statement).await {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(failed(statement, &e));
+    let transactional = script.transactional;
+    let version = script.version().map(|v| v.as_str().to_owned());
+    let record = async |success: bool| match history {
+        Some((table, installed_by)) => {
+            history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), success)).await
         }
+        None => Ok(()),
+    };
+    if transactional {
+        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
     }
-    let version = script.version().map(|v| v.as_str().to_owned());
-    let recorded =
-        history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), true)).await;
-    if let Err(e) = recorded {
-        let _ = client.batch_execute("ROLLBACK").await;
-        return Err(e);
-    }
-    client.batch_execute("COMMIT").await.map_err(|e| MigrateError::Failed {
-        script: script.name.clone(),
-        line: 0,
-        message: format!("COMMIT failed: {}", server_message(&e)),
-        rolled_back: true,
-        applied: Vec::new(),
-    })
-}
-
-async fn apply_outside_transaction(
-    client: &Client,
-    table: &Table,
-    script: &Script,
-    statements: &[Statement],
-    installed_by: &str,
-    started: Instant,
-) -> Result<(), MigrateError> {
-    let version = script.version().map(|v| v.as_str().to_owned());
     for statement in statements {
         if let Err(e) = run_statement(client, statement).await {
-            // Statements before this one stay applied; record the failure, as Flyway does, so
-            // the next migrate stops until someone has looked (and run repair).
-            history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), false)).await?;
+            if transactional {
+                let _ = client.batch_execute("ROLLBACK").await;
+            } else {
+                record(false).await?;
+            }
             return Err(MigrateError::Failed {
                 script: script.name.clone(),
                 line: failing_line(statement, &e),
                 message: server_message(&e),
-                rolled_back: false,
+                rolled_back: transactional,
                 applied: Vec::new(),
             });
         }
     }
-    history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), true)).await
+    if let Err(e) = record(true).await {
+        if transactional {
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        return Err(e);
+    }
+    if transactional {
+        client.batch_execute("COMMIT").await.map_err(|e| MigrateError::Failed {
+            script: script.name.clone(),
+            line: 0,
+            message: format!("COMMIT failed: {}", server_message(&e)),
+            rolled_back: true,
+            applied: Vec::new(),
+        })?;
+    }
+    Ok(())
 }
 
 /// `info`: every migration with its state.
@@ -602,18 +587,15 @@ pub async fn repair(
     config: &MigrateConfig,
     scripts: &[Script],
 ) -> Result<RepairReport, MigrateError> {
-    let session = open(pg, config).await?;
-    let table = config.history_table();
-    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
-    let result = async {
+    let work = async |session: &Session, table: &Table| {
         let client = &session.client;
-        if !history::exists(client, &table).await? {
+        if !history::exists(client, table).await? {
             return Ok(RepairReport::default());
         }
         client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
         let mut report =
-            RepairReport { removed_failed: history::delete_failed(client, &table).await?, realigned: Vec::new() };
-        for row in history::read(client, &table).await? {
+            RepairReport { removed_failed: history::delete_failed(client, table).await?, realigned: Vec::new() };
+        for row in history::read(client, table).await? {
             if row.kind == TYPE_BASELINE || row.kind == TYPE_SCHEMA {
                 continue;
             }
@@ -622,7 +604,7 @@ pub async fn repair(
             };
             let Some(local) = scripts.iter().find(|s| s.version() == Some(&version)) else { continue };
             if row.checksum != Some(local.checksum) || row.description != local.description || row.kind != TYPE_SQL {
-                history::realign(client, &table, row.installed_rank, &local.description, TYPE_SQL, local.checksum)
+                history::realign(client, table, row.installed_rank, &local.description, TYPE_SQL, local.checksum)
                     .await?;
                 let mut changes = Vec::new();
                 if row.checksum != Some(local.checksum) {
@@ -640,23 +622,15 @@ pub async fn repair(
         }
         client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit the repair", &e))?;
         Ok(report)
-    }
-    .await;
-    if result.is_err() {
-        let _ = session.client.batch_execute("ROLLBACK").await;
-    }
-    lock.release().await?;
-    result
+    };
+    Ok(locked(pg, config, work).await?.0)
 }
 
 /// `baseline`: records `baselineVersion` as the starting point of a database that already holds
 /// the schema. Only on an empty history.
 pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<String, MigrateError> {
-    let session = open(pg, config).await?;
-    let table = config.history_table();
-    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
-    let result = async {
-        let applied = history::read(&session.client, &table).await?;
+    let work = async |session: &Session, table: &Table| {
+        let applied = history::read(&session.client, table).await?;
         let rows = applied.iter().filter(|r| r.kind != TYPE_SCHEMA).count();
         if rows > 0 {
             return Err(MigrateError::Refused(format!(
@@ -664,7 +638,7 @@ pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Str
                 table.qualified()
             )));
         }
-        if !history::exists(&session.client, &table).await? {
+        if !history::exists(&session.client, table).await? {
             for schema in &config.schemas {
                 session
                     .client
@@ -672,14 +646,12 @@ pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Str
                     .await
                     .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), &e))?;
             }
-            history::create(&session.client, &table).await?;
+            history::create(&session.client, table).await?;
         }
-        write_baseline(&session, config, &table).await?;
+        write_baseline(session, config, table).await?;
         Ok(config.baseline_version.to_string())
-    }
-    .await;
-    lock.release().await?;
-    result
+    };
+    Ok(locked(pg, config, work).await?.0)
 }
 
 /// What `clean` dropped.
@@ -703,15 +675,7 @@ pub async fn clean(pg: &PostgresConfig, config: &MigrateConfig) -> Result<CleanR
             config.schemas.join(", ")
         )));
     }
-    let session = open(pg, config).await?;
-    let table = config.history_table();
-    let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
-    let result = clean_locked(&session, config, &table).await;
-    if result.is_err() {
-        let _ = session.client.batch_execute("ROLLBACK").await;
-    }
-    lock.release().await?;
-    result
+    Ok(locked(pg, config, async |session, table| clean_locked(session, config, table).await).await?.0)
 }
 
 async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) -> Result<CleanReport, MigrateError> {
