@@ -260,6 +260,79 @@ impl Drop for TestS3Prefix {
     }
 }
 
+/// An S3 server of the test's own (s3s-fs from the stack, `S3S_FS_BIN`), for tests that stop it.
+#[derive(Debug)]
+pub struct PrivateS3 {
+    pub config: S3Config,
+    child: Option<std::process::Child>,
+    _root: std::path::PathBuf,
+}
+
+impl PrivateS3 {
+    pub fn start() -> PrivateS3 {
+        let settings = require(Datastore::S3);
+        let bin = settings.get("S3S_FS_BIN").ok().flatten().map(|v| v.text).unwrap_or_else(|| {
+            panic!(
+                "S3S_FS_BIN is not set: tests with an S3 server of their own use the stack's s3s-fs.\n{HOW_TO_START}"
+            )
+        });
+        let root = std::env::temp_dir().join(unique_name("s3"));
+        std::fs::create_dir_all(root.join("private")).unwrap();
+        let port = closed_port();
+        let secret = unique_name("secret");
+        // The key is on the command line of this throw-away test server only: s3s-fs takes it no
+        // other way.
+        let child = std::process::Command::new(&bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                "private",
+                "--secret-key",
+                &secret,
+            ])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start on port {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let layer = Settings::new().layer(
+            Source::Other("private S3".into()),
+            [
+                ("S3_BUCKET", "private".to_owned()),
+                ("S3_ENDPOINT", format!("http://127.0.0.1:{port}")),
+                ("AWS_ACCESS_KEY_ID", "private".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", secret),
+                ("S3_MAX_ATTEMPTS", "3".to_owned()),
+                ("S3_TIMEOUT", "5s".to_owned()),
+            ],
+        );
+        PrivateS3 { config: S3Config::from_settings(&layer).unwrap(), child: Some(child), _root: root }
+    }
+
+    /// Kills the server, as an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self._root);
+    }
+}
+
 /// A TCP server on 127.0.0.1 that accepts connections and never answers: a stand-in for a host
 /// that hangs, to test timeouts without waiting on the network.
 #[derive(Debug)]

@@ -204,6 +204,8 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
         ("AWS_SECRET_ACCESS_KEY_FILE", secret("s3-secret-key")),
+        // For tests that need an S3 server of their own (to stop it mid-upload).
+        ("S3S_FS_BIN", layout.cargo_bin(S3S_FS).display().to_string()),
     ];
     vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

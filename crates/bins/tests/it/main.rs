@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod datastores_cli;
+mod pg_backup_cli;
 mod pg_migrate_cli;
 mod recommend_db_cli;

@@ -1,0 +1,461 @@
+//! `pg-backup`: streaming, verified PostgreSQL backups to disk and S3 (the seed's backup.sh,
+//! restore.sh and verify.sh), over the `pg-backup` library.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use bins::{ConnectOpts, Output, exit};
+use clap::{Args, Parser, Subcommand};
+use datastores::{Datastore, PostgresConfig, S3Config, Settings, Source};
+use pg_backup::{Compression, Format, Retention, RunMetrics, Selector, Stores, Tier, Tools};
+
+#[derive(Parser, Debug)]
+#[command(name = "pg-backup", version, about = "Streaming, verified PostgreSQL backups to disk and S3")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Take a backup, then prune old ones
+    Backup(BackupArgs),
+    /// List complete backups, local and in S3
+    List(Common),
+    /// Restore a backup: latest, an id, or a file
+    Restore(RestoreArgs),
+    /// Check a backup: checksum and structure; --compare restores it into a scratch database
+    Verify(VerifyArgs),
+    /// Delete backups that retention does not keep
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// Local folder of backups [env: BACKUP_DIR]
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
+}
+
+#[derive(Args, Debug)]
+struct BackupArgs {
+    /// custom (parallel restore), directory (parallel dump and restore) or plain (SQL)
+    #[arg(long, default_value = "custom", value_parser = Format::parse)]
+    format: Format,
+    /// zstd[:1-19], gzip[:1-9] or none [default: zstd:3; gzip:6 for plain, as backup.sh]
+    #[arg(long, value_parser = Compression::parse, value_name = "ALGO[:LEVEL]")]
+    compress: Option<Compression>,
+    /// Parallel pg_dump jobs (directory format)
+    #[arg(long, default_value_t = 2)]
+    jobs: u32,
+    /// daily, weekly, monthly, or auto (monthly on the 1st, weekly on Sundays)
+    #[arg(long, default_value = "auto", value_name = "TIER")]
+    tier: String,
+    /// Count every table's rows in the dump's snapshot (exact verification later)
+    #[arg(long)]
+    exact_counts: bool,
+    /// Skip pruning after the backup
+    #[arg(long)]
+    no_prune: bool,
+    /// Size of the first S3 parts in MiB (later parts grow)
+    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    part_size_mib: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// latest, a backup id, or the path of a backup file
+    #[arg(value_name = "BACKUP", required_unless_present = "from_s3")]
+    backup: Option<String>,
+    /// Restore this key from the bucket (relative to S3_PREFIX), e.g. daily/recommend_....sql.gz
+    #[arg(long, value_name = "KEY")]
+    from_s3: Option<String>,
+    /// Restore into this database [default: POSTGRES_DB]
+    #[arg(long, value_name = "NAME")]
+    target_db: Option<String>,
+    #[arg(long, default_value_t = 2)]
+    jobs: u32,
+    /// Drop and recreate a target that is not empty (needs --yes)
+    #[arg(long)]
+    clean: bool,
+    /// Confirm --clean
+    #[arg(long)]
+    yes: bool,
+    /// Terminate other sessions connected to the target
+    #[arg(long)]
+    terminate_connections: bool,
+    /// Do not restore object ownership (roles missing on this server)
+    #[arg(long)]
+    no_owner: bool,
+    #[arg(long, default_value = "postgres", value_name = "NAME")]
+    maintenance_db: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// latest, a backup id, or the path of a backup file
+    #[arg(value_name = "BACKUP", default_value = "latest")]
+    backup: String,
+    /// Restore into a scratch database and compare row counts
+    #[arg(long)]
+    compare: bool,
+    /// With --compare, compare each table's content with the live database too
+    #[arg(long, requires = "compare")]
+    checksums: bool,
+    #[arg(long, default_value_t = 2)]
+    jobs: u32,
+    #[arg(long, default_value = "postgres", value_name = "NAME")]
+    maintenance_db: String,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args, Debug)]
+struct PruneArgs {
+    /// Show what would be deleted
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn main() -> ExitCode {
+    bins::init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return bins::fail(&anyhow!(e).context("cannot start the async runtime"), exit::FAILURE),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Backup(args) => backup(args).await,
+            Command::List(args) => list(args).await,
+            Command::Restore(args) => restore(args).await,
+            Command::Verify(args) => verify(args).await,
+            Command::Prune(args) => prune(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let usage = matches!(e.downcast_ref::<pg_backup::Error>(), Some(pg_backup::Error::Invalid(_)))
+                || e.downcast_ref::<datastores::ConfigError>().is_some();
+            bins::fail(&e, if usage { exit::USAGE } else { exit::FAILURE })
+        }
+    }
+}
+
+/// Everything a command needs from flags and environment.
+struct Context {
+    settings: Settings,
+    stores: Stores,
+    tools: Tools,
+}
+
+fn context(common: &Common) -> anyhow::Result<Context> {
+    let settings =
+        common.connect.settings().layer(Source::Other("default".into()), [("POSTGRES_APPLICATION_NAME", "pg-backup")]);
+    let local_dir = match &common.backup_dir {
+        Some(dir) => Some(dir.clone()),
+        None => settings.get("BACKUP_DIR")?.map(|v| PathBuf::from(v.text)),
+    };
+    let s3 = if datastores::triggers(Datastore::S3).iter().any(|n| settings.is_set(n)) {
+        Some(S3Config::from_settings(&settings)?)
+    } else {
+        None
+    };
+    let tools = Tools { bin_dir: settings.get("PG_BIN_DIR")?.map(|v| PathBuf::from(v.text)) };
+    Ok(Context { settings, stores: Stores { local_dir, s3 }, tools })
+}
+
+fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
+    if !datastores::triggers(Datastore::Postgres).iter().any(|n| settings.is_set(n)) {
+        return Err(anyhow!(
+            "PostgreSQL is not configured: set POSTGRES_HOST (with POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD_FILE) or DATABASE_URL"
+        ));
+    }
+    Ok(PostgresConfig::from_settings(settings)?)
+}
+
+fn retention(settings: &Settings) -> anyhow::Result<Retention> {
+    let mut r = Retention::default();
+    let get = |name: &str| -> anyhow::Result<Option<u32>> {
+        Ok(match settings.count(name)? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| anyhow!("{name} {n} is too large"))?),
+            None => None,
+        })
+    };
+    if let Some(n) = get("RETENTION_DAYS")? {
+        r.daily = n;
+    }
+    if let Some(n) = get("RETENTION_WEEKS")? {
+        r.weekly = n;
+    }
+    if let Some(n) = get("RETENTION_MONTHS")? {
+        r.monthly = n;
+    }
+    Ok(r)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    bins::print(&(serde_json::to_string_pretty(value)? + "\n"))?;
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.common)?;
+    let pg = postgres(&ctx.settings)?;
+    let tier = Tier::parse(&args.tier, chrono::Utc::now().date_naive()).map_err(|e| anyhow!("--tier: {e}"))?;
+    let compression =
+        args.compress.unwrap_or(if args.format == Format::Plain { Compression::Gzip(6) } else { Compression::Zstd(3) });
+    let retention = retention(&ctx.settings)?;
+    let options = pg_backup::BackupOptions {
+        format: args.format,
+        compression,
+        jobs: args.jobs.max(1),
+        tier,
+        local_dir: ctx.stores.local_dir.clone(),
+        s3: ctx.stores.s3.clone(),
+        tools: ctx.tools.clone(),
+        exact_counts: args.exact_counts,
+        part_size: args.part_size_mib.max(5) << 20,
+    };
+    let webhook = ctx.settings.get("SLACK_WEBHOOK")?.map(|v| v.text);
+    let gateway = ctx.settings.get("PUSHGATEWAY_URL")?.map(|v| v.text);
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} written ({bytes_per_sec}, {elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.set_message(format!("backing up {}", pg.dbname));
+        bar
+    });
+    let mut last_log = Instant::now();
+    let mut progress = |p: pg_backup::BackupProgress| match &bar {
+        Some(bar) => bar.set_position(p.stored_bytes),
+        None if last_log.elapsed().as_secs() >= 10 => {
+            last_log = Instant::now();
+            tracing::info!(stored = p.stored_bytes, "backup in progress");
+        }
+        None => {}
+    };
+    let started = Instant::now();
+    let outcome = pg_backup::backup(&pg, &options, &mut progress).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let destination =
+        [options.local_dir.as_ref().map(|d| d.display().to_string()), options.s3.as_ref().map(|s| s.to_string())]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ");
+    let (manifest, failure) = match outcome {
+        Ok(m) => (Some(m), None),
+        Err(pg_backup::Error::Incomplete { failures, manifest }) => (Some(*manifest), Some(failures.join("; "))),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    // Notifications and metrics never fail the backup.
+    let text = match (&manifest, &failure) {
+        (Some(m), None) => format!(
+            ":white_check_mark: backup of {} succeeded: {} ({}), {:.1} s, to {destination}",
+            m.database,
+            m.id,
+            human(m.size_bytes),
+            m.duration_seconds
+        ),
+        (_, Some(f)) => {
+            format!(":x: backup of {} failed after {:.1} s: {f}", pg.dbname, started.elapsed().as_secs_f64())
+        }
+        (None, None) => String::new(),
+    };
+    if let Some(hook) = &webhook
+        && let Err(e) = pg_backup::slack(hook, &text).await
+    {
+        eprintln!("warning: notification not sent: {e}");
+    }
+    if let Some(url) = &gateway {
+        let metrics = RunMetrics {
+            database: pg.dbname.clone(),
+            success: failure.is_none(),
+            finished_unix: chrono::Utc::now().timestamp(),
+            duration_seconds: started.elapsed().as_secs_f64(),
+            size_bytes: manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0),
+        };
+        if let Err(e) = pg_backup::push(url, &metrics).await {
+            eprintln!("warning: metrics not pushed: {e}");
+        }
+    }
+    if let Some(m) = &manifest {
+        match args.common.output {
+            Output::Json => print_json(m)?,
+            Output::Table => bins::print(&format!(
+                "Backup {} ({} tier): {} stored ({} dumped), sha256 {}, {:.1} s, in {}\n",
+                m.id,
+                m.tier,
+                human(m.size_bytes),
+                human(m.dump_bytes),
+                m.sha256,
+                m.duration_seconds,
+                m.destinations.join(" and ")
+            ))?,
+        }
+    }
+    if let Some(f) = failure {
+        return Err(anyhow!(f));
+    }
+    if !args.no_prune {
+        let report = pg_backup::prune(&ctx.stores, &pg.dbname, retention, chrono::Utc::now(), false)
+            .await
+            .map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
+        for deleted in &report.deleted {
+            eprintln!("pruned {deleted}");
+        }
+    }
+    Ok(())
+}
+
+async fn list(args: Common) -> anyhow::Result<()> {
+    let ctx = context(&args)?;
+    let listed = pg_backup::list(&ctx.stores).await?;
+    match args.output {
+        Output::Json => print_json(&listed)?,
+        Output::Table => {
+            let rows: Vec<Vec<String>> = listed
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.id.clone(),
+                        l.tier.to_string(),
+                        format!("{:?}", l.format).to_lowercase(),
+                        human(l.size_bytes),
+                        l.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        if l.verified { "yes".into() } else { "no".into() },
+                        l.stored_in.join("+"),
+                    ]
+                })
+                .collect();
+            bins::print(&bins::table(&["ID", "TIER", "FORMAT", "SIZE", "FINISHED (UTC)", "VERIFIED", "WHERE"], &rows))?;
+        }
+    }
+    Ok(())
+}
+
+async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.common)?;
+    let pg = postgres(&ctx.settings)?;
+    if args.clean && !args.yes {
+        return Err(anyhow!(pg_backup::Error::Invalid(
+            "--clean drops the target database before restoring: add --yes to confirm".into()
+        )));
+    }
+    let selector = match (&args.from_s3, &args.backup) {
+        (Some(key), _) => Selector::S3Key(key.clone()),
+        (None, Some(text)) => Selector::parse(text),
+        (None, None) => {
+            return Err(anyhow!(pg_backup::Error::Invalid(
+                "name a backup: latest, an id, a path, or --from-s3 KEY".into()
+            )));
+        }
+    };
+    let options = pg_backup::RestoreOptions {
+        selector,
+        target_db: args.target_db.clone(),
+        jobs: args.jobs.max(1),
+        clean: args.clean,
+        yes: args.yes,
+        terminate: args.terminate_connections,
+        no_owner: args.no_owner,
+        tools: ctx.tools.clone(),
+        stores: ctx.stores.clone(),
+        maintenance_db: args.maintenance_db.clone(),
+    };
+    let report = pg_backup::restore(&pg, &options).await?;
+    match args.common.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => bins::print(&format!(
+            "Restored {} into {}: {} tables, {} rows, {:.1} s\n",
+            report.backup,
+            report.database,
+            report.tables.len(),
+            report.rows,
+            report.seconds
+        ))?,
+    }
+    Ok(())
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.common)?;
+    let pg = postgres(&ctx.settings)?;
+    let options = pg_backup::VerifyOptions {
+        selector: Selector::parse(&args.backup),
+        compare: args.compare,
+        checksums: args.checksums,
+        jobs: args.jobs.max(1),
+        tools: ctx.tools.clone(),
+        stores: ctx.stores.clone(),
+        maintenance_db: args.maintenance_db.clone(),
+    };
+    let report = pg_backup::verify(&pg, &options).await?;
+    match args.common.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => {
+            let mut text = format!("Backup {} is good:\n", report.backup);
+            for check in &report.checks {
+                text.push_str(&format!("  - {check}\n"));
+            }
+            if let Some(against) = &report.compared_with {
+                text.push_str(&format!("  (row counts compared with {against})\n"));
+            }
+            bins::print(&text)?;
+        }
+    }
+    Ok(())
+}
+
+async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    let ctx = context(&args.common)?;
+    let pg = postgres(&ctx.settings)?;
+    let report =
+        pg_backup::prune(&ctx.stores, &pg.dbname, retention(&ctx.settings)?, chrono::Utc::now(), args.dry_run).await?;
+    match args.common.output {
+        Output::Json => print_json(&report)?,
+        Output::Table => {
+            let verb = if report.dry_run { "Would delete" } else { "Deleted" };
+            let mut text = String::new();
+            for deleted in &report.deleted {
+                text.push_str(&format!("{verb} {deleted}\n"));
+            }
+            text.push_str(&format!("{verb} {} backup(s); keeping {}\n", report.deleted.len(), report.kept.len()));
+            bins::print(&text)?;
+        }
+    }
+    Ok(())
+}

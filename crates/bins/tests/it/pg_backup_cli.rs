@@ -1,0 +1,213 @@
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use testkit::{TestDatabase, TestS3Prefix, closed_port};
+
+fn pg_backup(db: &TestDatabase) -> Command {
+    let mut command = Command::cargo_bin("pg-backup").unwrap();
+    command.env("POSTGRES_DB", &db.name).env_remove("DATABASE_URL").env_remove("S3_BUCKET");
+    command
+}
+
+async fn big(mb: u32) -> TestDatabase {
+    let db = TestDatabase::create().await;
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE big AS SELECT g, md5(g::text) || md5((g * 3)::text) AS v FROM generate_series(1, {}) g",
+            mb * 10_000
+        ))
+        .await
+        .unwrap();
+    db
+}
+
+#[test]
+fn usage_errors() {
+    let output = Command::cargo_bin("pg-backup").unwrap().output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    for (args, expected) in [
+        (&["backup", "--format", "tar"][..], "unknown format \"tar\""),
+        (&["backup", "--compress", "zstd:42"][..], "outside"),
+        (&["restore", "latest", "--clean"][..], "--yes"),
+    ] {
+        let output =
+            Command::cargo_bin("pg-backup").unwrap().env("POSTGRES_HOST", "127.0.0.1").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_backup_leaves_nothing_that_looks_complete() {
+    let db = big(40).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = TestS3Prefix::new();
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pg-backup"))
+        .env("POSTGRES_DB", &db.name)
+        .env("S3_PREFIX", &prefix.config.prefix)
+        .args(["backup", "--no-prune", "--compress", "gzip:9", "--backup-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partial = std::fs::read_dir(dir.path().join("daily").as_path()).ok().into_iter().flatten().chain(
+            ["weekly", "monthly"].iter().flat_map(|t| std::fs::read_dir(dir.path().join(t)).ok().into_iter().flatten()),
+        );
+        let written: u64 = partial
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        if written > 1 << 20 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the backup finished before it could be killed");
+        assert!(Instant::now() < deadline, "the backup did not start writing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let output = pg_backup(&db)
+        .env("S3_BUCKET", &prefix.config.bucket)
+        .env("S3_PREFIX", &prefix.config.prefix)
+        .args(["list", "--output", "json", "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed, serde_json::json!([]), "neither locally nor in S3");
+    let manifests = walk(dir.path()).into_iter().filter(|p| p.ends_with(".manifest.json")).count();
+    assert_eq!(manifests, 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
+
+/// Answers every HTTP request with `status` and records the requests.
+fn capture(status: u16) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+            let _ = stream
+                .write_all(format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn notifications_and_metrics_never_fail_a_good_backup() {
+    let db = big(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gateway, pushed) = capture(200);
+    let output = pg_backup(&db)
+        .env("SLACK_WEBHOOK", format!("http://127.0.0.1:{}/hook", closed_port()))
+        .env("PUSHGATEWAY_URL", format!("http://127.0.0.1:{gateway}"))
+        .args(["backup", "--tier", "monthly", "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: notification not sent"), "{stderr}");
+    let request = pushed.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(request.starts_with(&format!("PUT /metrics/job/pg_backup/instance/{} ", db.name)), "{request}");
+    assert!(
+        request.contains("pg_backup_last_success_timestamp_seconds") && request.contains("pg_backup_size_bytes"),
+        "{request}"
+    );
+
+    let (hook, posted) = capture(200);
+    let output = pg_backup(&db)
+        .env("SLACK_WEBHOOK", format!("http://127.0.0.1:{hook}/hook"))
+        .args(["backup", "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let message = posted.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(message.contains("succeeded") && message.contains(&db.name), "{message}");
+}
+
+#[tokio::test]
+async fn backup_list_verify_and_restore_through_the_binary() {
+    let db = big(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = pg_backup(&db)
+        .args(["backup", "--format", "plain", "--output", "json", "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(manifest["compression"]["algorithm"], "gzip");
+    let output =
+        pg_backup(&db).args(["verify", "latest", "--compare", "--backup-dir"]).arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let target = TestDatabase::adopt(&testkit::unique_name("restored"));
+    let output = pg_backup(&db)
+        .args(["restore", "latest", "--target-db", &target.name, "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("10000 rows"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = pg_backup(&db)
+        .args(["restore", "latest", "--target-db", &target.name, "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not empty"));
+}

@@ -1,0 +1,534 @@
+//! `backup`: pg_dump's output streamed through compression and SHA-256 to a local file and/or an
+//! S3 multipart upload at once, without a temporary full copy. The manifest is written last, so
+//! a killed or failed run never leaves a backup that looks complete.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use chrono::Utc;
+use datastores::{PostgresConfig, S3Config};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::Error;
+use crate::manifest::{
+    Compression, FileEntry, Format, Manifest, TableInfo, Tier, artifact_name, backup_id, manifest_name,
+};
+use crate::store::{self, S3Store, Upload, partial_path};
+use crate::tools::{Credentials, Tools};
+
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    pub format: Format,
+    pub compression: Compression,
+    /// Parallel pg_dump jobs (directory format).
+    pub jobs: u32,
+    pub tier: Tier,
+    /// BACKUP_DIR.
+    pub local_dir: Option<PathBuf>,
+    pub s3: Option<S3Config>,
+    pub tools: Tools,
+    /// Count every table's rows in the dump's own snapshot, for exact verification later.
+    pub exact_counts: bool,
+    /// The first S3 parts' size; later parts grow.
+    pub part_size: usize,
+}
+
+/// Progress of a running backup.
+#[derive(Clone, Copy, Debug)]
+pub struct BackupProgress {
+    pub dump_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+/// Facts about the source, read before the dump.
+struct Source {
+    server_version: String,
+    server_major: u32,
+    tables: Vec<TableInfo>,
+}
+
+async fn inspect(client: &datastores::tokio_postgres::Client, exact: bool) -> Result<Source, Error> {
+    let row = client
+        .query_one("SELECT current_setting('server_version'), current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::db("cannot read the server version", &e))?;
+    let (server_version, num): (String, i32) = (row.get(0), row.get(1));
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, greatest(c.reltuples, 0)::bigint FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+             AND n.nspname NOT LIKE 'pg_temp%' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("cannot list the tables", &e))?;
+    let mut tables = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (schema, name): (String, String) = (row.get(0), row.get(1));
+        let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };
+        tables.push(TableInfo { schema, name, row_estimate: row.get(2), rows });
+    }
+    Ok(Source { server_version, server_major: (num / 10_000) as u32, tables })
+}
+
+pub(crate) async fn count_rows(
+    client: &datastores::tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> Result<i64, Error> {
+    use datastores::pgadmin::quote_ident;
+    let sql = format!("SELECT count(*) FROM ONLY {}.{}", quote_ident(schema), quote_ident(table));
+    let row = client.query_one(&sql, &[]).await.map_err(|e| Error::db(format!("cannot count {schema}.{table}"), &e))?;
+    Ok(row.get(0))
+}
+
+/// Takes a backup. With both a local folder and S3, a failure of one does not stop the other:
+/// the backup completes where it can, and [`Error::Incomplete`] says what failed.
+pub async fn backup(
+    pg: &PostgresConfig,
+    options: &BackupOptions,
+    progress: &mut (dyn FnMut(BackupProgress) + Send),
+) -> Result<Manifest, Error> {
+    if options.local_dir.is_none() && options.s3.is_none() {
+        return Err(Error::Invalid("no destination: set BACKUP_DIR (--backup-dir) and/or S3_BUCKET".into()));
+    }
+    let started = Utc::now();
+    let session = pg.connect().await?;
+    // With exact counts, the counts and the dump read one snapshot: this transaction exports it
+    // and stays open until pg_dump has taken it.
+    let snapshot = if options.exact_counts {
+        session
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(|e| Error::db("cannot begin the snapshot transaction", &e))?;
+        let row = session
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .await
+            .map_err(|e| Error::db("cannot export a snapshot", &e))?;
+        Some(row.get::<_, String>(0))
+    } else {
+        None
+    };
+    let source = inspect(&session, options.exact_counts).await?;
+    let pg_dump_major = options.tools.check_against("pg_dump", source.server_major).await?;
+    let credentials = Credentials::new(pg)?;
+    let id = backup_id(&pg.dbname, started);
+    let artifact = artifact_name(&id, options.format, options.compression);
+    let s3 = match &options.s3 {
+        Some(config) => Some(S3Store::new(config).await),
+        None => None,
+    };
+    if let Some(dir) = &options.local_dir {
+        let folder = dir.join(options.tier.as_str());
+        tokio::fs::create_dir_all(&folder)
+            .await
+            .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
+    }
+
+    let pg_dump = || {
+        let mut command = credentials.command(&options.tools, "pg_dump", pg);
+        command.arg("--no-password");
+        if let Some(id) = &snapshot {
+            command.arg(format!("--snapshot={id}"));
+        }
+        command
+    };
+    let outcome = match options.format {
+        Format::Directory => dump_directory(&pg_dump, options, pg_dump_major, &artifact, s3.as_ref(), progress).await,
+        Format::Custom | Format::Plain => {
+            let mut command = pg_dump();
+            command.arg(if options.format == Format::Custom { "--format=custom" } else { "--format=plain" });
+            if options.format == Format::Custom {
+                // Compressed here, as a stream, not inside the archive.
+                command.arg("--compress=0");
+            }
+            dump_stream(command, options, &artifact, s3.as_ref(), progress).await
+        }
+    };
+    if snapshot.is_some() {
+        let _ = session.batch_execute("COMMIT").await;
+    }
+    let streamed = outcome?;
+    let finished = Utc::now();
+    let manifest = Manifest {
+        id: id.clone(),
+        database: pg.dbname.clone(),
+        server_version: source.server_version,
+        pg_dump_version: pg_dump_major.to_string(),
+        format: options.format,
+        compression: streamed.compression,
+        tier: options.tier,
+        artifact: artifact.clone(),
+        files: streamed.files,
+        size_bytes: streamed.stored_bytes,
+        dump_bytes: streamed.dump_bytes,
+        sha256: streamed.sha256,
+        started_at: started,
+        finished_at: finished,
+        duration_seconds: (finished - started).num_milliseconds() as f64 / 1000.0,
+        tables: source.tables,
+        destinations: streamed.completed.clone(),
+        verified: None,
+        created_by: concat!("pg-backup ", env!("CARGO_PKG_VERSION")).into(),
+    };
+    let mut failures = streamed.failures;
+    let json = manifest.to_json()?;
+    if let Some(dir) = &options.local_dir
+        && streamed.completed.iter().any(|d| d == "local")
+    {
+        let path = store::local_path(dir, options.tier, &manifest_name(&id));
+        if let Err(e) = store::write_atomic(&path, &json).await {
+            failures.push(e.to_string());
+        }
+    }
+    if let Some(s3) = &s3
+        && streamed.completed.iter().any(|d| d == "s3")
+        && let Err(e) = s3.put(&s3.key(options.tier, &manifest_name(&id)), json.clone()).await
+    {
+        failures.push(e.to_string());
+    }
+    if failures.is_empty() {
+        Ok(manifest)
+    } else if streamed.completed.is_empty() {
+        Err(Error::Tool(failures.join("; ")))
+    } else {
+        Err(Error::Incomplete { failures, manifest: Box::new(manifest) })
+    }
+}
+
+struct Streamed {
+    /// What was used: the directory format falls back to gzip where pg_dump lacks zstd.
+    compression: Compression,
+    dump_bytes: u64,
+    stored_bytes: u64,
+    sha256: String,
+    files: Vec<FileEntry>,
+    /// `local` and/or `s3`: where the artifact is complete.
+    completed: Vec<String>,
+    failures: Vec<String>,
+}
+
+/// Sends chunks of about a megabyte from the compressor thread to the async side.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(1 << 21));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the backup stopped"))
+    }
+}
+
+/// Compresses what arrives on `raw` into `out`, on a thread of its own.
+fn compressor(
+    compression: Compression,
+    mut raw: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> std::io::Result<()> {
+    let writer = ChannelWriter { tx: out, buffer: Vec::with_capacity(1 << 21) };
+    match compression {
+        Compression::Zstd(level) => {
+            let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
+            while let Some(chunk) = raw.blocking_recv() {
+                encoder.write_all(&chunk)?;
+            }
+            encoder.finish()?.flush()
+        }
+        Compression::Gzip(level) => {
+            let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::new(level));
+            while let Some(chunk) = raw.blocking_recv() {
+                encoder.write_all(&chunk)?;
+            }
+            encoder.finish()?.flush()
+        }
+        Compression::None => {
+            let mut writer = writer;
+            while let Some(chunk) = raw.blocking_recv() {
+                writer.write_all(&chunk)?;
+            }
+            writer.flush()
+        }
+    }
+}
+
+/// Keeps the last lines a tool wrote to stderr, for error messages.
+pub(crate) async fn tail(stderr: Option<tokio::process::ChildStderr>) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let Some(stderr) = stderr else { return Vec::new() };
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut last = std::collections::VecDeque::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if last.len() == 20 {
+            last.pop_front();
+        }
+        last.push_back(line);
+    }
+    last.into_iter().collect()
+}
+
+async fn dump_stream(
+    mut command: tokio::process::Command,
+    options: &BackupOptions,
+    artifact: &str,
+    s3: Option<&S3Store>,
+    progress: &mut (dyn FnMut(BackupProgress) + Send),
+) -> Result<Streamed, Error> {
+    let mut local = match &options.local_dir {
+        Some(dir) => {
+            let path = store::local_path(dir, options.tier, artifact);
+            let partial = partial_path(&path);
+            let file = tokio::fs::File::create(&partial)
+                .await
+                .map_err(|e| Error::io(format!("cannot create {}", partial.display()), e))?;
+            Some((file, partial, path))
+        }
+        None => None,
+    };
+    let mut upload = match s3 {
+        Some(store) => Some(Upload::start(store, store.key(options.tier, artifact), options.part_size).await?),
+        None => None,
+    };
+    let mut failures = Vec::new();
+
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| Error::Tool(format!("cannot start pg_dump: {e}")))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| Error::Tool("pg_dump has no stdout".into()))?;
+    let stderr = tokio::spawn(tail(child.stderr.take()));
+
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let compression = options.compression;
+    let compress = std::thread::spawn(move || compressor(compression, raw_rx, out_tx));
+    let reader = tokio::spawn(async move {
+        let mut total = 0u64;
+        loop {
+            let mut buf = vec![0u8; 256 << 10];
+            let n = stdout.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<u64, std::io::Error>(total);
+            }
+            buf.truncate(n);
+            total += n as u64;
+            if raw_tx.send(buf).await.is_err() {
+                return Ok(total);
+            }
+        }
+    });
+
+    let mut hasher = Sha256::new();
+    let mut stored = 0u64;
+    let mut reported = 0u64;
+    while let Some(chunk) = out_rx.recv().await {
+        hasher.update(&chunk);
+        stored += chunk.len() as u64;
+        if let Some((file, partial, _)) = &mut local
+            && let Err(e) = file.write_all(&chunk).await
+        {
+            failures.push(Error::io(format!("cannot write {}", partial.display()), e).to_string());
+            local = None;
+        }
+        if let Some(up) = &mut upload
+            && let Err(e) = up.write(&chunk).await
+        {
+            failures.push(e.to_string());
+            if let Some(up) = upload.take() {
+                up.abort().await;
+            }
+        }
+        if local.is_none() && upload.is_none() {
+            // Nowhere left to write: stop pg_dump.
+            let _ = child.kill().await;
+            break;
+        }
+        if stored - reported >= 4 << 20 {
+            reported = stored;
+            progress(BackupProgress { dump_bytes: 0, stored_bytes: stored });
+        }
+    }
+    drop(out_rx);
+    let status = child.wait().await.map_err(|e| Error::Tool(format!("cannot wait for pg_dump: {e}")))?;
+    let dump_bytes = reader
+        .await
+        .map_err(|e| Error::Tool(e.to_string()))?
+        .map_err(|e| Error::io("cannot read pg_dump's output", e))?;
+    let compressed = compress.join().map_err(|_| Error::Tool("the compressor stopped".into()))?;
+    let stderr = stderr.await.unwrap_or_default();
+    if !status.success() || compressed.is_err() || (local.is_none() && upload.is_none()) {
+        if let Some((_, partial, _)) = &local {
+            let _ = tokio::fs::remove_file(partial).await;
+        }
+        if let Some(up) = upload {
+            up.abort().await;
+        }
+        if !status.success() {
+            return Err(Error::Tool(format!("pg_dump failed ({status}): {}", stderr.join(" | "))));
+        }
+        if let Err(e) = compressed {
+            return Err(Error::io("compression failed", e));
+        }
+        return Err(Error::Tool(failures.join("; ")));
+    }
+    progress(BackupProgress { dump_bytes, stored_bytes: stored });
+
+    let mut completed = Vec::new();
+    if let Some((mut file, partial, path)) = local {
+        let done = async {
+            file.flush().await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&partial, &path).await
+        }
+        .await;
+        match done {
+            Ok(()) => completed.push("local".to_owned()),
+            Err(e) => failures.push(Error::io(format!("cannot finish {}", path.display()), e).to_string()),
+        }
+    }
+    if let Some(up) = upload {
+        match up.finish().await {
+            Ok(()) => completed.push("s3".to_owned()),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Ok(Streamed {
+        compression: options.compression,
+        dump_bytes,
+        stored_bytes: stored,
+        sha256: hex::encode(hasher.finalize()),
+        files: Vec::new(),
+        completed,
+        failures,
+    })
+}
+
+/// The directory format: pg_dump writes the folder itself (in parallel, compressing each file);
+/// the folder is then uploaded file by file. Without a local folder it is dumped to a scratch
+/// folder that is removed afterwards.
+async fn dump_directory(
+    pg_dump: &(dyn Fn() -> tokio::process::Command + Sync),
+    options: &BackupOptions,
+    pg_dump_major: u32,
+    artifact: &str,
+    s3: Option<&S3Store>,
+    progress: &mut (dyn FnMut(BackupProgress) + Send),
+) -> Result<Streamed, Error> {
+    let scratch;
+    let (target, final_path) = match &options.local_dir {
+        Some(dir) => {
+            let path = store::local_path(dir, options.tier, artifact);
+            (partial_path(&path), Some(path))
+        }
+        None => {
+            scratch = tempfile::Builder::new()
+                .prefix("pg-backup-dir-")
+                .tempdir()
+                .map_err(|e| Error::io("cannot create a scratch folder", e))?;
+            (scratch.path().join(artifact), None)
+        }
+    };
+    // pg_dump compresses each file itself; zstd needs pg_dump 16 built with it, gzip always works.
+    let mut attempts = match options.compression {
+        Compression::Zstd(level) if pg_dump_major >= 16 => vec![Compression::Zstd(level), Compression::Gzip(6)],
+        Compression::Zstd(_) => vec![Compression::Gzip(6)],
+        other => vec![other],
+    };
+    let compression = loop {
+        let compression = attempts.remove(0);
+        let flag = match compression {
+            Compression::Zstd(level) => format!("--compress=zstd:{level}"),
+            Compression::Gzip(level) => format!("--compress={level}"),
+            Compression::None => "--compress=0".into(),
+        };
+        let mut command = pg_dump();
+        command
+            .args(["--format=directory", &format!("--jobs={}", options.jobs.max(1)), &flag])
+            .arg(format!("--file={}", target.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|e| Error::Tool(format!("cannot start pg_dump: {e}")))?;
+        let stderr = tokio::spawn(tail(child.stderr.take()));
+        let status = child.wait().await.map_err(|e| Error::Tool(format!("cannot wait for pg_dump: {e}")))?;
+        if status.success() {
+            break compression;
+        }
+        let _ = tokio::fs::remove_dir_all(&target).await;
+        let lines = stderr.await.unwrap_or_default().join(" | ");
+        if !lines.contains("does not support compression") || attempts.is_empty() {
+            return Err(Error::Tool(format!("pg_dump failed ({status}): {lines}")));
+        }
+        tracing::info!("this pg_dump cannot compress with zstd; using gzip");
+    };
+    let mut files = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(&target)
+        .map_err(|e| Error::io(format!("cannot list {}", target.display()), e))?
+        .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+        .collect();
+    names.sort();
+    let mut stored = 0u64;
+    let mut failures = Vec::new();
+    let mut s3_ok = s3.is_some();
+    for name in &names {
+        let path = target.join(name);
+        let bytes =
+            tokio::fs::read(&path).await.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        stored += bytes.len() as u64;
+        files.push(FileEntry {
+            name: name.clone(),
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        if let Some(store) = s3
+            && s3_ok
+        {
+            let key = store.key(options.tier, &format!("{artifact}/{name}"));
+            let sent = async {
+                let mut up = Upload::start(store, key, options.part_size).await?;
+                up.write(&bytes).await?;
+                up.finish().await
+            }
+            .await;
+            if let Err(e) = sent {
+                failures.push(e.to_string());
+                s3_ok = false;
+            }
+        }
+        progress(BackupProgress { dump_bytes: stored, stored_bytes: stored });
+    }
+    let mut completed = Vec::new();
+    if let Some(path) = final_path {
+        tokio::fs::rename(&target, &path)
+            .await
+            .map_err(|e| Error::io(format!("cannot rename {}", target.display()), e))?;
+        completed.push("local".to_owned());
+    }
+    if s3_ok {
+        completed.push("s3".to_owned());
+    }
+    let listing: String = files.iter().map(|f| format!("{} {} {}\n", f.sha256, f.bytes, f.name)).collect();
+    Ok(Streamed {
+        compression,
+        dump_bytes: stored,
+        stored_bytes: stored,
+        sha256: hex::encode(Sha256::digest(listing.as_bytes())),
+        files,
+        completed,
+        failures,
+    })
+}

@@ -1,0 +1,33 @@
+//! Streaming, verified PostgreSQL backups to a local folder and S3, with grandfather-father-son
+//! retention, restore and verify; the `pg-backup` binary is a thin layer over it.
+//!
+//! A backup streams pg_dump's output through compression (zstd by default, gzip for `.sql.gz`)
+//! and SHA-256 into a local file and an S3 multipart upload at the same time, with no temporary
+//! full copy. Its JSON manifest (database, versions, format, sizes, checksum, times, tables) is
+//! written last, and a backup without one does not exist for `list`, `restore` or `prune`.
+//!
+//! The library does not print, exit or read the environment.
+
+mod backup;
+mod error;
+mod manifest;
+mod notify;
+mod ops;
+mod restore;
+mod retention;
+mod store;
+mod tools;
+mod verify;
+
+pub use crate::backup::{BackupOptions, BackupProgress, backup};
+pub use crate::error::Error;
+pub use crate::manifest::{
+    Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id,
+};
+pub use crate::notify::{RunMetrics, push, slack};
+pub use crate::ops::{Listed, PruneReport, list, prune};
+pub use crate::restore::{RestoreOptions, RestoreReport, Selector, Stores, TableCount, restore};
+pub use crate::retention::{Candidate, Retention, keep};
+pub use crate::store::{Location, part_size};
+pub use crate::tools::Tools;
+pub use crate::verify::{VerifyOptions, VerifyReport, verify};

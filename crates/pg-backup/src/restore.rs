@@ -1,0 +1,560 @@
+//! Finding a backup, checking it, and restoring it; `verify` builds on the same steps.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use datastores::PostgresConfig;
+use datastores::pgadmin::quote_ident;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::Error;
+use crate::manifest::{Compression, Format, Manifest};
+use crate::store::{self, Location, S3Store, Stored};
+use crate::tools::{Credentials, Tools};
+
+/// Which backup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest complete backup (of `database`, when given).
+    Latest,
+    /// A backup id (`recommend_20261122T020000Z`).
+    Id(String),
+    /// A file, with or without a manifest next to it (a `.sql.gz` of the old backup.sh).
+    Path(PathBuf),
+    /// An object key in the bucket, relative to the prefix (`daily/recommend_....dump.zst`).
+    S3Key(String),
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Selector {
+        if text == "latest" {
+            Selector::Latest
+        } else if text.contains('/') || text.contains('.') {
+            Selector::Path(PathBuf::from(text))
+        } else {
+            Selector::Id(text.to_owned())
+        }
+    }
+}
+
+/// Where to look for backups.
+#[derive(Clone, Debug, Default)]
+pub struct Stores {
+    pub local_dir: Option<PathBuf>,
+    pub s3: Option<datastores::S3Config>,
+}
+
+impl Stores {
+    /// Complete backups from both stores, newest last; a backup in both appears once, local
+    /// first.
+    pub async fn list(&self) -> Result<Vec<Stored>, Error> {
+        let mut all = match &self.local_dir {
+            Some(dir) => store::list_local(dir).await?,
+            None => Vec::new(),
+        };
+        if let Some(config) = &self.s3 {
+            for stored in S3Store::new(config).await.list().await? {
+                if !all.iter().any(|s| s.manifest.id == stored.manifest.id) {
+                    all.push(stored);
+                }
+            }
+        }
+        all.sort_by_key(|s| s.manifest.finished_at);
+        Ok(all)
+    }
+}
+
+/// A backup found, with its manifest when it has one.
+#[derive(Clone, Debug)]
+pub struct Found {
+    pub manifest: Option<Manifest>,
+    pub location: Location,
+    pub format: Format,
+    pub compression: Compression,
+}
+
+impl Found {
+    pub fn name(&self) -> String {
+        match &self.manifest {
+            Some(m) => m.id.clone(),
+            None => self.location.to_string(),
+        }
+    }
+}
+
+pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) -> Result<Found, Error> {
+    let from_stored = |s: Stored| Found {
+        format: s.manifest.format,
+        compression: s.manifest.compression,
+        manifest: Some(s.manifest),
+        location: s.location,
+    };
+    match selector {
+        Selector::Latest | Selector::Id(_) => {
+            let all = stores.list().await?;
+            let mut matching = all.into_iter().filter(|s| match selector {
+                Selector::Id(id) => &s.manifest.id == id,
+                _ => database.is_none_or(|d| s.manifest.database == d),
+            });
+            let found = matching.next_back().ok_or_else(|| {
+                let what = match selector {
+                    Selector::Id(id) => format!("no backup with id {id}"),
+                    _ => format!(
+                        "no complete backup{}",
+                        database.map(|d| format!(" of database {d}")).unwrap_or_default()
+                    ),
+                };
+                Error::Refused(format!("{what} in {}", describe(stores)))
+            })?;
+            Ok(from_stored(found))
+        }
+        Selector::Path(path) => {
+            if !path.exists() {
+                return Err(Error::Invalid(format!("{} does not exist", path.display())));
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let stem = name.split('.').next().unwrap_or(name);
+            let manifest_path = path.with_file_name(crate::manifest::manifest_name(stem));
+            let manifest = match tokio::fs::read(&manifest_path).await {
+                Ok(bytes) => Some(Manifest::from_json(&bytes, &manifest_path.display().to_string())?),
+                Err(_) => None,
+            };
+            let (format, compression) = match &manifest {
+                Some(m) => (m.format, m.compression),
+                None => infer(name)?,
+            };
+            Ok(Found { manifest, location: Location::Local(path.clone()), format, compression })
+        }
+        Selector::S3Key(key) => {
+            let config = stores.s3.as_ref().ok_or_else(|| Error::Invalid("--from-s3 needs S3_BUCKET".into()))?;
+            let s3 = S3Store::new(config).await;
+            let full = config.key(key);
+            let name = full.rsplit('/').next().unwrap_or(&full).to_owned();
+            let stem = name.split('.').next().unwrap_or(&name).to_owned();
+            let folder = full.rsplit_once('/').map(|(f, _)| format!("{f}/")).unwrap_or_default();
+            let manifest = match s3.get(&format!("{folder}{}", crate::manifest::manifest_name(&stem))).await {
+                Ok(bytes) => {
+                    Some(Manifest::from_json(&bytes, &format!("s3://{}/{folder}{stem}.manifest.json", config.bucket))?)
+                }
+                Err(_) => None,
+            };
+            let (format, compression) = match &manifest {
+                Some(m) => (m.format, m.compression),
+                None => infer(&name)?,
+            };
+            Ok(Found {
+                manifest,
+                location: Location::S3 { bucket: config.bucket.clone(), key: full },
+                format,
+                compression,
+            })
+        }
+    }
+}
+
+fn describe(stores: &Stores) -> String {
+    let mut places = Vec::new();
+    if let Some(dir) = &stores.local_dir {
+        places.push(dir.display().to_string());
+    }
+    if let Some(s3) = &stores.s3 {
+        places.push(format!("s3://{}/{}", s3.bucket, s3.prefix));
+    }
+    if places.is_empty() { "no store (set BACKUP_DIR or S3_BUCKET)".into() } else { places.join(" and ") }
+}
+
+/// Format and compression from a file name without a manifest.
+fn infer(name: &str) -> Result<(Format, Compression), Error> {
+    let compression = if name.ends_with(".gz") {
+        Compression::Gzip(6)
+    } else if name.ends_with(".zst") {
+        Compression::Zstd(3)
+    } else {
+        Compression::None
+    };
+    let format = if name.contains(".sql") {
+        Format::Plain
+    } else if name.contains(".dump") {
+        Format::Custom
+    } else if name.ends_with(".dir") {
+        Format::Directory
+    } else {
+        return Err(Error::Invalid(format!(
+            "cannot tell the format of {name}: expected .sql[.gz|.zst], .dump[.zst|.gz] or .dir"
+        )));
+    };
+    Ok((format, compression))
+}
+
+/// The backup's files on local disk: the artifact itself, or a download into `scratch`.
+pub async fn fetch(found: &Found, stores: &Stores, scratch: &Path) -> Result<PathBuf, Error> {
+    match &found.location {
+        Location::Local(path) => Ok(path.clone()),
+        Location::S3 { key, .. } => {
+            let config = stores
+                .s3
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("the backup is in S3 but S3_BUCKET is not set".into()))?;
+            let s3 = S3Store::new(config).await;
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let path = scratch.join(name);
+            match found.manifest.as_ref().filter(|m| !m.files.is_empty()) {
+                Some(m) => {
+                    tokio::fs::create_dir_all(&path)
+                        .await
+                        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+                    for file in &m.files {
+                        s3.download(&format!("{key}/{}", file.name), &path.join(&file.name)).await?;
+                    }
+                }
+                None => {
+                    s3.download(key, &path).await?;
+                }
+            }
+            Ok(path)
+        }
+    }
+}
+
+/// Checks the stored bytes against the manifest's SHA-256 (each file of a directory backup).
+pub async fn check_sha256(found: &Found, path: &Path) -> Result<(), Error> {
+    let Some(manifest) = &found.manifest else { return Ok(()) };
+    let problems = tokio::task::spawn_blocking({
+        let (manifest, path) = (manifest.clone(), path.to_owned());
+        move || -> Result<Vec<String>, Error> {
+            let mut problems = Vec::new();
+            if manifest.files.is_empty() {
+                let actual = sha256_file(&path)?;
+                if actual != manifest.sha256 {
+                    problems.push(format!(
+                        "{}: SHA-256 is {actual}, the manifest says {}",
+                        path.display(),
+                        manifest.sha256
+                    ));
+                }
+            } else {
+                for file in &manifest.files {
+                    let actual = sha256_file(&path.join(&file.name))?;
+                    if actual != file.sha256 {
+                        problems.push(format!(
+                            "{}/{}: SHA-256 is {actual}, the manifest says {}",
+                            path.display(),
+                            file.name,
+                            file.sha256
+                        ));
+                    }
+                }
+            }
+            Ok(problems)
+        }
+    })
+    .await
+    .map_err(|e| Error::Tool(e.to_string()))??;
+    if problems.is_empty() { Ok(()) } else { Err(Error::Verify { backup: found.name(), problems }) }
+}
+
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A reader that decompresses `path`.
+pub fn decompressed(path: &Path, compression: Compression) -> Result<Box<dyn Read + Send>, Error> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let file = std::io::BufReader::with_capacity(1 << 20, file);
+    Ok(match compression {
+        Compression::Zstd(_) => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(|e| Error::io("cannot start zstd", e))?)
+        }
+        Compression::Gzip(_) => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
+        Compression::None => Box::new(file),
+    })
+}
+
+/// Feeds `source` (decompressed on a thread of its own) to the stdin of `command`, and waits.
+pub async fn pipe_into(
+    mut command: tokio::process::Command,
+    mut source: Box<dyn Read + Send>,
+    tool: &str,
+) -> Result<(), Error> {
+    command.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = command.spawn().map_err(|e| Error::Tool(format!("cannot start {tool}: {e}")))?;
+    let mut stdin = child.stdin.take().ok_or_else(|| Error::Tool(format!("{tool} has no stdin")))?;
+    let stderr = tokio::spawn(crate::backup::tail(child.stderr.take()));
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(8);
+    let reader = std::thread::spawn(move || {
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            match source.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    let mut read_error = None;
+    while let Some(chunk) = rx.recv().await {
+        match chunk {
+            Ok(bytes) => {
+                if stdin.write_all(&bytes).await.is_err() {
+                    break; // The tool stopped reading; its exit status tells why.
+                }
+            }
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| Error::Tool(format!("cannot wait for {tool}: {e}")))?;
+    let _ = reader.join();
+    let lines = stderr.await.unwrap_or_default();
+    if let Some(e) = read_error {
+        return Err(Error::io("cannot read the backup (is it damaged?)", e));
+    }
+    if !status.success() {
+        return Err(Error::Tool(format!("{tool} failed ({status}): {}", lines.join(" | "))));
+    }
+    Ok(())
+}
+
+/// Runs a tool to completion; an error carries its stderr.
+pub async fn run_tool(mut command: tokio::process::Command, tool: &str) -> Result<String, Error> {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let output = command.output().await.map_err(|e| Error::Tool(format!("cannot start {tool}: {e}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(Error::Tool(format!("{tool} failed ({}): {}", output.status, last.join(" | "))));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    pub selector: Selector,
+    /// The database to restore into; the connection's database when `None`.
+    pub target_db: Option<String>,
+    pub jobs: u32,
+    /// Replace a database that is not empty (needs `yes` too).
+    pub clean: bool,
+    pub yes: bool,
+    /// Terminate other sessions connected to the target.
+    pub terminate: bool,
+    /// Skip restoring ownership (when the roles do not exist on this server).
+    pub no_owner: bool,
+    pub tools: Tools,
+    pub stores: Stores,
+    pub maintenance_db: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TableCount {
+    pub table: String,
+    pub rows: i64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RestoreReport {
+    pub backup: String,
+    pub database: String,
+    pub tables: Vec<TableCount>,
+    pub rows: i64,
+    pub seconds: f64,
+}
+
+/// Restores a backup: checks its SHA-256 first, refuses a non-empty target unless told to
+/// replace it, restores in parallel where the format allows, runs ANALYZE, and counts rows.
+pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
+    let started = std::time::Instant::now();
+    let found = find(&options.stores, &options.selector, Some(&pg.dbname)).await?;
+    let scratch = tempfile::Builder::new()
+        .prefix("pg-backup-restore-")
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a scratch folder", e))?;
+    let path = fetch(&found, &options.stores, scratch.path()).await?;
+    check_sha256(&found, &path).await?;
+    let target = options.target_db.clone().unwrap_or_else(|| pg.dbname.clone());
+    prepare_target(pg, options, &target).await?;
+    load(pg, &found, &path, &target, options.jobs, options.no_owner, &options.tools, scratch.path()).await?;
+    let target_pg = pg.with_dbname(&target);
+    let client = target_pg.connect().await?;
+    client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {target}"), &e))?;
+    let tables = count_all(&client).await?;
+    let rows = tables.iter().map(|t| t.rows).sum();
+    Ok(RestoreReport { backup: found.name(), database: target, tables, rows, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Exact row counts of every table.
+pub async fn count_all(client: &datastores::tokio_postgres::Client) -> Result<Vec<TableCount>, Error> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::db("cannot list tables", &e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (schema, name): (String, String) = (row.get(0), row.get(1));
+        let rows = crate::backup::count_rows(client, &schema, &name).await?;
+        out.push(TableCount { table: format!("{schema}.{name}"), rows });
+    }
+    Ok(out)
+}
+
+/// Creates the target, or replaces it when asked; never touches a non-empty database otherwise.
+async fn prepare_target(pg: &PostgresConfig, options: &RestoreOptions, target: &str) -> Result<(), Error> {
+    let admin = pg.with_dbname(&options.maintenance_db).connect().await?;
+    let exists: bool = admin
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&target])
+        .await
+        .map_err(|e| Error::db("cannot look up the target database", &e))?
+        .get(0);
+    if exists {
+        let objects = {
+            let client = pg.with_dbname(target).connect().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+                     AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')",
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::db("cannot inspect the target database", &e))?;
+            row.get::<_, i64>(0)
+        };
+        if objects > 0 {
+            if !(options.clean && options.yes) {
+                return Err(Error::Refused(format!(
+                    "database {target:?} is not empty ({objects} tables, views or sequences); restoring would overwrite it. \
+                     Pass --clean --yes to drop and recreate it, or --target-db to restore elsewhere"
+                )));
+            }
+            let sessions: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&target],
+                )
+                .await
+                .map_err(|e| Error::db("cannot count sessions", &e))?
+                .get(0);
+            if sessions > 0 && !options.terminate {
+                return Err(Error::Refused(format!(
+                    "{sessions} other session(s) are connected to {target:?}; close them or pass --terminate-connections"
+                )));
+            }
+        }
+        if objects > 0 || options.clean {
+            let owner: String = admin
+                .query_one("SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", &[&target])
+                .await
+                .map_err(|e| Error::db("cannot read the owner", &e))?
+                .get(0);
+            let force = if options.terminate { " WITH (FORCE)" } else { "" };
+            for statement in [
+                format!("DROP DATABASE {}{force}", quote_ident(target)),
+                format!("CREATE DATABASE {} OWNER {owner}", quote_ident(target)),
+            ] {
+                admin
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(|e| Error::db(format!("cannot recreate {target}"), &e))?;
+            }
+        }
+    } else {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(target)))
+            .await
+            .map_err(|e| Error::db(format!("cannot create {target}"), &e))?;
+    }
+    Ok(())
+}
+
+/// Loads the backup into `target` with the tool its format needs.
+#[allow(clippy::too_many_arguments)]
+pub async fn load(
+    pg: &PostgresConfig,
+    found: &Found,
+    path: &Path,
+    target: &str,
+    jobs: u32,
+    no_owner: bool,
+    tools: &Tools,
+    scratch: &Path,
+) -> Result<(), Error> {
+    let target_pg = pg.with_dbname(target);
+    let credentials = Credentials::new(&target_pg)?;
+    let restore_tool = |file: Option<&Path>| {
+        let mut command = credentials.command(tools, "pg_restore", &target_pg);
+        command.args(["--no-password", "--exit-on-error", &format!("--dbname={target}")]);
+        if no_owner {
+            command.arg("--no-owner");
+        }
+        if let Some(file) = file {
+            command.arg(format!("--jobs={}", jobs.max(1))).arg(file);
+        }
+        command
+    };
+    match found.format {
+        Format::Directory => {
+            run_tool(restore_tool(Some(path)), "pg_restore").await?;
+        }
+        Format::Custom if jobs > 1 => {
+            // Parallel restore needs a seekable archive: decompress to scratch first.
+            let plain = match found.compression {
+                Compression::None => path.to_owned(),
+                compression => {
+                    let out = scratch.join("archive.dump");
+                    let (source, out_path) = (path.to_owned(), out.clone());
+                    tokio::task::spawn_blocking(move || -> Result<(), Error> {
+                        let mut reader = decompressed(&source, compression)?;
+                        let mut file = std::fs::File::create(&out_path)
+                            .map_err(|e| Error::io(format!("cannot create {}", out_path.display()), e))?;
+                        std::io::copy(&mut reader, &mut file)
+                            .map_err(|e| Error::io("cannot decompress the backup (is it damaged?)", e))?;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| Error::Tool(e.to_string()))??;
+                    out
+                }
+            };
+            run_tool(restore_tool(Some(&plain)), "pg_restore").await?;
+        }
+        Format::Custom => {
+            pipe_into(restore_tool(None), decompressed(path, found.compression)?, "pg_restore").await?;
+        }
+        Format::Plain => {
+            let mut command = credentials.command(tools, "psql", &target_pg);
+            command.args(["--no-password", "-X", "-q", "-v", "ON_ERROR_STOP=1", &format!("--dbname={target}")]);
+            pipe_into(command, decompressed(path, found.compression)?, "psql").await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! `verify`: the checksum, the archive's structure, and, with `compare`, a full restore into a
+//! scratch database whose row counts (and content checksums) must match.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use datastores::PostgresConfig;
+use datastores::pgadmin::quote_ident;
+use serde::Serialize;
+
+use crate::Error;
+use crate::manifest::{Format, Verification};
+use crate::restore::{
+    Found, Selector, Stores, check_sha256, count_all, decompressed, fetch, find, load, pipe_into, run_tool,
+};
+use crate::store::{self, Location, S3Store};
+use crate::tools::{Credentials, Tools};
+
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    pub selector: Selector,
+    /// Restore into a scratch database and compare row counts.
+    pub compare: bool,
+    /// With `compare`, compare each table's content too (an md5 over its rows, sorted).
+    pub checksums: bool,
+    pub jobs: u32,
+    pub tools: Tools,
+    pub stores: Stores,
+    pub maintenance_db: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub backup: String,
+    pub checks: Vec<String>,
+    /// What the counts were compared with: the manifest's exact counts or the live database.
+    pub compared_with: Option<String>,
+    pub tables_compared: usize,
+}
+
+/// Verifies a backup; any difference is [`Error::Verify`]. A successful verification is
+/// recorded in the manifest, which retention then protects.
+pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<VerifyReport, Error> {
+    let found = find(&options.stores, &options.selector, Some(&pg.dbname)).await?;
+    let scratch = tempfile::Builder::new()
+        .prefix("pg-backup-verify-")
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a scratch folder", e))?;
+    let path = fetch(&found, &options.stores, scratch.path()).await?;
+    let mut report = VerifyReport { backup: found.name(), checks: Vec::new(), compared_with: None, tables_compared: 0 };
+    if found.manifest.is_some() {
+        check_sha256(&found, &path).await?;
+        report.checks.push("SHA-256 matches the manifest".into());
+    }
+    structure(pg, &found, &path, &options.tools).await?;
+    report.checks.push(match found.format {
+        Format::Plain => "the SQL script is complete".into(),
+        _ => "pg_restore reads the archive's table of contents".into(),
+    });
+    if options.compare {
+        compare(pg, options, &found, &path, scratch.path(), &mut report).await?;
+    }
+    let method = if options.compare { "restore" } else { "structure" };
+    record(&options.stores, &found, method).await?;
+    Ok(report)
+}
+
+/// The archive can be read to its end: `pg_restore --list`, or the closing line of a SQL dump.
+async fn structure(pg: &PostgresConfig, found: &Found, path: &std::path::Path, tools: &Tools) -> Result<(), Error> {
+    let credentials = Credentials::new(pg)?;
+    let fail =
+        |e: Error| Error::Verify { backup: found.name(), problems: vec![format!("the archive is unreadable: {e}")] };
+    match found.format {
+        Format::Directory => {
+            let mut command = credentials.command(tools, "pg_restore", pg);
+            command.arg("--list").arg(path);
+            run_tool(command, "pg_restore").await.map_err(fail)?;
+        }
+        Format::Custom => {
+            let mut command = credentials.command(tools, "pg_restore", pg);
+            command.arg("--list");
+            pipe_into(command, decompressed(path, found.compression)?, "pg_restore").await.map_err(fail)?;
+        }
+        Format::Plain => {
+            let (path, compression) = (path.to_owned(), found.compression);
+            let complete = tokio::task::spawn_blocking(move || -> Result<bool, Error> {
+                use std::io::Read;
+                let mut reader = decompressed(&path, compression)?;
+                let mut tail = Vec::new();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = reader
+                        .read(&mut buf)
+                        .map_err(|e| Error::io("cannot decompress the backup (is it damaged?)", e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    if tail.len() > 4096 {
+                        tail.drain(..tail.len() - 4096);
+                    }
+                }
+                Ok(String::from_utf8_lossy(&tail).contains("PostgreSQL database dump complete"))
+            })
+            .await
+            .map_err(|e| Error::Tool(e.to_string()))?
+            .map_err(fail)?;
+            if !complete {
+                return Err(Error::Verify {
+                    backup: found.name(),
+                    problems: vec!["the SQL script ends before pg_dump's closing line: it is truncated".into()],
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn compare(
+    pg: &PostgresConfig,
+    options: &VerifyOptions,
+    found: &Found,
+    path: &std::path::Path,
+    scratch: &std::path::Path,
+    report: &mut VerifyReport,
+) -> Result<(), Error> {
+    let name = format!("pgbackup_verify_{}_{}", std::process::id(), Utc::now().format("%H%M%S%3f"));
+    let admin = pg.with_dbname(&options.maintenance_db).connect().await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
+        .await
+        .map_err(|e| Error::db("cannot create the scratch database", &e))?;
+    let result = async {
+        load(pg, found, path, &name, options.jobs, true, &options.tools, scratch).await?;
+        let restored_client = pg.with_dbname(&name).connect().await?;
+        restored_client
+            .batch_execute("ANALYZE")
+            .await
+            .map_err(|e| Error::db("cannot analyze the scratch database", &e))?;
+        let restored: BTreeMap<String, i64> =
+            count_all(&restored_client).await?.into_iter().map(|t| (t.table, t.rows)).collect();
+        let manifest_counts: Option<BTreeMap<String, i64>> = found
+            .manifest
+            .as_ref()
+            .and_then(|m| m.tables.iter().map(|t| t.rows.map(|r| (format!("{}.{}", t.schema, t.name), r))).collect());
+        let source_db = found.manifest.as_ref().map(|m| m.database.clone()).unwrap_or_else(|| pg.dbname.clone());
+        let (expected, against) = match manifest_counts {
+            Some(counts) => (counts, "the manifest's exact counts".to_owned()),
+            None => {
+                let live = pg.with_dbname(&source_db).connect().await?;
+                (
+                    count_all(&live).await?.into_iter().map(|t| (t.table, t.rows)).collect(),
+                    format!("the live database {source_db}"),
+                )
+            }
+        };
+        let mut problems = Vec::new();
+        for (table, rows) in &expected {
+            match restored.get(table) {
+                None => problems.push(format!("{table}: missing from the restore")),
+                Some(r) if r != rows => problems.push(format!("{table}: {r} rows restored, {rows} expected")),
+                Some(_) => {}
+            }
+        }
+        for table in restored.keys().filter(|t| !expected.contains_key(*t)) {
+            problems.push(format!("{table}: restored but not expected"));
+        }
+        if options.checksums {
+            let live = pg.with_dbname(&source_db).connect().await?;
+            for table in expected.keys() {
+                let sql =
+                    format!("SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {} t", qualified(table));
+                let a: Option<String> = restored_client
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| Error::db(format!("cannot checksum {table}"), &e))?
+                    .get(0);
+                let b: Option<String> = live
+                    .query_one(&sql, &[])
+                    .await
+                    .map_err(|e| Error::db(format!("cannot checksum {table}"), &e))?
+                    .get(0);
+                if a != b {
+                    problems.push(format!("{table}: content differs from the live database"));
+                }
+            }
+        }
+        report.compared_with = Some(against);
+        report.tables_compared = expected.len();
+        if problems.is_empty() { Ok(()) } else { Err(Error::Verify { backup: found.name(), problems }) }
+    }
+    .await;
+    let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
+    result?;
+    dropped.map_err(|e| Error::db("cannot drop the scratch database", &e))?;
+    report.checks.push(format!("restored into a scratch database; {} tables match", report.tables_compared));
+    Ok(())
+}
+
+fn qualified(table: &str) -> String {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// Writes the verification into the manifest, where the backup is stored.
+async fn record(stores: &Stores, found: &Found, method: &str) -> Result<(), Error> {
+    let Some(manifest) = &found.manifest else { return Ok(()) };
+    let mut manifest = manifest.clone();
+    manifest.verified = Some(Verification { at: Utc::now(), method: method.into(), ok: true });
+    let json = manifest.to_json()?;
+    match &found.location {
+        Location::Local(artifact) => {
+            let folder = artifact.parent().unwrap_or(std::path::Path::new("."));
+            store::write_atomic(&folder.join(manifest.manifest_name()), &json).await
+        }
+        Location::S3 { .. } => {
+            let config = stores.s3.as_ref().ok_or_else(|| Error::Invalid("S3_BUCKET is not set".into()))?;
+            let s3 = S3Store::new(config).await;
+            s3.put(&s3.key(manifest.tier, &manifest.manifest_name()), json).await
+        }
+    }
+}

@@ -1,0 +1,235 @@
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use pg_backup::{Error, Retention, Selector, Stores, Tools, VerifyOptions};
+use testkit::{PrivateS3, TestDatabase, TestS3Prefix};
+
+use crate::{big_database, options, tools};
+
+fn verify_options(stores: Stores, selector: Selector) -> VerifyOptions {
+    VerifyOptions {
+        selector,
+        compare: false,
+        checksums: false,
+        jobs: 1,
+        tools: tools(),
+        stores,
+        maintenance_db: "postgres".into(),
+    }
+}
+
+#[tokio::test]
+async fn one_flipped_byte_fails_verify_and_blocks_restore() {
+    let source = big_database(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest =
+        pg_backup::backup(&source.config, &options(Some(dir.path().into()), None), &mut |_| {}).await.unwrap();
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    pg_backup::verify(&source.config, &verify_options(stores.clone(), Selector::Latest)).await.unwrap();
+
+    let file = dir.path().join("daily").join(&manifest.artifact);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let err = pg_backup::verify(&source.config, &verify_options(stores.clone(), Selector::Latest)).await.unwrap_err();
+    assert!(matches!(&err, Error::Verify { problems, .. } if problems[0].contains("SHA-256")), "{err}");
+
+    let target = testkit::unique_name("never");
+    let restore = pg_backup::RestoreOptions {
+        selector: Selector::Latest,
+        target_db: Some(target.clone()),
+        jobs: 1,
+        clean: false,
+        yes: false,
+        terminate: false,
+        no_owner: false,
+        tools: tools(),
+        stores,
+        maintenance_db: "postgres".into(),
+    };
+    let err = pg_backup::restore(&source.config, &restore).await.unwrap_err().to_string();
+    assert!(err.contains("SHA-256"), "{err}");
+    let exists: bool = source
+        .connect()
+        .await
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&target])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!exists, "the target was not touched");
+}
+
+#[tokio::test]
+async fn a_truncated_plain_dump_fails_verify() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(Some(dir.path().into()), None);
+    opts.format = pg_backup::Format::Plain;
+    opts.compression = pg_backup::Compression::None;
+    let manifest = pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
+    let file = dir.path().join("daily").join(&manifest.artifact);
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    // Without its manifest (as the old backup.sh files), only the structure can tell.
+    std::fs::remove_file(dir.path().join("daily").join(manifest.manifest_name())).unwrap();
+    let stores = Stores::default();
+    let err =
+        pg_backup::verify(&source.config, &verify_options(stores, Selector::Path(file))).await.unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[tokio::test]
+async fn s3_stopped_during_an_upload_fails_clearly_and_keeps_the_local_copy() {
+    let source = big_database(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s3 = PrivateS3::start();
+    let mut opts = options(Some(dir.path().into()), Some(s3.config.clone()));
+    opts.compression = pg_backup::Compression::None;
+    let config = source.config.clone();
+    let running = tokio::spawn(async move { pg_backup::backup(&config, &opts, &mut |_| {}).await });
+
+    // Wait until the dump is well under way, then take S3 away.
+    let partial = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir.join("daily"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+                    .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while partial(dir.path()) < 12 << 20 && !running.is_finished() {
+        assert!(Instant::now() < deadline, "the backup did not get going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s3.stop();
+    let err = running.await.unwrap().unwrap_err();
+    let Error::Incomplete { failures, manifest } = &err else { panic!("{err}") };
+    assert!(failures.iter().any(|f| f.contains("S3") && f.contains("attempt")), "{failures:?}");
+    assert_eq!(manifest.destinations, ["local"]);
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    pg_backup::verify(&source.config, &verify_options(stores, Selector::Id(manifest.id.clone()))).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_password_never_reaches_pg_dumps_command_line() {
+    let source = big_database(40).await;
+    let password = source.config.password.as_ref().expect("the stack's PostgreSQL has a password").expose().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(Some(dir.path().into()), None);
+    opts.compression = pg_backup::Compression::Gzip(9);
+    let config = source.config.clone();
+    let running = tokio::spawn(async move { pg_backup::backup(&config, &opts, &mut |_| {}).await });
+
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.is_finished() && Instant::now() < deadline {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if !cmdline.contains("pg_dump") {
+                continue;
+            }
+            let environ = String::from_utf8_lossy(&std::fs::read(entry.path().join("environ")).unwrap_or_default())
+                .replace('\0', " ");
+            if !environ.contains(&source.name) {
+                continue;
+            }
+            seen += 1;
+            assert!(!cmdline.contains(&password), "password on the command line: {cmdline}");
+            assert!(!environ.contains(&password), "password in the environment");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running.await.unwrap().unwrap();
+    assert!(seen > 0, "pg_dump was observed while it ran");
+}
+
+#[tokio::test]
+async fn bad_inputs_are_named_and_change_nothing() {
+    let source = big_database(1).await;
+    let err = pg_backup::backup(&source.config, &options(None, None), &mut |_| {}).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid(m) if m.contains("BACKUP_DIR")), "{err}");
+
+    // Debian's PostgreSQL 15 tools against an 18 server.
+    let old = PathBuf::from("/usr/lib/postgresql/15/bin");
+    if old.join("pg_dump").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = options(Some(dir.path().into()), None);
+        opts.tools = Tools { bin_dir: Some(old) };
+        let err = pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap_err().to_string();
+        assert!(err.contains("version 15, older than the server (version 18)"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    let err = pg_backup::verify(&source.config, &verify_options(stores, Selector::Id("nope_20200101T000000Z".into())))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no backup with id nope_20200101T000000Z"), "{err}");
+}
+
+/// Backups with fake dates: copies of one real backup's manifest and artifact.
+async fn history(dir: &std::path::Path, s3: &TestS3Prefix, source: &TestDatabase, days: &[&str]) -> Vec<String> {
+    let real = pg_backup::backup(&source.config, &options(Some(dir.into()), Some(s3.config.clone())), &mut |_| {})
+        .await
+        .unwrap();
+    let s3_client = s3.config.client().await;
+    let mut ids = Vec::new();
+    for day in days {
+        let at: DateTime<Utc> = DateTime::parse_from_rfc3339(&format!("{day}T02:00:00Z")).unwrap().with_timezone(&Utc);
+        let mut manifest = real.clone();
+        manifest.id = pg_backup::backup_id(&manifest.database, at);
+        manifest.artifact = pg_backup::artifact_name(&manifest.id, manifest.format, manifest.compression);
+        manifest.finished_at = at;
+        let folder = dir.join("daily");
+        std::fs::copy(folder.join(&real.artifact), folder.join(&manifest.artifact)).unwrap();
+        let json = serde_json::to_vec(&manifest).unwrap();
+        std::fs::write(folder.join(manifest.manifest_name()), &json).unwrap();
+        for (name, body) in [(manifest.manifest_name(), json.clone()), (manifest.artifact.clone(), b"x".to_vec())] {
+            s3_client
+                .put_object()
+                .bucket(&s3.config.bucket)
+                .key(s3.config.key(&format!("daily/{name}")))
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+        ids.push(manifest.id);
+    }
+    // The real one is today's newest.
+    ids.push(real.id);
+    ids
+}
+
+#[tokio::test]
+async fn prune_keeps_the_retention_set_everywhere() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = TestS3Prefix::new();
+    let ids = history(dir.path(), &s3, &source, &["2025-01-31", "2025-02-28", "2025-12-31", "2026-01-15"]).await;
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: Some(s3.config.clone()) };
+    let now = DateTime::parse_from_rfc3339("2026-02-10T12:00:00Z").unwrap().with_timezone(&Utc);
+    let retention = Retention { daily: 7, weekly: 0, monthly: 2 };
+
+    let dry = pg_backup::prune(&stores, &source.name, retention, now, true).await.unwrap();
+    assert_eq!(pg_backup::list(&stores).await.unwrap().len(), ids.len(), "a dry run deletes nothing");
+    let done = pg_backup::prune(&stores, &source.name, retention, now, false).await.unwrap();
+    assert_eq!(dry.deleted, done.deleted);
+    let left: Vec<String> = pg_backup::list(&stores).await.unwrap().into_iter().map(|l| l.id).collect();
+    // February 2026 and January 2026 are the two months kept; older ones go, locally and in S3.
+    assert!(
+        left.contains(&ids[3]) && !left.contains(&ids[0]) && !left.contains(&ids[1]) && !left.contains(&ids[2]),
+        "{left:?}"
+    );
+    assert_eq!(done.deleted.len(), 6, "three old backups, in both stores: {:?}", done.deleted);
+}
