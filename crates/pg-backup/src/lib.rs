@@ -26,7 +26,9 @@ pub use crate::manifest::{
 };
 pub use crate::notify::{RunMetrics, push, slack};
 pub use crate::ops::{Listed, PruneReport, list, prune};
-pub use crate::restore::{RestoreOptions, RestoreReport, Selector, Stores, TableCount, restore};
+pub use crate::restore::{
+    DEFAULT_MAINTENANCE_WORK_MEM, RestoreOptions, RestoreReport, Selector, Stores, TableCount, restore,
+};
 pub use crate::retention::{Candidate, Retention, keep};
 pub use crate::store::{Location, part_size};
 pub use crate::tools::Tools;

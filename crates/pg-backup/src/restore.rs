@@ -364,6 +364,8 @@ pub struct RestoreOptions {
     pub terminate: bool,
     /// Skip restoring ownership (when the roles do not exist on this server).
     pub no_owner: bool,
+    /// For the restore's sessions; see [`Load`].
+    pub maintenance_work_mem: String,
     pub tools: Tools,
     pub stores: Stores,
     pub maintenance_db: String,
@@ -397,7 +399,12 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
     check_sha256(&found, &path).await?;
     let target = options.target_db.clone().unwrap_or_else(|| pg.dbname.clone());
     prepare_target(pg, options, &target).await?;
-    load(pg, &found, &path, &target, options.jobs, options.no_owner, &options.tools, scratch.path()).await?;
+    let settings = Load {
+        jobs: options.jobs,
+        no_owner: options.no_owner,
+        maintenance_work_mem: options.maintenance_work_mem.clone(),
+    };
+    load(pg, &found, &path, &target, &settings, &options.tools, scratch.path()).await?;
     let target_pg = pg.with_dbname(&target);
     let client = target_pg.connect().await?;
     client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {target}"), &e))?;
@@ -496,19 +503,36 @@ async fn prepare_target(pg: &PostgresConfig, options: &RestoreOptions, target: &
     Ok(())
 }
 
+/// How to load a backup. A large `maintenance_work_mem` makes the index builds that dominate a
+/// restore several times faster (an HNSW index over 125,000 vectors of 256 dimensions: 199 s with
+/// the server's default 64MB, 57 s with 1GB); each parallel job may use that much on the server.
+#[derive(Clone, Debug)]
+pub struct Load {
+    pub jobs: u32,
+    pub no_owner: bool,
+    pub maintenance_work_mem: String,
+}
+
+/// The `maintenance_work_mem` restores use unless told otherwise.
+pub const DEFAULT_MAINTENANCE_WORK_MEM: &str = "1GB";
+
 /// Loads the backup into `target` with the tool its format needs.
-#[allow(clippy::too_many_arguments)]
 pub async fn load(
     pg: &PostgresConfig,
     found: &Found,
     path: &Path,
     target: &str,
-    jobs: u32,
-    no_owner: bool,
+    settings: &Load,
     tools: &Tools,
     scratch: &Path,
 ) -> Result<(), Error> {
-    let target_pg = pg.with_dbname(target);
+    let (jobs, no_owner) = (settings.jobs, settings.no_owner);
+    let mut target_pg = pg.with_dbname(target);
+    let memory = format!("-c maintenance_work_mem={}", settings.maintenance_work_mem);
+    target_pg.options = Some(match &target_pg.options {
+        Some(options) => format!("{options} {memory}"),
+        None => memory,
+    });
     let credentials = Credentials::new(&target_pg)?;
     let restore_tool = |file: Option<&Path>| {
         let mut command = credentials.command(tools, "pg_restore", &target_pg);

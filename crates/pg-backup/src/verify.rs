@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::Error;
 use crate::manifest::{Format, Verification};
 use crate::restore::{
-    Found, Selector, Stores, check_sha256, count_all, decompressed, fetch, find, load, pipe_into, run_tool,
+    Found, Load, Selector, Stores, check_sha256, count_all, decompressed, fetch, find, load, pipe_into, run_tool,
 };
 use crate::store::{self, Location, S3Store};
 use crate::tools::{Credentials, Tools};
@@ -24,6 +24,8 @@ pub struct VerifyOptions {
     /// With `compare`, compare each table's content too (an md5 over its rows, sorted).
     pub checksums: bool,
     pub jobs: u32,
+    /// For the scratch restore; see [`crate::restore::Load`].
+    pub maintenance_work_mem: String,
     pub tools: Tools,
     pub stores: Stores,
     pub maintenance_db: String,
@@ -131,7 +133,9 @@ async fn compare(
         .await
         .map_err(|e| Error::db("cannot create the scratch database", &e))?;
     let result = async {
-        load(pg, found, path, &name, options.jobs, true, &options.tools, scratch).await?;
+        let settings =
+            Load { jobs: options.jobs, no_owner: true, maintenance_work_mem: options.maintenance_work_mem.clone() };
+        load(pg, found, path, &name, &settings, &options.tools, scratch).await?;
         let restored_client = pg.with_dbname(&name).connect().await?;
         restored_client
             .batch_execute("ANALYZE")

@@ -412,7 +412,7 @@ async fn seed_in_transaction(
 
     progress(Progress { phase: Phase::Derived, done: 0, total: 1 });
     client
-        .batch_execute("SET LOCAL maintenance_work_mem = '256MB'")
+        .batch_execute("SET LOCAL maintenance_work_mem = '1GB'")
         .await
         .map_err(|e| Error::db("cannot set maintenance_work_mem", &e))?;
     for (name, definition) in &indexes {

@@ -98,6 +98,9 @@ struct RestoreArgs {
     /// Do not restore object ownership (roles missing on this server)
     #[arg(long)]
     no_owner: bool,
+    /// maintenance_work_mem of the restore's sessions: index builds need it (per parallel job)
+    #[arg(long, default_value = pg_backup::DEFAULT_MAINTENANCE_WORK_MEM, value_name = "SIZE")]
+    maintenance_work_mem: String,
     #[arg(long, default_value = "postgres", value_name = "NAME")]
     maintenance_db: String,
     #[command(flatten)]
@@ -117,6 +120,9 @@ struct VerifyArgs {
     checksums: bool,
     #[arg(long, default_value_t = 2)]
     jobs: u32,
+    /// maintenance_work_mem of the scratch restore's sessions
+    #[arg(long, default_value = pg_backup::DEFAULT_MAINTENANCE_WORK_MEM, value_name = "SIZE")]
+    maintenance_work_mem: String,
     #[arg(long, default_value = "postgres", value_name = "NAME")]
     maintenance_db: String,
     #[command(flatten)]
@@ -392,6 +398,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         yes: args.yes,
         terminate: args.terminate_connections,
         no_owner: args.no_owner,
+        maintenance_work_mem: args.maintenance_work_mem.clone(),
         tools: ctx.tools.clone(),
         stores: ctx.stores.clone(),
         maintenance_db: args.maintenance_db.clone(),
@@ -419,6 +426,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         compare: args.compare,
         checksums: args.checksums,
         jobs: args.jobs.max(1),
+        maintenance_work_mem: args.maintenance_work_mem.clone(),
         tools: ctx.tools.clone(),
         stores: ctx.stores.clone(),
         maintenance_db: args.maintenance_db.clone(),
