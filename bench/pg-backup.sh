@@ -86,4 +86,4 @@ echo "  gunzip -c | psql                    median ${r_psql} ms   (runs: $(tr '\
 awk -v a="$r_ours" -v b="$r_psql" 'BEGIN { printf "  speed-up: %.2fx (goal >= 2)\n", b / a }'
 rows_ours=$(psql -d bench_restore_ours -Atc "SELECT sum(n_live_tup) FROM pg_stat_user_tables")
 rows_psql=$(psql -d bench_restore_psql -Atc "ANALYZE" -c "SELECT sum(n_live_tup) FROM pg_stat_user_tables" | tail -1)
-echo "  rows restored: $rows_ours (pg-backup) vs $rows_psql (psql)"
+echo "  rows restored (statistics estimate): $rows_ours (pg-backup) vs $rows_psql (psql)"

@@ -140,6 +140,27 @@ pub fn print(text: &str) -> std::io::Result<()> {
     }
 }
 
+/// Runs a command on a Tokio runtime and turns its result into the exit status: 0 on success,
+/// 2 when `usage` says the error is bad input (nothing was done), 1 otherwise.
+pub fn run(command: impl Future<Output = anyhow::Result<()>>, usage: impl Fn(&anyhow::Error) -> bool) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime"), exit::FAILURE),
+    };
+    match runtime.block_on(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = if usage(&e) || is_config_error(&e) { exit::USAGE } else { exit::FAILURE };
+            fail(&e, code)
+        }
+    }
+}
+
+/// Whether `error` is a configuration error: a bad flag, variable or file.
+pub fn is_config_error(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<datastores::ConfigError>().is_some()
+}
+
 /// Prints an error with its causes and returns the exit code.
 pub fn fail(error: &anyhow::Error, code: u8) -> ExitCode {
     eprintln!("error: {error:#}");

@@ -55,6 +55,19 @@ async fn inspect(client: &datastores::tokio_postgres::Client, exact: bool) -> Re
         .await
         .map_err(|e| Error::db("cannot read the server version", &e))?;
     let (server_version, num): (String, i32) = (row.get(0), row.get(1));
+    let mut tables = Vec::new();
+    for (schema, name, row_estimate) in user_tables(client).await? {
+        let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };
+        tables.push(TableInfo { schema, name, row_estimate, rows });
+    }
+    Ok(Source { server_version, server_major: (num / 10_000) as u32, tables })
+}
+
+/// Every table that holds rows (partitions included, partitioned parents not): schema, name and
+/// the planner's row estimate.
+pub(crate) async fn user_tables(
+    client: &datastores::tokio_postgres::Client,
+) -> Result<Vec<(String, String, i64)>, Error> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, greatest(c.reltuples, 0)::bigint FROM pg_class c \
@@ -65,13 +78,7 @@ async fn inspect(client: &datastores::tokio_postgres::Client, exact: bool) -> Re
         )
         .await
         .map_err(|e| Error::db("cannot list the tables", &e))?;
-    let mut tables = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (schema, name): (String, String) = (row.get(0), row.get(1));
-        let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };
-        tables.push(TableInfo { schema, name, row_estimate: row.get(2), rows });
-    }
-    Ok(Source { server_version, server_major: (num / 10_000) as u32, tables })
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
 pub(crate) async fn count_rows(

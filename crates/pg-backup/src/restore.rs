@@ -415,18 +415,8 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
 
 /// Exact row counts of every table.
 pub async fn count_all(client: &datastores::tokio_postgres::Client) -> Result<Vec<TableCount>, Error> {
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::db("cannot list tables", &e))?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (schema, name): (String, String) = (row.get(0), row.get(1));
+    let mut out = Vec::new();
+    for (schema, name, _) in crate::backup::user_tables(client).await? {
         let rows = crate::backup::count_rows(client, &schema, &name).await?;
         out.push(TableCount { table: format!("{schema}.{name}"), rows });
     }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use bins::{ConnectOpts, Output, exit};
+use bins::{ConnectOpts, Output};
 use clap::{Args, Parser, Subcommand};
 use datastores::{Datastore, PostgresConfig, S3Config, Settings, Source};
 use pg_backup::{Compression, Format, Retention, RunMetrics, Selector, Stores, Tier, Tools};
@@ -141,11 +141,7 @@ struct PruneArgs {
 fn main() -> ExitCode {
     bins::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return bins::fail(&anyhow!(e).context("cannot start the async runtime"), exit::FAILURE),
-    };
-    let result = runtime.block_on(async {
+    let command = async {
         match cli.command {
             Command::Backup(args) => backup(args).await,
             Command::List(args) => list(args).await,
@@ -153,15 +149,8 @@ fn main() -> ExitCode {
             Command::Verify(args) => verify(args).await,
             Command::Prune(args) => prune(args).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(e.downcast_ref::<pg_backup::Error>(), Some(pg_backup::Error::Invalid(_)))
-                || e.downcast_ref::<datastores::ConfigError>().is_some();
-            bins::fail(&e, if usage { exit::USAGE } else { exit::FAILURE })
-        }
-    }
+    };
+    bins::run(command, |e| matches!(e.downcast_ref::<pg_backup::Error>(), Some(pg_backup::Error::Invalid(_))))
 }
 
 /// Everything a command needs from flags and environment.

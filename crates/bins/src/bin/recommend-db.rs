@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow};
-use bins::{ConnectOpts, Output, exit};
+use bins::{ConnectOpts, Output};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use datastores::pgadmin::RoleSpec;
@@ -150,26 +150,15 @@ fn parse_count(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     bins::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return bins::fail(&anyhow!(e).context("cannot start the async runtime"), exit::FAILURE),
-    };
-    let result = runtime.block_on(async {
+    let command = async {
         match cli.command {
             Command::Init(args) => init(args).await,
             Command::Seed(args) => seed(args).await,
             Command::Partitions(args) => partitions(args).await,
             Command::Cleanup(args) => cleanup(args).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let usage = matches!(e.downcast_ref::<recommend_db::Error>(), Some(recommend_db::Error::Invalid(_)))
-                || e.downcast_ref::<datastores::ConfigError>().is_some();
-            bins::fail(&e, if usage { exit::USAGE } else { exit::FAILURE })
-        }
-    }
+    };
+    bins::run(command, |e| matches!(e.downcast_ref::<recommend_db::Error>(), Some(recommend_db::Error::Invalid(_))))
 }
 
 /// The connection settings, with the application database `recommend` unless POSTGRES_DB or a
