@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datastores::{PostgresConfig, S3Config};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,6 +92,45 @@ pub(crate) async fn count_rows(
     Ok(row.get(0))
 }
 
+/// Backup ids have a resolution of one second. A backup never replaces another: when the id of
+/// `started` is taken, locally or in the bucket, this waits for the next second, a few times.
+async fn free_id(
+    pg: &PostgresConfig,
+    options: &BackupOptions,
+    s3: Option<&S3Store>,
+    mut started: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, String), Error> {
+    const ATTEMPTS: u32 = 5;
+    for _ in 0..ATTEMPTS {
+        let id = backup_id(&pg.dbname, started);
+        let manifest = manifest_name(&id);
+        let artifact = artifact_name(&id, options.format, options.compression);
+        let mut taken = match &options.local_dir {
+            Some(dir) => {
+                let folder = dir.join(options.tier.as_str());
+                folder.join(&manifest).exists() || folder.join(&artifact).exists()
+            }
+            None => false,
+        };
+        if let Some(s3) = s3
+            && !taken
+        {
+            taken = s3.exists(&s3.key(options.tier, &manifest)).await?;
+        }
+        if !taken {
+            return Ok((started, id));
+        }
+        let next = started.timestamp() + 1;
+        let wait = (next * 1000 - Utc::now().timestamp_millis()).max(0) as u64;
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        started = Utc::now().max(DateTime::from_timestamp(next, 0).unwrap_or(started));
+    }
+    Err(Error::Refused(format!(
+        "backup ids of {ATTEMPTS} seconds in a row are taken for database {}; is another backup running?",
+        pg.dbname
+    )))
+}
+
 /// Takes a backup. With both a local folder and S3, a failure of one does not stop the other:
 /// the backup completes where it can, and [`Error::Incomplete`] says what failed.
 pub async fn backup(
@@ -122,12 +161,12 @@ pub async fn backup(
     let source = inspect(&session, options.exact_counts).await?;
     let pg_dump_major = options.tools.check_against("pg_dump", source.server_major).await?;
     let credentials = Credentials::new(pg)?;
-    let id = backup_id(&pg.dbname, started);
-    let artifact = artifact_name(&id, options.format, options.compression);
     let s3 = match &options.s3 {
         Some(config) => Some(S3Store::new(config).await),
         None => None,
     };
+    let (started, id) = free_id(pg, options, s3.as_ref(), started).await?;
+    let artifact = artifact_name(&id, options.format, options.compression);
     if let Some(dir) = &options.local_dir {
         let folder = dir.join(options.tier.as_str());
         tokio::fs::create_dir_all(&folder)

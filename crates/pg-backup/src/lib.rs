@@ -22,7 +22,7 @@ mod verify;
 pub use crate::backup::{BackupOptions, BackupProgress, backup};
 pub use crate::error::Error;
 pub use crate::manifest::{
-    Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id,
+    Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id, manifest_name,
 };
 pub use crate::notify::{RunMetrics, push, slack};
 pub use crate::ops::{Listed, PruneReport, list, prune};

@@ -191,6 +191,15 @@ impl S3Store {
         Ok(total)
     }
 
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, Error> {
+        match self.client.head_object().bucket(&self.config.bucket).key(key).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(e) => Err(Error::s3(format!("cannot look up s3://{}/{key}", self.config.bucket), &e)),
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
         self.client
             .delete_object()

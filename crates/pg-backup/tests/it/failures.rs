@@ -235,3 +235,34 @@ async fn prune_keeps_the_retention_set_everywhere() {
     );
     assert_eq!(done.deleted.len(), 6, "three old backups, in both stores: {:?}", done.deleted);
 }
+
+#[tokio::test]
+async fn backups_in_the_same_second_never_replace_each_other() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = TestS3Prefix::new();
+    // Stand-ins for backups taken this second and the next, one on disk and one in the bucket.
+    let daily = dir.path().join("daily");
+    std::fs::create_dir_all(&daily).unwrap();
+    let now = Utc::now().timestamp();
+    let taken: Vec<String> =
+        (now..now + 2).map(|t| pg_backup::backup_id(&source.name, DateTime::from_timestamp(t, 0).unwrap())).collect();
+    std::fs::write(daily.join(pg_backup::manifest_name(&taken[0])), "stand-in").unwrap();
+    let client = s3.config.client().await;
+    let key = s3.config.key(&format!("daily/{}", pg_backup::manifest_name(&taken[1])));
+    client.put_object().bucket(&s3.config.bucket).key(&key).body(b"stand-in".to_vec().into()).send().await.unwrap();
+
+    let opts = options(Some(dir.path().into()), Some(s3.config.clone()));
+    let first = pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
+    let second = pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
+    assert!(!taken.contains(&first.id) && !taken.contains(&second.id), "{} {} {taken:?}", first.id, second.id);
+    assert_ne!(first.id, second.id);
+    assert_eq!(std::fs::read(daily.join(pg_backup::manifest_name(&taken[0]))).unwrap(), b"stand-in");
+    let kept = client.get_object().bucket(&s3.config.bucket).key(&key).send().await.unwrap();
+    assert_eq!(kept.body.collect().await.unwrap().into_bytes().as_ref(), b"stand-in");
+    std::fs::remove_file(daily.join(pg_backup::manifest_name(&taken[0]))).unwrap();
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    for id in [&first.id, &second.id] {
+        pg_backup::verify(&source.config, &verify_options(stores.clone(), Selector::Id(id.clone()))).await.unwrap();
+    }
+}
