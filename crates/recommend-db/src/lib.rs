@@ -21,7 +21,7 @@ pub use crate::cleanup::{CleanupOptions, CleanupReport, PartitionAction, TablePl
 pub use crate::error::Error;
 pub use crate::init::{InitOptions, InitReport, Roles, StepReport, Steps, init};
 pub use crate::partitions::{PARTITIONED_TABLES, Partition, ensure as ensure_partitions, list as list_partitions};
-pub use crate::seed::{MAX_ROWS, Phase, Progress, SeedOptions, SeedReport, seed};
+pub use crate::seed::{MAX_ROWS, Phase, PhaseTime, Progress, SeedOptions, SeedReport, seed};
 
 /// Extensions the schema needs; `init --install-extensions` installs them as a superuser.
 pub const EXTENSIONS: [&str; 2] = ["pg_trgm", "vector"];

@@ -94,6 +94,25 @@ pub struct SeedReport {
     pub user_embeddings: u64,
     pub partitions_created: usize,
     pub seconds: f64,
+    /// Where the time went, phase by phase; `derived` includes rebuilding the indexes.
+    pub phases: Vec<PhaseTime>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PhaseTime {
+    pub phase: Phase,
+    pub seconds: f64,
+}
+
+/// Records the time since the previous phase ended.
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self, phase: Phase, report: &mut SeedReport) {
+        let now = Instant::now();
+        report.phases.push(PhaseTime { phase, seconds: (now - self.0).as_secs_f64() });
+        self.0 = now;
+    }
 }
 
 const DATA_TABLES: &str = "user_behaviors, recommendation_results, recommendation_requests, user_experiment_assignments, \
@@ -175,6 +194,7 @@ async fn seed_in_transaction(
 
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
     let mut g = Generator { rng: &mut rng };
+    let mut laps = Laps(Instant::now());
 
     // Users.
     let mut user_ids = Vec::with_capacity(options.users as usize);
@@ -212,6 +232,7 @@ async fn seed_in_transaction(
     }
     report.users = copy.finish().await?;
     progress(Progress { phase: Phase::Users, done: options.users, total: options.users });
+    laps.lap(Phase::Users, &mut report);
 
     // Items.
     let mut item_ids = Vec::with_capacity(options.items as usize);
@@ -267,6 +288,7 @@ async fn seed_in_transaction(
     }
     report.items = copy.finish().await?;
     progress(Progress { phase: Phase::Items, done: options.items, total: options.items });
+    laps.lap(Phase::Items, &mut report);
 
     let item_popularity = Zipf::new(item_ids.len(), 1.07);
     let user_activity = Zipf::new(user_ids.len(), 0.8);
@@ -309,6 +331,7 @@ async fn seed_in_transaction(
     }
     report.behaviors = copy.finish().await?;
     progress(Progress { phase: Phase::Behaviors, done: written, total: options.behaviors });
+    laps.lap(Phase::Behaviors, &mut report);
 
     // Requests and their results.
     let mut requests = Copy::new(
@@ -348,6 +371,7 @@ async fn seed_in_transaction(
     }
     report.requests = requests.finish().await?;
     progress(Progress { phase: Phase::Requests, done: options.requests, total: options.requests });
+    laps.lap(Phase::Requests, &mut report);
     let mut results = Copy::new(
         client,
         "COPY recommendation_results (id, request_id, user_id, item_id, position, score, source, clicked, created_at) FROM STDIN",
@@ -382,6 +406,7 @@ async fn seed_in_transaction(
     }
     report.results = results.finish().await?;
     progress(Progress { phase: Phase::Results, done: report.results, total: report.results });
+    laps.lap(Phase::Results, &mut report);
 
     if options.embeddings {
         let total = options.items + options.users;
@@ -409,6 +434,7 @@ async fn seed_in_transaction(
         }
         report.user_embeddings = copy.finish().await?;
     }
+    laps.lap(Phase::Embeddings, &mut report);
 
     progress(Progress { phase: Phase::Derived, done: 0, total: 1 });
     client
@@ -420,6 +446,7 @@ async fn seed_in_transaction(
     }
     client.batch_execute(DERIVED).await.map_err(|e| Error::db("cannot derive item_stats and user_profiles", &e))?;
     progress(Progress { phase: Phase::Derived, done: 1, total: 1 });
+    laps.lap(Phase::Derived, &mut report);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

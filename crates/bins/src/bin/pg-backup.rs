@@ -251,12 +251,14 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         bar.set_message(format!("backing up {}", pg.dbname));
         bar
     });
-    let mut last_log = Instant::now();
+    let (began, mut last_log) = (Instant::now(), Instant::now());
     let mut progress = |p: pg_backup::BackupProgress| match &bar {
         Some(bar) => bar.set_position(p.stored_bytes),
         None if last_log.elapsed().as_secs() >= 10 => {
             last_log = Instant::now();
-            tracing::info!(stored = p.stored_bytes, "backup in progress");
+            let mib = p.stored_bytes as f64 / 1_048_576.0;
+            let rate = format!("{:.1} MiB/s", mib / began.elapsed().as_secs_f64().max(0.001));
+            tracing::info!(target: "progress", database = %pg.dbname, written_mib = format!("{mib:.1}"), rate, "backup in progress");
         }
         None => {}
     };

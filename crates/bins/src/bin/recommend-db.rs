@@ -280,7 +280,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
             bar.set_length(p.total);
             bar.set_position(p.done);
         } else if last_phase != Some(p.phase) {
-            tracing::info!(phase, total = p.total, "loading");
+            tracing::info!(target: "progress", phase, total = p.total, "loading");
             last_phase = Some(p.phase);
         }
     };
@@ -371,8 +371,8 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
             let mut text = bins::table(&["TABLE", "PARTITION", "ACTION", "ROWS", "BYTES"], &rows);
             let verb = if report.report_only { "Would remove" } else { "Removed" };
             text.push_str(&format!(
-                "{verb} {} row(s); {} byte(s) freed by dropped partitions\n",
-                report.rows_removed, report.bytes_freed
+                "{verb} {} row(s); {} byte(s) freed by dropped partitions ({:.1} s)\n",
+                report.rows_removed, report.bytes_freed, report.seconds
             ));
             bins::print(&text)?;
         }

@@ -51,6 +51,7 @@ async fn init_seed_partitions_and_cleanup_end_to_end() {
             .env("RECOMMEND_OWNER_ROLE", &roles.names[0])
             .env("RECOMMEND_APP_ROLE", &roles.names[1])
             .env("RECOMMEND_READONLY_ROLE", &roles.names[2])
+            .env_remove("RUST_LOG")
             .output()
             .unwrap()
     };
@@ -72,6 +73,9 @@ async fn init_seed_partitions_and_cleanup_end_to_end() {
         (report["users"].as_u64(), report["behaviors"].as_u64(), report["requests"].as_u64()),
         (Some(30), Some(900), Some(90))
     );
+    // Not a terminal: progress lines instead of a bar, on by default.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loading") && stderr.contains("phase=\"behaviors\""), "{stderr}");
     let output = run(&["seed", "--users", "30"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--clean"));

@@ -56,6 +56,7 @@ async fn cleanup_removes_exactly_the_old_rows_and_report_only_changes_nothing() 
 
     let done = recommend_db::cleanup(&client, &options, false, now).await.unwrap();
     assert!(done.views_refreshed);
+    assert!(done.removal_seconds > 0.0 && done.removal_seconds < done.seconds, "{done:?}");
     assert_eq!(count(&client, "SELECT count(*) FROM user_behaviors").await, keep_behaviours);
     let left: i64 = client
         .query_one("SELECT count(*) FROM user_behaviors WHERE created_at < $1", &[&behaviour_cutoff])

@@ -1,4 +1,4 @@
-use recommend_db::Error;
+use recommend_db::{Error, Phase};
 
 use crate::{count, migrated, small_seed};
 
@@ -27,6 +27,21 @@ async fn seed_loads_the_requested_counts_and_derived_tables() {
         (report.users, report.items, report.behaviors, report.requests, report.results),
         (60, 200, 3000, 150, 1500)
     );
+    let phases: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::Users,
+            Phase::Items,
+            Phase::Behaviors,
+            Phase::Requests,
+            Phase::Results,
+            Phase::Embeddings,
+            Phase::Derived
+        ]
+    );
+    let timed: f64 = report.phases.iter().map(|p| p.seconds).sum();
+    assert!(timed > 0.0 && timed <= report.seconds, "{timed} of {}", report.seconds);
     for (sql, expected) in [
         ("SELECT count(*) FROM users", 60),
         ("SELECT count(*) FROM items", 200),
