@@ -535,8 +535,8 @@ fn push_row(buf: &mut String, fields: &[&str]) {
         if i > 0 {
             buf.push('\t');
         }
-        if *field == NULL {
-            buf.push_str(NULL);
+        if *field == NULL || !field.bytes().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+            buf.push_str(field);
             continue;
         }
         for ch in field.chars() {
@@ -552,8 +552,19 @@ fn push_row(buf: &mut String, fields: &[&str]) {
     buf.push('\n');
 }
 
+/// `2026-01-31 23:59:59.123456+00`, without parsing a format string for every row.
 fn timestamp(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string()
+    use chrono::{Datelike, Timelike};
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}+00",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        (t.nanosecond() % 1_000_000_000) / 1000
+    )
 }
 
 fn months_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u32 {
@@ -716,6 +727,21 @@ const ACTION_WEIGHTS: [u32; 9] = [550, 220, 70, 15, 25, 20, 30, 45, 25];
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_match_chronos_formatting() {
+        for text in ["2026-01-31T23:59:59.123456Z", "1999-12-31T00:00:00Z", "2024-02-29T12:03:04.000007Z"] {
+            let t: DateTime<Utc> = text.parse().unwrap();
+            assert_eq!(timestamp(t), t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string());
+        }
+    }
+
+    #[test]
+    fn copy_rows_escape_only_what_needs_it() {
+        let mut buf = String::new();
+        push_row(&mut buf, &["plain", "tab\there", "back\\slash", NULL, "line\nbreak"]);
+        assert_eq!(buf, "plain\ttab\\there\tback\\\\slash\t\\N\tline\\nbreak\n");
+    }
 
     #[test]
     fn copy_text_escaping() {
