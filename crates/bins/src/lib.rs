@@ -146,8 +146,13 @@ pub fn print(text: &str) -> std::io::Result<()> {
 }
 
 /// Runs a command on a Tokio runtime and turns its result into the exit status: 0 on success,
-/// 2 when `usage` says the error is bad input (nothing was done), 1 otherwise.
-pub fn run(command: impl Future<Output = anyhow::Result<()>>, usage: impl Fn(&anyhow::Error) -> bool) -> ExitCode {
+/// 2 when `usage` says the error is bad input (nothing was done), 1 otherwise. With `output`
+/// JSON, a failure is also printed as a JSON object on stdout.
+pub fn run(
+    command: impl Future<Output = anyhow::Result<()>>,
+    usage: impl Fn(&anyhow::Error) -> bool,
+    output: Output,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime"), exit::FAILURE),
@@ -156,7 +161,7 @@ pub fn run(command: impl Future<Output = anyhow::Result<()>>, usage: impl Fn(&an
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = if usage(&e) || is_config_error(&e) { exit::USAGE } else { exit::FAILURE };
-            fail(&e, code)
+            fail_as(&e, code, output)
         }
     }
 }
@@ -170,6 +175,16 @@ pub fn is_config_error(error: &anyhow::Error) -> bool {
 pub fn fail(error: &anyhow::Error, code: u8) -> ExitCode {
     eprintln!("error: {error:#}");
     ExitCode::from(code)
+}
+
+/// As [`fail`]; with `--output json`, also prints `{"error": ..., "exit_code": ...}` on stdout,
+/// so that a caller parsing stdout always gets JSON.
+pub fn fail_as(error: &anyhow::Error, code: u8, output: Output) -> ExitCode {
+    if output == Output::Json {
+        let object = serde_json::json!({ "error": format!("{error:#}"), "exit_code": code });
+        let _ = print(&format!("{object}\n"));
+    }
+    fail(error, code)
 }
 
 /// Formats rows as left-aligned columns under a header.

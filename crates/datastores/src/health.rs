@@ -84,7 +84,7 @@ impl DatastoresConfig {
         }
     }
 
-    async fn check_one(&self, datastore: Datastore) -> Option<Result<String, ConnectError>> {
+    async fn check_one(&self, datastore: Datastore, options: &CheckOptions) -> Option<Result<String, ConnectError>> {
         Some(match datastore {
             Datastore::Postgres => self.postgres.as_ref()?.health().await,
             Datastore::Redis => self.redis.as_ref()?.health().await,
@@ -92,7 +92,7 @@ impl DatastoresConfig {
             Datastore::Kafka => self.kafka.as_ref()?.health().await,
             Datastore::Milvus => self.milvus.as_ref()?.health().await,
             Datastore::Weaviate => self.weaviate.as_ref()?.health().await,
-            Datastore::S3 => self.s3.as_ref()?.health().await,
+            Datastore::S3 => self.s3.as_ref()?.health(options.s3_write_probe).await,
         })
     }
 }
@@ -135,13 +135,29 @@ fn as_millis<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, 
     }
 }
 
-/// Checks `datastores` concurrently, each within `timeout`; unconfigured ones are reported as
-/// such without any network traffic. Reports come back in the order asked.
-pub async fn check(config: &DatastoresConfig, datastores: &[Datastore], timeout: Duration) -> Vec<HealthReport> {
+/// How to check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The time each datastore's check may take.
+    pub timeout: Duration,
+    /// Write and delete an object in S3, instead of only reading the bucket.
+    pub s3_write_probe: bool,
+}
+
+impl CheckOptions {
+    pub fn new(timeout: Duration) -> CheckOptions {
+        CheckOptions { timeout, s3_write_probe: false }
+    }
+}
+
+/// Checks `datastores` concurrently, each within `options.timeout`; unconfigured ones are
+/// reported as such without any network traffic. Reports come back in the order asked.
+pub async fn check(config: &DatastoresConfig, datastores: &[Datastore], options: &CheckOptions) -> Vec<HealthReport> {
+    let timeout = options.timeout;
     let checks = datastores.iter().map(|&datastore| async move {
         let endpoint = config.endpoint(datastore);
         let started = Instant::now();
-        let outcome = tokio::time::timeout(timeout, config.check_one(datastore)).await;
+        let outcome = tokio::time::timeout(timeout, config.check_one(datastore, options)).await;
         let latency = Some(started.elapsed());
         let (status, version, error) = match outcome {
             Ok(None) => {

@@ -35,7 +35,7 @@ pub mod tls;
 mod weaviate;
 
 pub use crate::error::{ConfigError, ConnectError, Datastore, chain as error_chain};
-pub use crate::health::{ConfigErrors, DatastoresConfig, HealthReport, Status, check, triggers};
+pub use crate::health::{CheckOptions, ConfigErrors, DatastoresConfig, HealthReport, Status, check, triggers};
 pub use crate::kafka::{KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol};
 pub use crate::milvus::MilvusConfig;
 pub use crate::mongodb::MongoConfig;

@@ -46,12 +46,15 @@ impl AdminError {
     }
 }
 
+/// Quotes an identifier for SQL (libpq's `PQescapeIdentifier`).
 pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+    postgres_protocol::escape::escape_identifier(name)
 }
 
+/// Quotes a string literal for SQL (libpq's `PQescapeLiteral`: `E'...'` when it holds a
+/// backslash, so it is right whatever `standard_conforming_strings` says).
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    postgres_protocol::escape::escape_literal(text)
 }
 
 async fn exists(client: &impl GenericClient, sql: &str, name: &str, what: &str) -> Result<bool, AdminError> {
@@ -93,14 +96,20 @@ pub async fn ensure_extension(client: &impl GenericClient, name: &str) -> Result
     if let Some(version) = extension_version(client, name).await? {
         return Ok((Outcome::Unchanged, version));
     }
-    client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(name))).await.map_err(|e| {
-        AdminError::new(
-            format!(
-                "cannot install extension {name} (it needs a superuser, and the extension installed on the server)"
-            ),
-            &e,
-        )
-    })?;
+    match client.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", quote_ident(name))).await {
+        Ok(()) => {}
+        Err(e) if concurrently_created(&e) => {
+            return Ok((Outcome::Unchanged, extension_version(client, name).await?.unwrap_or_default()));
+        }
+        Err(e) => {
+            return Err(AdminError::new(
+                format!(
+                    "cannot install extension {name} (it needs a superuser, and the extension installed on the server)"
+                ),
+                &e,
+            ));
+        }
+    }
     Ok((Outcome::Created, extension_version(client, name).await?.unwrap_or_default()))
 }
 
@@ -143,11 +152,54 @@ pub async fn ensure_role(client: &impl GenericClient, spec: &RoleSpec) -> Result
             });
         }
     };
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(|e| AdminError::new(format!("cannot create or update role {}", spec.name), &e))?;
-    Ok(if exists { Outcome::Changed } else { Outcome::Created })
+    match client.batch_execute(&sql).await {
+        Ok(()) => Ok(if exists { Outcome::Changed } else { Outcome::Created }),
+        // Another process created it between our look and our CREATE.
+        Err(e) if !exists && concurrently_created(&e) => Ok(Outcome::Unchanged),
+        Err(e) => Err(AdminError::new(format!("cannot create or update role {}", spec.name), &e)),
+    }
+}
+
+/// The errors of a CREATE that lost a race with a concurrent CREATE of the same object.
+fn concurrently_created(error: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(error.code(), Some(c) if *c == SqlState::DUPLICATE_OBJECT || *c == SqlState::UNIQUE_VIOLATION)
+}
+
+/// Serialises administration runs on one server: a session-level advisory lock taken on
+/// `client`'s connection (in its database), held until [`AdminLock::release`] or the connection
+/// closes. Two runs of the same bootstrap at once (a retried Job and a person) then take turns
+/// instead of racing on roles and grants.
+#[derive(Debug)]
+pub struct AdminLock {
+    key: i64,
+}
+
+impl AdminLock {
+    /// Waits up to `timeout` for the lock named `name`.
+    pub async fn acquire(client: &Client, name: &str, timeout: std::time::Duration) -> Result<AdminLock, AdminError> {
+        let row = client
+            .query_one("SELECT hashtextextended($1, 0)", &[&name])
+            .await
+            .map_err(|e| AdminError::new("cannot compute the lock key", &e))?;
+        let key: i64 = row.get(0);
+        client
+            .batch_execute(&format!("SET lock_timeout = '{}ms'", timeout.as_millis().max(1)))
+            .await
+            .map_err(|e| AdminError::new("cannot set lock_timeout", &e))?;
+        let locked = client.query_one("SELECT pg_advisory_lock($1)", &[&key]).await;
+        let _ = client.batch_execute("RESET lock_timeout").await;
+        locked.map_err(|e| AdminError::new(format!("another {name} is running; waited {timeout:?} for it"), &e))?;
+        Ok(AdminLock { key })
+    }
+
+    pub async fn release(self, client: &Client) -> Result<(), AdminError> {
+        client
+            .query_one("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .await
+            .map_err(|e| AdminError::new("cannot release the administration lock", &e))?;
+        Ok(())
+    }
 }
 
 /// Privileges of a database's objects as text: the database, its schemas, relations, and
@@ -233,4 +285,194 @@ pub async fn apply_grants(client: &Client, grants: &Grants<'_>) -> Result<Outcom
     }
     let after = privilege_snapshot(client).await?;
     Ok(if before == after { Outcome::Unchanged } else { Outcome::Changed })
+}
+
+/// A database's own properties, which a dump made without `--create` does not carry: what a
+/// restore into a new database must give it so that it replaces the old one faithfully.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DatabaseProperties {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+    /// `c` (libc), `i` (ICU) or `b` (builtin); PostgreSQL 15 and later.
+    #[serde(default)]
+    pub locale_provider: Option<String>,
+    /// The ICU or builtin locale; PostgreSQL 15 and later.
+    #[serde(default)]
+    pub locale: Option<String>,
+    pub connection_limit: i32,
+    pub tablespace: String,
+    /// `None`: the default privileges (PUBLIC may connect).
+    #[serde(default)]
+    pub privileges: Option<Vec<Privilege>>,
+    /// `ALTER DATABASE ... SET` and `ALTER ROLE ... IN DATABASE ... SET`.
+    #[serde(default)]
+    pub settings: Vec<Setting>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// One entry of a database's access list.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct Privilege {
+    /// A role name, or `PUBLIC`.
+    pub grantee: String,
+    /// `CONNECT`, `CREATE` or `TEMPORARY`.
+    pub privilege: String,
+    pub grantable: bool,
+}
+
+/// A per-database setting, for every role or for one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct Setting {
+    pub role: Option<String>,
+    pub name: String,
+    pub value: String,
+}
+
+/// Settings whose value is a list that PostgreSQL stores already quoted: written back as they are.
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+];
+
+impl DatabaseProperties {
+    /// Reads the properties of database `name`; `None` when it does not exist.
+    pub async fn read(client: &impl GenericClient, name: &str) -> Result<Option<DatabaseProperties>, AdminError> {
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| AdminError::new("cannot read the server version", &e))?
+            .get(0);
+        let (provider, locale) = match version {
+            v if v >= 170_000 => ("d.datlocprovider::text", "d.datlocale"),
+            v if v >= 150_000 => ("d.datlocprovider::text", "d.daticulocale"),
+            _ => ("NULL::text", "NULL::text"),
+        };
+        let sql = format!(
+            "SELECT d.oid, r.rolname::text, pg_encoding_to_char(d.encoding)::text, d.datcollate::text, \
+             d.datctype::text, {provider}, {locale}, d.datconnlimit, t.spcname::text, \
+             shobj_description(d.oid, 'pg_database'), d.datacl IS NULL \
+             FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba JOIN pg_tablespace t ON t.oid = d.dattablespace \
+             WHERE d.datname = $1"
+        );
+        let Some(row) = client
+            .query_opt(&sql, &[&name])
+            .await
+            .map_err(|e| AdminError::new(format!("cannot read the properties of database {name}"), &e))?
+        else {
+            return Ok(None);
+        };
+        let oid: u32 = row.get(0);
+        let default_acl: bool = row.get(10);
+        let privileges = if default_acl {
+            None
+        } else {
+            let rows = client
+                .query(
+                    "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE r.rolname::text END, a.privilege_type, \
+                     a.is_grantable FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee \
+                     WHERE d.oid = $1",
+                    &[&oid],
+                )
+                .await
+                .map_err(|e| AdminError::new(format!("cannot read the privileges of database {name}"), &e))?;
+            let mut list: Vec<Privilege> = rows
+                .iter()
+                .map(|r| Privilege { grantee: r.get(0), privilege: r.get(1), grantable: r.get(2) })
+                .collect();
+            list.sort();
+            Some(list)
+        };
+        let rows = client
+            .query(
+                "SELECT r.rolname::text, s.setconfig FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole \
+                 WHERE s.setdatabase = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| AdminError::new(format!("cannot read the settings of database {name}"), &e))?;
+        let mut settings = Vec::new();
+        for r in &rows {
+            let role: Option<String> = r.get(0);
+            let config: Vec<String> = r.get(1);
+            for item in config {
+                let (name, value) = item.split_once('=').unwrap_or((item.as_str(), ""));
+                settings.push(Setting { role: role.clone(), name: name.to_owned(), value: value.to_owned() });
+            }
+        }
+        settings.sort();
+        Ok(Some(DatabaseProperties {
+            owner: row.get(1),
+            encoding: row.get(2),
+            collate: row.get(3),
+            ctype: row.get(4),
+            locale_provider: row.get(5),
+            locale: row.get(6),
+            connection_limit: row.get(7),
+            tablespace: row.get(8),
+            privileges,
+            settings,
+            comment: row.get(9),
+        }))
+    }
+
+    /// `CREATE DATABASE name` with these properties' owner, encoding, locale and tablespace.
+    pub fn create_sql(&self, name: &str) -> String {
+        let mut sql = format!(
+            "CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {} TABLESPACE {}",
+            quote_ident(name),
+            quote_ident(&self.owner),
+            quote_literal(&self.encoding),
+            quote_literal(&self.collate),
+            quote_literal(&self.ctype),
+            quote_ident(&self.tablespace)
+        );
+        match (self.locale_provider.as_deref(), &self.locale) {
+            (Some("i"), Some(locale)) => {
+                sql.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", quote_literal(locale)));
+            }
+            (Some("b"), Some(locale)) => {
+                sql.push_str(&format!(" LOCALE_PROVIDER builtin BUILTIN_LOCALE {}", quote_literal(locale)));
+            }
+            _ => {}
+        }
+        if self.connection_limit != -1 {
+            sql.push_str(&format!(" CONNECTION LIMIT {}", self.connection_limit));
+        }
+        sql
+    }
+
+    /// The statements that give database `name` (created by [`DatabaseProperties::create_sql`])
+    /// these privileges, settings and comment.
+    pub fn apply_sql(&self, name: &str) -> Vec<String> {
+        let db = quote_ident(name);
+        let mut sql = Vec::new();
+        if let Some(privileges) = &self.privileges {
+            sql.push(format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"));
+            sql.push(format!("REVOKE ALL ON DATABASE {db} FROM {}", quote_ident(&self.owner)));
+            for p in privileges {
+                let grantee = if p.grantee == "PUBLIC" { "PUBLIC".to_owned() } else { quote_ident(&p.grantee) };
+                let option = if p.grantable { " WITH GRANT OPTION" } else { "" };
+                sql.push(format!("GRANT {} ON DATABASE {db} TO {grantee}{option}", p.privilege));
+            }
+        }
+        for s in &self.settings {
+            let value =
+                if LIST_SETTINGS.contains(&s.name.as_str()) { s.value.clone() } else { quote_literal(&s.value) };
+            let name = quote_ident(&s.name);
+            sql.push(match &s.role {
+                Some(role) => format!("ALTER ROLE {} IN DATABASE {db} SET {name} = {value}", quote_ident(role)),
+                None => format!("ALTER DATABASE {db} SET {name} = {value}"),
+            });
+        }
+        if let Some(comment) = &self.comment {
+            sql.push(format!("COMMENT ON DATABASE {db} IS {}", quote_literal(comment)));
+        }
+        sql
+    }
 }

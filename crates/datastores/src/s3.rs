@@ -145,6 +145,14 @@ impl S3Config {
         format!("{}{}", self.prefix, name.trim_start_matches('/'))
     }
 
+    /// The KMS key for `aws:kms` encryption, when one is named (else the bucket's default key).
+    pub fn kms_key_id(&self) -> Option<&str> {
+        match &self.sse {
+            Some(Sse::Kms { key_id: Some(id) }) => Some(id),
+            _ => None,
+        }
+    }
+
     pub fn server_side_encryption(&self) -> Option<ServerSideEncryption> {
         self.sse.as_ref().map(|sse| match sse {
             Sse::Aes256 => ServerSideEncryption::Aes256,
@@ -190,9 +198,11 @@ impl S3Config {
         aws_sdk_s3::Client::from_conf(builder.build())
     }
 
-    /// Checks that the bucket exists and that an object can be written under the prefix and
-    /// deleted again.
-    pub async fn health(&self) -> Result<String, ConnectError> {
+    /// Checks that the bucket answers: read-only by default (the bucket exists and its prefix can
+    /// be listed), since production credentials often may not delete, and versioned buckets keep
+    /// a delete marker for every probe. With `write_probe`, also writes an object under the
+    /// prefix (with the configured encryption) and deletes it.
+    pub async fn health(&self, write_probe: bool) -> Result<String, ConnectError> {
         let endpoint = self.endpoint();
         let client = self.client().await;
         with_timeout(Datastore::S3, &endpoint, self.timeout, async {
@@ -205,13 +215,24 @@ impl S3Config {
                 .send()
                 .await
                 .map_err(|e| failed(&format!("bucket {} is not reachable", self.bucket), &e))?;
+            client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .max_keys(1)
+                .send()
+                .await
+                .map_err(|e| failed(&format!("cannot list s3://{}/{}", self.bucket, self.prefix), &e))?;
+            if !write_probe {
+                return Ok(format!("bucket {} readable", self.bucket));
+            }
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
             let key = self.key(&format!(".dbkit-health/{}-{nanos}", std::process::id()));
             let mut put = client.put_object().bucket(&self.bucket).key(&key).body(ByteStream::from_static(b"ok"));
             if let Some(sse) = self.server_side_encryption() {
                 put = put.server_side_encryption(sse);
             }
-            if let Some(Sse::Kms { key_id: Some(id) }) = &self.sse {
+            if let Some(id) = self.kms_key_id() {
                 put = put.ssekms_key_id(id);
             }
             put.send().await.map_err(|e| failed(&format!("cannot write {key}"), &e))?;

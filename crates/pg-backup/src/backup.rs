@@ -1,21 +1,24 @@
 //! `backup`: pg_dump's output streamed through compression and SHA-256 to a local file and/or an
-//! S3 multipart upload at once, without a temporary full copy. The manifest is written last, so
-//! a killed or failed run never leaves a backup that looks complete.
+//! S3 multipart upload at once, without a temporary full copy, while [`crate::archive`] counts
+//! and hashes every table's rows from the same stream. The manifest is written last, after the
+//! data is durable, so a killed or failed run never leaves a backup that looks complete.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use datastores::{PostgresConfig, S3Config};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Error;
+use crate::archive::{self, DirectoryToc, PlainScanner, RowHash, TableData};
 use crate::manifest::{
     Compression, FileEntry, Format, Manifest, TableInfo, Tier, artifact_name, backup_id, manifest_name,
 };
-use crate::store::{self, S3Store, Upload, partial_path};
+use crate::store::{self, BackupLock, S3Store, Upload, partial_path};
 use crate::tools::{Credentials, Tools};
 
 #[derive(Clone, Debug)]
@@ -29,7 +32,8 @@ pub struct BackupOptions {
     pub local_dir: Option<PathBuf>,
     pub s3: Option<S3Config>,
     pub tools: Tools,
-    /// Count every table's rows in the dump's own snapshot, for exact verification later.
+    /// Also count every table with `count(*)` in the dump's own snapshot and fail when a count
+    /// differs from what the archive holds. The manifest's counts always come from the archive.
     pub exact_counts: bool,
     /// The first S3 parts' size; later parts grow.
     pub part_size: usize,
@@ -46,21 +50,35 @@ pub struct BackupProgress {
 struct Source {
     server_version: String,
     server_major: u32,
-    tables: Vec<TableInfo>,
+    system_identifier: Option<String>,
+    properties: Option<datastores::pgadmin::DatabaseProperties>,
+    /// Schema, table, the planner's estimate, and with `exact_counts` the count.
+    tables: Vec<(String, String, i64, Option<i64>)>,
 }
 
-async fn inspect(client: &datastores::tokio_postgres::Client, exact: bool) -> Result<Source, Error> {
+async fn inspect(client: &datastores::tokio_postgres::Client, database: &str, exact: bool) -> Result<Source, Error> {
     let row = client
         .query_one("SELECT current_setting('server_version'), current_setting('server_version_num')::int", &[])
         .await
         .map_err(|e| Error::db("cannot read the server version", &e))?;
     let (server_version, num): (String, i32) = (row.get(0), row.get(1));
+    let system_identifier = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await
+    {
+        Ok(row) => Some(row.get::<_, String>(0)),
+        Err(e) => {
+            tracing::warn!(error = %datastores::error_chain(&e), "cannot read the cluster's system identifier");
+            None
+        }
+    };
+    let properties = datastores::pgadmin::DatabaseProperties::read(client, database)
+        .await
+        .map_err(|e| Error::Database { context: e.what, message: e.message })?;
     let mut tables = Vec::new();
     for (schema, name, row_estimate) in user_tables(client).await? {
         let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };
-        tables.push(TableInfo { schema, name, row_estimate, rows });
+        tables.push((schema, name, row_estimate, rows));
     }
-    Ok(Source { server_version, server_major: (num / 10_000) as u32, tables })
+    Ok(Source { server_version, server_major: (num / 10_000) as u32, system_identifier, properties, tables })
 }
 
 /// Every table that holds rows (partitions included, partitioned parents not): schema, name and
@@ -158,25 +176,37 @@ pub async fn backup(
     } else {
         None
     };
-    let source = inspect(&session, options.exact_counts).await?;
+    let source = inspect(&session, &pg.dbname, options.exact_counts).await?;
     let pg_dump_major = options.tools.check_against("pg_dump", source.server_major).await?;
+    options.tools.check_tls(pg).await?;
     let credentials = Credentials::new(pg)?;
     let s3 = match &options.s3 {
         Some(config) => Some(S3Store::new(config).await),
         None => None,
     };
+    if let Some(dir) = &options.local_dir {
+        for removed in store::sweep_partials(dir).await {
+            tracing::warn!(target: "progress", removed = %removed, "removed the leftover of an interrupted backup");
+        }
+    }
     let (started, id) = free_id(pg, options, s3.as_ref(), started).await?;
     let artifact = artifact_name(&id, options.format, options.compression);
-    if let Some(dir) = &options.local_dir {
-        let folder = dir.join(options.tier.as_str());
-        tokio::fs::create_dir_all(&folder)
-            .await
-            .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
-    }
+    let _lock = match &options.local_dir {
+        Some(dir) => {
+            let folder = dir.join(options.tier.as_str());
+            tokio::fs::create_dir_all(&folder)
+                .await
+                .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
+            Some(BackupLock::take(&folder, &id).await?)
+        }
+        None => None,
+    };
 
     let pg_dump = || {
         let mut command = credentials.command(&options.tools, "pg_dump", pg);
-        command.arg("--no-password");
+        // The session settings that `verify --checksums` reproduces to hash the restored rows
+        // the way the dump wrote them.
+        command.arg("--no-password").env("PGTZ", "UTC").env("PGCLIENTENCODING", "UTF8");
         if let Some(id) = &snapshot {
             command.arg(format!("--snapshot={id}"));
         }
@@ -198,10 +228,37 @@ pub async fn backup(
         let _ = session.batch_execute("COMMIT").await;
     }
     let streamed = outcome?;
+    let mut failures = streamed.failures;
+    let tables = match streamed.tables {
+        Ok(found) => match tables_from_archive(found, &source.tables) {
+            Ok(tables) => tables,
+            Err(problem) => {
+                failures.push(problem);
+                Vec::new()
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the row counts from the archive; the manifest has estimates only");
+            source
+                .tables
+                .iter()
+                .map(|(schema, name, estimate, rows)| TableInfo {
+                    schema: schema.clone(),
+                    name: name.clone(),
+                    row_estimate: *estimate,
+                    rows: *rows,
+                    content_hash: None,
+                    columns: None,
+                })
+                .collect()
+        }
+    };
     let finished = Utc::now();
     let manifest = Manifest {
         id: id.clone(),
         database: pg.dbname.clone(),
+        system_identifier: source.system_identifier,
+        database_properties: source.properties,
         server_version: source.server_version,
         pg_dump_version: pg_dump_major.to_string(),
         format: options.format,
@@ -215,12 +272,18 @@ pub async fn backup(
         started_at: started,
         finished_at: finished,
         duration_seconds: (finished - started).num_milliseconds() as f64 / 1000.0,
-        tables: source.tables,
+        tables,
         destinations: streamed.completed.clone(),
         verified: None,
         created_by: concat!("pg-backup ", env!("CARGO_PKG_VERSION")).into(),
     };
-    let mut failures = streamed.failures;
+    if !failures.is_empty() && streamed.completed.is_empty() {
+        return Err(Error::Tool(failures.join("; ")));
+    }
+    if failures.iter().any(|f| f.starts_with("row counts")) {
+        // The archive does not hold what the database held: no manifest, no backup.
+        return Err(Error::Tool(failures.join("; ")));
+    }
     let json = manifest.to_json()?;
     if let Some(dir) = &options.local_dir
         && streamed.completed.iter().any(|d| d == "local")
@@ -236,12 +299,40 @@ pub async fn backup(
     {
         failures.push(e.to_string());
     }
-    if failures.is_empty() {
-        Ok(manifest)
-    } else if streamed.completed.is_empty() {
-        Err(Error::Tool(failures.join("; ")))
+    if failures.is_empty() { Ok(manifest) } else { Err(Error::Incomplete { failures, manifest: Box::new(manifest) }) }
+}
+
+/// The manifest's tables from what the archive holds, with the planner's estimates beside them;
+/// with `exact_counts`, each archive count must equal `count(*)` in the dump's snapshot.
+fn tables_from_archive(
+    found: Vec<TableData>,
+    source: &[(String, String, i64, Option<i64>)],
+) -> Result<Vec<TableInfo>, String> {
+    let mut problems = Vec::new();
+    let mut tables: Vec<TableInfo> = found
+        .into_iter()
+        .map(|t| {
+            let known = source.iter().find(|(s, n, _, _)| *s == t.schema && *n == t.name);
+            if let Some((_, _, _, Some(counted))) = known
+                && *counted != t.rows
+            {
+                problems.push(format!("{}.{}: {} in the archive, count(*) {counted}", t.schema, t.name, t.rows));
+            }
+            TableInfo {
+                row_estimate: known.map(|k| k.2).unwrap_or(0),
+                schema: t.schema,
+                name: t.name,
+                rows: Some(t.rows),
+                content_hash: Some(t.content_hash),
+                columns: t.columns,
+            }
+        })
+        .collect();
+    tables.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+    if problems.is_empty() {
+        Ok(tables)
     } else {
-        Err(Error::Incomplete { failures, manifest: Box::new(manifest) })
+        Err(format!("row counts of the archive differ from the database: {}", problems.join(", ")))
     }
 }
 
@@ -252,6 +343,8 @@ struct Streamed {
     stored_bytes: u64,
     sha256: String,
     files: Vec<FileEntry>,
+    /// Every table's rows and hash, read from the dump; an error when it could not be read.
+    tables: Result<Vec<TableData>, String>,
     /// `local` and/or `s3`: where the artifact is complete.
     completed: Vec<String>,
     failures: Vec<String>,
@@ -286,7 +379,7 @@ impl Write for ChannelWriter {
 /// Compresses what arrives on `raw` into `out`, on a thread of its own.
 fn compressor(
     compression: Compression,
-    mut raw: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    mut raw: tokio::sync::mpsc::Receiver<Bytes>,
     out: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> std::io::Result<()> {
     let writer = ChannelWriter { tx: out, buffer: Vec::with_capacity(1 << 21) };
@@ -313,6 +406,54 @@ fn compressor(
             writer.flush()
         }
     }
+}
+
+/// A `Read` over chunks arriving on a channel, for the archive scanner's thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// Reads the tables out of the dump as it streams, on a thread of its own. Whatever happens to
+/// the scan, the thread keeps draining its channel, so it never holds the backup up.
+fn scanner(
+    format: Format,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+) -> std::thread::JoinHandle<Result<Vec<TableData>, String>> {
+    std::thread::spawn(move || {
+        let mut reader = ChannelReader { rx, current: Bytes::new() };
+        let result = match format {
+            Format::Custom => archive::scan_custom(&mut reader).map_err(|e| e.to_string()),
+            _ => {
+                let mut plain = PlainScanner::default();
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    match std::io::Read::read(&mut reader, &mut buf) {
+                        Ok(0) => break plain.finish().map_err(|e| e.to_string()),
+                        Ok(n) => plain.feed(&buf[..n]),
+                        Err(e) => break Err(e.to_string()),
+                    }
+                }
+            }
+        };
+        while reader.rx.blocking_recv().is_some() {}
+        result
+    })
 }
 
 /// Keeps the last lines a tool wrote to stderr, for error messages.
@@ -359,10 +500,12 @@ async fn dump_stream(
     let mut stdout = child.stdout.take().ok_or_else(|| Error::Tool("pg_dump has no stdout".into()))?;
     let stderr = tokio::spawn(tail(child.stderr.take()));
 
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (scan_tx, scan_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     let compression = options.compression;
     let compress = std::thread::spawn(move || compressor(compression, raw_rx, out_tx));
+    let scan = scanner(options.format, scan_rx);
     let reader = tokio::spawn(async move {
         let mut total = 0u64;
         loop {
@@ -373,7 +516,9 @@ async fn dump_stream(
             }
             buf.truncate(n);
             total += n as u64;
-            if raw_tx.send(buf).await.is_err() {
+            let chunk = Bytes::from(buf);
+            let _ = scan_tx.send(chunk.clone()).await;
+            if raw_tx.send(chunk).await.is_err() {
                 return Ok(total);
             }
         }
@@ -416,6 +561,7 @@ async fn dump_stream(
         .map_err(|e| Error::Tool(e.to_string()))?
         .map_err(|e| Error::io("cannot read pg_dump's output", e))?;
     let compressed = compress.join().map_err(|_| Error::Tool("the compressor stopped".into()))?;
+    let tables = scan.join().map_err(|_| Error::Tool("the archive scanner stopped".into()))?;
     let stderr = stderr.await.unwrap_or_default();
     if !status.success() || compressed.is_err() || (local.is_none() && upload.is_none()) {
         if let Some((_, partial, _)) = &local {
@@ -439,7 +585,8 @@ async fn dump_stream(
         let done = async {
             file.flush().await?;
             file.sync_all().await?;
-            tokio::fs::rename(&partial, &path).await
+            tokio::fs::rename(&partial, &path).await?;
+            store::sync_dir(path.parent().unwrap_or(Path::new("."))).await
         }
         .await;
         match done {
@@ -459,14 +606,78 @@ async fn dump_stream(
         stored_bytes: stored,
         sha256: hex::encode(hasher.finalize()),
         files: Vec::new(),
+        tables,
         completed,
         failures,
     })
 }
 
+/// One file of a directory-format dump, read once in chunks of a megabyte on a thread of its
+/// own: hashed, decompressed to count its rows when it holds table data, and sent on for upload.
+/// Memory stays at a few chunks whatever the file's size.
+fn read_dump_file(
+    path: PathBuf,
+    data_compression: Option<Compression>,
+    tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+) -> std::thread::JoinHandle<std::io::Result<(u64, String, Option<RowHash>)>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut sha = Sha256::new();
+        let mut total = 0u64;
+        let mut sink: Option<Box<dyn Write>> = None;
+        let rows = std::rc::Rc::new(std::cell::RefCell::new(RowHash::default()));
+        struct Lines(std::rc::Rc<std::cell::RefCell<RowHash>>);
+        impl Write for Lines {
+            fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().feed(data);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        if let Some(compression) = data_compression {
+            let lines = Lines(rows.clone());
+            sink = Some(match compression {
+                Compression::Gzip(_) => Box::new(flate2::write::MultiGzDecoder::new(lines)),
+                Compression::Zstd(_) => Box::new(zstd::stream::write::Decoder::new(lines)?),
+                Compression::None => Box::new(lines),
+            });
+        }
+        let mut tx = tx;
+        loop {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            buf.truncate(n);
+            total += n as u64;
+            sha.update(&buf);
+            if let Some(w) = &mut sink {
+                w.write_all(&buf)?;
+            }
+            if let Some(sender) = &tx
+                && sender.blocking_send(Bytes::from(buf)).is_err()
+            {
+                tx = None; // The upload gave up; keep hashing for the local copy.
+            }
+        }
+        if let Some(mut w) = sink.take() {
+            w.flush()?;
+        }
+        // pg_dump does not sync what it writes; the manifest must only ever describe durable files.
+        file.sync_all()?;
+        drop(sink);
+        let hash = data_compression.map(|_| std::mem::take(&mut *rows.borrow_mut()));
+        Ok((total, hex::encode(sha.finalize()), hash))
+    })
+}
+
 /// The directory format: pg_dump writes the folder itself (in parallel, compressing each file);
-/// the folder is then uploaded file by file. Without a local folder it is dumped to a scratch
-/// folder that is removed afterwards.
+/// each file is then read once, streamed to S3, hashed and its rows counted. Without a local
+/// folder it is dumped to a scratch folder that is removed afterwards.
 async fn dump_directory(
     pg_dump: &(dyn Fn() -> tokio::process::Command + Sync),
     options: &BackupOptions,
@@ -521,6 +732,10 @@ async fn dump_directory(
         }
         tracing::info!("this pg_dump cannot compress with zstd; using gzip");
     };
+    let toc = match std::fs::File::open(target.join("toc.dat")).and_then(DirectoryToc::read) {
+        Ok(toc) => Ok(toc),
+        Err(e) => Err(format!("cannot read the dump's toc.dat: {e}")),
+    };
     let mut files = Vec::new();
     let mut names: Vec<String> = std::fs::read_dir(&target)
         .map_err(|e| Error::io(format!("cannot list {}", target.display()), e))?
@@ -530,23 +745,30 @@ async fn dump_directory(
     let mut stored = 0u64;
     let mut failures = Vec::new();
     let mut s3_ok = s3.is_some();
+    let mut tables = Vec::new();
     for name in &names {
         let path = target.join(name);
-        let bytes =
-            tokio::fs::read(&path).await.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        stored += bytes.len() as u64;
-        files.push(FileEntry {
-            name: name.clone(),
-            bytes: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+        let holds_data = toc.as_ref().ok().and_then(|t| t.table_for(name)).is_some();
+        let data_compression = holds_data.then(|| {
+            if name.ends_with(".gz") {
+                Compression::Gzip(6)
+            } else if name.ends_with(".zst") {
+                Compression::Zstd(3)
+            } else {
+                Compression::None
+            }
         });
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let reading = read_dump_file(path.clone(), data_compression, s3_ok.then_some(tx));
         if let Some(store) = s3
             && s3_ok
         {
             let key = store.key(options.tier, &format!("{artifact}/{name}"));
             let sent = async {
                 let mut up = Upload::start(store, key, options.part_size).await?;
-                up.write(&bytes).await?;
+                while let Some(chunk) = rx.recv().await {
+                    up.write(&chunk).await?;
+                }
                 up.finish().await
             }
             .await;
@@ -555,13 +777,30 @@ async fn dump_directory(
                 s3_ok = false;
             }
         }
+        drop(rx);
+        let (bytes, sha256, hash) = tokio::task::spawn_blocking(move || reading.join())
+            .await
+            .map_err(|e| Error::Tool(e.to_string()))?
+            .map_err(|_| Error::Tool("reading the dump stopped".into()))?
+            .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        if let (Ok(toc), Some(hash)) = (&toc, hash)
+            && let Some(table) = toc.table_data(name, hash)
+        {
+            tables.push(table);
+        }
+        stored += bytes;
+        files.push(FileEntry { name: name.clone(), bytes, sha256 });
         progress(BackupProgress { dump_bytes: stored, stored_bytes: stored });
     }
     let mut completed = Vec::new();
     if let Some(path) = final_path {
-        tokio::fs::rename(&target, &path)
-            .await
-            .map_err(|e| Error::io(format!("cannot rename {}", target.display()), e))?;
+        let done = async {
+            store::sync_dir(&target).await?;
+            tokio::fs::rename(&target, &path).await?;
+            store::sync_dir(path.parent().unwrap_or(Path::new("."))).await
+        }
+        .await;
+        done.map_err(|e| Error::io(format!("cannot finish {}", target.display()), e))?;
         completed.push("local".to_owned());
     }
     if s3_ok {
@@ -574,6 +813,7 @@ async fn dump_directory(
         stored_bytes: stored,
         sha256: hex::encode(Sha256::digest(listing.as_bytes())),
         files,
+        tables: toc.map(|_| tables),
         completed,
         failures,
     })

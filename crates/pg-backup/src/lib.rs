@@ -8,6 +8,7 @@
 //!
 //! The library does not print, exit or read the environment.
 
+mod archive;
 mod backup;
 mod error;
 mod manifest;
@@ -19,17 +20,19 @@ mod store;
 mod tools;
 mod verify;
 
+pub use crate::archive::{RowHash, TableData};
 pub use crate::backup::{BackupOptions, BackupProgress, backup};
 pub use crate::error::Error;
 pub use crate::manifest::{
     Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id, manifest_name,
 };
 pub use crate::notify::{RunMetrics, push, slack};
-pub use crate::ops::{Listed, PruneReport, list, prune};
+pub use crate::ops::{Cluster, Listed, PruneReport, STALE_UPLOAD_AGE, list, prune, prune_replaced_databases};
 pub use crate::restore::{
-    DEFAULT_MAINTENANCE_WORK_MEM, RestoreOptions, RestoreReport, Selector, Stores, TableCount, restore,
+    DEFAULT_MAINTENANCE_WORK_MEM, OLD_DATABASE_MARK, RestoreOptions, RestoreReport, Selector, Stores, TableCount,
+    restore,
 };
 pub use crate::retention::{Candidate, Retention, keep};
-pub use crate::store::{Location, part_size};
+pub use crate::store::{Location, part_size, sweep_partials};
 pub use crate::tools::Tools;
 pub use crate::verify::{VerifyOptions, VerifyReport, verify};

@@ -135,8 +135,15 @@ pub struct TableInfo {
     pub name: String,
     /// The planner's estimate at backup time.
     pub row_estimate: i64,
-    /// Exact, counted in the dump's own snapshot (`--exact-counts`).
+    /// Exact: the rows in the backup itself, counted as the dump streamed by.
     pub rows: Option<i64>,
+    /// An order-independent hash of the table's rows as the dump holds them (COPY text), which
+    /// `verify --compare --checksums` recomputes on the restored copy; see `archive::RowHash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// The columns of the dump's COPY statement, in its order: what the hash covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<String>,
 }
 
 /// One file of a directory-format backup.
@@ -159,6 +166,14 @@ pub struct Verification {
 pub struct Manifest {
     pub id: String,
     pub database: String,
+    /// The cluster's system identifier (`pg_control_system()`): retention only ever prunes
+    /// backups of the same cluster and database. Absent in manifests of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// The source database's own properties (owner, encoding, locale, privileges, settings), for
+    /// a restore into a database that does not exist yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_properties: Option<datastores::pgadmin::DatabaseProperties>,
     pub server_version: String,
     pub pg_dump_version: String,
     pub format: Format,

@@ -4,8 +4,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use chrono::Utc;
 use datastores::PostgresConfig;
-use datastores::pgadmin::quote_ident;
+use datastores::pgadmin::{quote_ident, quote_literal};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -362,6 +363,8 @@ pub struct RestoreOptions {
     pub yes: bool,
     /// Terminate other sessions connected to the target.
     pub terminate: bool,
+    /// Drop the database a restore replaced, instead of keeping it under a dated name.
+    pub drop_old: bool,
     /// Skip restoring ownership (when the roles do not exist on this server).
     pub no_owner: bool,
     /// For the restore's sessions; see [`Load`].
@@ -383,11 +386,24 @@ pub struct RestoreReport {
     pub database: String,
     pub tables: Vec<TableCount>,
     pub rows: i64,
+    /// Where the database that was replaced is kept, unless it was dropped or there was none.
+    pub replaced: Option<String>,
+    /// The replaced database was dropped (`drop_old`, or it held no tables).
+    pub dropped_old: bool,
+    /// What the restored copy was checked against before it took the target's name.
+    pub checked_against: String,
     pub seconds: f64,
 }
 
-/// Restores a backup: checks its SHA-256 first, refuses a non-empty target unless told to
-/// replace it, restores in parallel where the format allows, runs ANALYZE, and counts rows.
+/// Restores a backup without ever leaving the target half-restored.
+///
+/// The backup's SHA-256 is checked first. It is then loaded into a new scratch database with the
+/// target's encoding, locale, owner, privileges and settings, and checked (every table of the
+/// manifest present, with the manifest's exact row counts when it has them). Only then does the
+/// scratch database take the target's name, in one transaction that renames the old database
+/// away: at every instant the target name holds either the old database or the complete new one.
+/// The old database is kept under a dated name (`<target>_old_<time>`) unless `drop_old`; a
+/// failed load or check drops the scratch database and leaves the target as it was.
 pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
     let started = std::time::Instant::now();
     let found = find(&options.stores, &options.selector, Some(&pg.dbname)).await?;
@@ -398,19 +414,113 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
     let path = fetch(&found, &options.stores, scratch.path()).await?;
     check_sha256(&found, &path).await?;
     let target = options.target_db.clone().unwrap_or_else(|| pg.dbname.clone());
-    prepare_target(pg, options, &target).await?;
-    let settings = Load {
-        jobs: options.jobs,
-        no_owner: options.no_owner,
-        maintenance_work_mem: options.maintenance_work_mem.clone(),
+    let admin = pg.with_dbname(&options.maintenance_db).connect().await?;
+    let existing = inspect_target(pg, &admin, options, &target).await?;
+
+    // The new database gets the old one's properties, or the source's as the backup recorded
+    // them, or the server's defaults.
+    let properties = existing
+        .as_ref()
+        .map(|e| e.properties.clone())
+        .or_else(|| found.manifest.as_ref().and_then(|m| m.database_properties.clone()));
+    let stamp = Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let staging = derived_name(&target, &format!("_restore_{stamp}"));
+    let create = match &properties {
+        Some(p) => p.create_sql(&staging),
+        None => format!("CREATE DATABASE {}", quote_ident(&staging)),
     };
-    load(pg, &found, &path, &target, &settings, &options.tools, scratch.path()).await?;
-    let target_pg = pg.with_dbname(&target);
-    let client = target_pg.connect().await?;
-    client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {target}"), &e))?;
-    let tables = count_all(&client).await?;
-    let rows = tables.iter().map(|t| t.rows).sum();
-    Ok(RestoreReport { backup: found.name(), database: target, tables, rows, seconds: started.elapsed().as_secs_f64() })
+    admin
+        .batch_execute(&create)
+        .await
+        .map_err(|e| Error::db(format!("cannot create the scratch database {staging}"), &e))?;
+    let loaded = async {
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS {}",
+                quote_ident(&staging),
+                quote_literal(&format!("pg-backup: restore of {} into {target} in progress", found.name()))
+            ))
+            .await
+            .map_err(|e| Error::db("cannot mark the scratch database", &e))?;
+        let settings = Load {
+            jobs: options.jobs,
+            no_owner: options.no_owner,
+            maintenance_work_mem: options.maintenance_work_mem.clone(),
+        };
+        load(pg, &found, &path, &staging, &settings, &options.tools, scratch.path()).await?;
+        let client = pg.with_dbname(&staging).connect().await?;
+        client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {staging}"), &e))?;
+        let tables = count_all(&client).await?;
+        drop(client);
+        let checked_against = check_against_manifest(&found, &tables)?;
+        if let Some(p) = &properties {
+            for statement in p.apply_sql(&staging) {
+                admin
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(|e| Error::db(format!("cannot set the database's properties ({statement})"), &e))?;
+            }
+        }
+        if properties.as_ref().and_then(|p| p.comment.as_ref()).is_none() {
+            admin
+                .batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", quote_ident(&staging)))
+                .await
+                .map_err(|e| Error::db("cannot set the database's comment", &e))?;
+        }
+        Ok::<_, Error>((tables, checked_against))
+    }
+    .await;
+    let (tables, checked_against) = match loaded {
+        Ok(done) => done,
+        Err(e) => {
+            drop_database(&admin, &staging).await;
+            return Err(e);
+        }
+    };
+
+    let old_name = derived_name(&target, &format!("_old_{stamp}"));
+    let swapped = swap(&admin, options, &target, &staging, existing.as_ref().map(|_| old_name.as_str())).await;
+    if let Err(e) = swapped {
+        drop_database(&admin, &staging).await;
+        return Err(e);
+    }
+    let mut report = RestoreReport {
+        backup: found.name(),
+        database: target.clone(),
+        rows: tables.iter().map(|t| t.rows).sum(),
+        tables,
+        replaced: None,
+        dropped_old: false,
+        checked_against,
+        seconds: 0.0,
+    };
+    if let Some(old) = existing {
+        if options.drop_old || old.objects == 0 {
+            admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&old_name))).await.map_err(
+                |e| {
+                    Error::db(
+                        format!("the restore is complete, but the old database {old_name} could not be dropped"),
+                        &e,
+                    )
+                },
+            )?;
+            report.dropped_old = true;
+        } else {
+            let note = format!(
+                "pg-backup: {target} as it was before the restore of {} at {}; drop it when no longer needed \
+                 (pg-backup prune --old-databases)",
+                report.backup,
+                Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            admin
+                .batch_execute(&format!("COMMENT ON DATABASE {} IS {}", quote_ident(&old_name), quote_literal(&note)))
+                .await
+                .map_err(|e| Error::db("cannot mark the old database", &e))?;
+            report.replaced = Some(old_name);
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 /// Exact row counts of every table.
@@ -423,74 +533,174 @@ pub async fn count_all(client: &datastores::tokio_postgres::Client) -> Result<Ve
     Ok(out)
 }
 
-/// Creates the target, or replaces it when asked; never touches a non-empty database otherwise.
-async fn prepare_target(pg: &PostgresConfig, options: &RestoreOptions, target: &str) -> Result<(), Error> {
-    let admin = pg.with_dbname(&options.maintenance_db).connect().await?;
-    let exists: bool = admin
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&target])
+/// The comment that marks a database kept by a restore, for `prune --old-databases`.
+pub const OLD_DATABASE_MARK: &str = "pg-backup: ";
+
+/// `<base><suffix>`, cut to PostgreSQL's 63 bytes by shortening `base`.
+fn derived_name(base: &str, suffix: &str) -> String {
+    let room = 63usize.saturating_sub(suffix.len());
+    let mut cut = base.len().min(room);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &base[..cut])
+}
+
+/// What the target holds before the restore.
+struct Existing {
+    properties: datastores::pgadmin::DatabaseProperties,
+    /// Tables, views and sequences that no extension owns.
+    objects: i64,
+}
+
+/// Refuses, before any work, what the restore would not be allowed to finish: a non-empty target
+/// without `--clean --yes`, or other sessions without `--terminate-connections`.
+async fn inspect_target(
+    pg: &PostgresConfig,
+    admin: &datastores::tokio_postgres::Client,
+    options: &RestoreOptions,
+    target: &str,
+) -> Result<Option<Existing>, Error> {
+    let Some(properties) = datastores::pgadmin::DatabaseProperties::read(admin, target)
         .await
-        .map_err(|e| Error::db("cannot look up the target database", &e))?
-        .get(0);
-    if exists {
-        let objects = {
-            let client = pg.with_dbname(target).connect().await?;
-            let row = client
-                .query_one(
-                    "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
-                     AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
-                     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')",
-                    &[],
-                )
-                .await
-                .map_err(|e| Error::db("cannot inspect the target database", &e))?;
-            row.get::<_, i64>(0)
-        };
-        if objects > 0 {
-            if !(options.clean && options.yes) {
-                return Err(Error::Refused(format!(
-                    "database {target:?} is not empty ({objects} tables, views or sequences); restoring would overwrite it. \
-                     Pass --clean --yes to drop and recreate it, or --target-db to restore elsewhere"
-                )));
-            }
-            let sessions: i64 = admin
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        .map_err(|e| Error::Database { context: e.what, message: e.message })?
+    else {
+        return Ok(None);
+    };
+    let objects = {
+        let client = pg.with_dbname(target).connect().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+                 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') \
+                 AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::db("cannot inspect the target database", &e))?;
+        row.get::<_, i64>(0)
+    };
+    if objects > 0 && !(options.clean && options.yes) {
+        return Err(Error::Refused(format!(
+            "database {target:?} is not empty ({objects} tables, views or sequences); restoring would replace it. \
+             Pass --clean --yes to replace it (the old database is kept under a dated name unless --drop-old), or \
+             --target-db to restore elsewhere"
+        )));
+    }
+    let sessions = other_sessions(admin, target).await?;
+    if sessions > 0 && !options.terminate {
+        return Err(Error::Refused(format!(
+            "{sessions} other session(s) are connected to {target:?}; close them or pass --terminate-connections"
+        )));
+    }
+    Ok(Some(Existing { properties, objects }))
+}
+
+/// Other sessions connected to `database`. A session this process has just closed can linger for
+/// a moment on the server, so a non-zero count is looked at again for up to a second.
+async fn other_sessions(admin: &datastores::tokio_postgres::Client, database: &str) -> Result<i64, Error> {
+    let mut count = 0;
+    for _ in 0..10 {
+        count = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .await
+            .map_err(|e| Error::db("cannot count sessions", &e))?
+            .get(0);
+        if count == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(count)
+}
+
+/// Gives `staging` the target's name. With an existing target, both renames run in one
+/// transaction, so the name never points at nothing or at a half-restored database.
+async fn swap(
+    admin: &datastores::tokio_postgres::Client,
+    options: &RestoreOptions,
+    target: &str,
+    staging: &str,
+    old_name: Option<&str>,
+) -> Result<(), Error> {
+    let script = match old_name {
+        None => format!("ALTER DATABASE {} RENAME TO {}", quote_ident(staging), quote_ident(target)),
+        Some(old_name) => format!(
+            "BEGIN; ALTER DATABASE {t} RENAME TO {o}; ALTER DATABASE {s} RENAME TO {t}; COMMIT;",
+            t = quote_ident(target),
+            o = quote_ident(old_name),
+            s = quote_ident(staging)
+        ),
+    };
+    // A rename needs the database to itself. Our own sessions, just closed, may linger for a
+    // moment, and others may connect between the termination and the rename: try a few times.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        if options.terminate {
+            admin
+                .query(
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
                     &[&target],
                 )
                 .await
-                .map_err(|e| Error::db("cannot count sessions", &e))?
-                .get(0);
-            if sessions > 0 && !options.terminate {
-                return Err(Error::Refused(format!(
-                    "{sessions} other session(s) are connected to {target:?}; close them or pass --terminate-connections"
-                )));
+                .map_err(|e| Error::db(format!("cannot terminate the sessions of {target}"), &e))?;
+        }
+        match admin.batch_execute(&script).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = admin.batch_execute("ROLLBACK").await;
+                let busy = e.code() == Some(&datastores::tokio_postgres::error::SqlState::OBJECT_IN_USE);
+                if busy && attempt < 10 {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+                let hint = if busy && !options.terminate {
+                    " (sessions connected meanwhile: pass --terminate-connections)"
+                } else {
+                    ""
+                };
+                return Err(Error::db(format!("cannot swap {staging} in for {target}{hint}"), &e));
             }
         }
-        if objects > 0 || options.clean {
-            let owner: String = admin
-                .query_one("SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", &[&target])
-                .await
-                .map_err(|e| Error::db("cannot read the owner", &e))?
-                .get(0);
-            let force = if options.terminate { " WITH (FORCE)" } else { "" };
-            for statement in [
-                format!("DROP DATABASE {}{force}", quote_ident(target)),
-                format!("CREATE DATABASE {} OWNER {owner}", quote_ident(target)),
-            ] {
-                admin
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(|e| Error::db(format!("cannot recreate {target}"), &e))?;
-            }
-        }
-    } else {
-        admin
-            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(target)))
-            .await
-            .map_err(|e| Error::db(format!("cannot create {target}"), &e))?;
     }
-    Ok(())
+}
+
+async fn drop_database(admin: &datastores::tokio_postgres::Client, name: &str) {
+    if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))).await {
+        tracing::warn!(database = name, error = %datastores::error_chain(&e), "cannot drop the scratch database");
+    }
+}
+
+/// Compares what was restored with the manifest: the same tables, and the same row counts when
+/// the manifest has exact ones. Returns what the restore was checked against.
+pub(crate) fn check_against_manifest(found: &Found, restored: &[TableCount]) -> Result<String, Error> {
+    let Some(manifest) = &found.manifest else {
+        return Ok("nothing (the backup has no manifest)".into());
+    };
+    let restored: std::collections::BTreeMap<&str, i64> = restored.iter().map(|t| (t.table.as_str(), t.rows)).collect();
+    let mut problems = Vec::new();
+    let mut exact = true;
+    for table in &manifest.tables {
+        let name = format!("{}.{}", table.schema, table.name);
+        match (restored.get(name.as_str()), table.rows) {
+            (None, _) => problems.push(format!("{name}: in the backup, missing from the restore")),
+            (Some(r), Some(expected)) if *r != expected => {
+                problems.push(format!("{name}: {r} rows restored, the backup holds {expected}"))
+            }
+            (Some(_), None) => exact = false,
+            _ => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(if exact { "the manifest's exact row counts".into() } else { "the manifest's list of tables".into() })
+    } else {
+        Err(Error::Verify { backup: found.name(), problems })
+    }
 }
 
 /// How to load a backup. A large `maintenance_work_mem` makes the index builds that dominate a

@@ -44,7 +44,8 @@ pub fn local_path(dir: &Path, tier: Tier, name: &str) -> PathBuf {
     dir.join(tier.as_str()).join(name)
 }
 
-/// Writes `bytes` to `path` through a `.partial` file, synced and renamed into place.
+/// Writes `bytes` to `path` through a `.partial` file, synced and renamed into place, and syncs
+/// the folder so that the rename itself survives a crash.
 pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let partial = partial_path(path);
     let mut file = tokio::fs::File::create(&partial)
@@ -52,7 +53,107 @@ pub async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("cannot create {}", partial.display()), e))?;
     file.write_all(bytes).await.map_err(|e| Error::io(format!("cannot write {}", partial.display()), e))?;
     file.sync_all().await.map_err(|e| Error::io(format!("cannot sync {}", partial.display()), e))?;
-    tokio::fs::rename(&partial, path).await.map_err(|e| Error::io(format!("cannot rename {}", partial.display()), e))
+    tokio::fs::rename(&partial, path)
+        .await
+        .map_err(|e| Error::io(format!("cannot rename {}", partial.display()), e))?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    sync_dir(folder).await.map_err(|e| Error::io(format!("cannot sync {}", folder.display()), e))
+}
+
+/// Syncs a folder: its entries (files created, renamed, removed) reach the disk.
+pub async fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await.map_err(std::io::Error::other)?
+}
+
+/// Held by a running backup for its id (`<tier>/<id>.lock`, an advisory file lock): while it is
+/// held, the backup's `.partial` files are alive. The lock goes with the process, however it
+/// ends, so a leftover whose lock can be taken belongs to a backup that died.
+#[derive(Debug)]
+pub struct BackupLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl BackupLock {
+    pub async fn take(folder: &Path, id: &str) -> Result<BackupLock, Error> {
+        let path = folder.join(format!("{id}.lock"));
+        let path2 = path.clone();
+        let taken = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            loop {
+                let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path2)?;
+                file.lock()?;
+                // A sweeper may have removed the file between our open and our lock: then the
+                // lock is on a file nobody else can find. Take it again.
+                if same_file(&file, &path2) {
+                    return Ok(file);
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::Tool(e.to_string()))?;
+        let file = taken.map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        Ok(BackupLock { file, path })
+    }
+}
+
+/// Whether `file` is still the file at `path`.
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+impl Drop for BackupLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Removes what interrupted backups left in `dir`: `.partial` files and folders whose backup no
+/// longer holds its lock, and stale lock files. Returns what it removed.
+pub async fn sweep_partials(dir: &Path) -> Vec<String> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut removed = Vec::new();
+        for tier in Tier::ALL {
+            let folder = dir.join(tier.as_str());
+            let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+            let mut names: Vec<String> = entries.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
+            names.sort();
+            for name in names {
+                let is_partial = name.ends_with(PARTIAL);
+                let is_lock = name.ends_with(".lock");
+                if !is_partial && !is_lock {
+                    continue;
+                }
+                let id = name.split('.').next().unwrap_or(&name);
+                let lock_path = folder.join(format!("{id}.lock"));
+                let Ok(lock) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)
+                else {
+                    continue;
+                };
+                if lock.try_lock().is_err() || !same_file(&lock, &lock_path) {
+                    continue; // A live backup.
+                }
+                let path = folder.join(&name);
+                if is_partial {
+                    let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                    if gone.is_ok() {
+                        removed.push(path.display().to_string());
+                    }
+                }
+                let _ = std::fs::remove_file(&lock_path);
+                let _ = lock.unlock();
+            }
+        }
+        removed
+    })
+    .await
+    .unwrap_or_default()
 }
 
 pub fn partial_path(path: &Path) -> PathBuf {
@@ -105,9 +206,15 @@ pub async fn delete_local(stored: &Stored) -> Result<(), Error> {
     } else {
         tokio::fs::remove_file(artifact).await
     };
-    match removed {
+    if let Err(e) = removed
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(Error::io(format!("cannot delete {}", artifact.display()), e));
+    }
+    // Once more at the end, for a verify that rewrote the manifest meanwhile.
+    match tokio::fs::remove_file(&manifest).await {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(format!("cannot delete {}", artifact.display()), e))
+            Err(Error::io(format!("cannot delete {}", manifest.display()), e))
         }
         _ => Ok(()),
     }
@@ -142,6 +249,9 @@ impl S3Store {
         let mut request = self.client.put_object().bucket(&self.config.bucket).key(key).body(ByteStream::from(bytes));
         if let Some(sse) = self.config.server_side_encryption() {
             request = request.server_side_encryption(sse);
+        }
+        if let Some(id) = self.config.kms_key_id() {
+            request = request.ssekms_key_id(id);
         }
         request.send().await.map_err(|e| Error::s3(format!("cannot write s3://{}/{key}", self.config.bucket), &e))?;
         Ok(())
@@ -250,17 +360,73 @@ impl S3Store {
     }
 
     /// Deletes a backup from the bucket, manifest first; the files of a directory backup too.
+    /// The manifest goes first and once more at the end: a verify that rewrote it meanwhile
+    /// (see `verify::record`) does not bring back a manifest without its backup.
     pub async fn delete_backup(&self, stored: &Stored) -> Result<(), Error> {
         let m = &stored.manifest;
-        self.delete(&self.key(m.tier, &manifest_name(&m.id))).await?;
+        let manifest = self.key(m.tier, &manifest_name(&m.id));
+        self.delete(&manifest).await?;
         if m.files.is_empty() {
-            self.delete(&self.key(m.tier, &m.artifact)).await
+            self.delete(&self.key(m.tier, &m.artifact)).await?;
         } else {
             for file in &m.files {
                 self.delete(&self.key(m.tier, &format!("{}/{}", m.artifact, file.name))).await?;
             }
-            Ok(())
         }
+        self.delete(&manifest).await
+    }
+
+    /// Multipart uploads under the prefix started more than `age` before `now`: `(key, id)`.
+    /// Stores without ListMultipartUploads answer with an error.
+    pub async fn stale_uploads(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        age: std::time::Duration,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.config.bucket)
+                .prefix(&self.config.prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    Error::s3(format!("cannot list the incomplete uploads of s3://{}", self.config.bucket), &e)
+                })?;
+            for upload in page.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
+                let started = upload.initiated().map(|t| t.secs()).unwrap_or(i64::MAX);
+                if now.timestamp() - started >= age.as_secs() as i64 {
+                    out.push((key.to_owned(), id.to_owned()));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.config.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| Error::s3(format!("cannot abort the upload of s3://{}/{key}", self.config.bucket), &e))?;
+        Ok(())
     }
 }
 
@@ -287,6 +453,9 @@ impl Upload {
         let mut request = store.client.create_multipart_upload().bucket(&store.config.bucket).key(&key);
         if let Some(sse) = store.config.server_side_encryption() {
             request = request.server_side_encryption(sse);
+        }
+        if let Some(id) = store.config.kms_key_id() {
+            request = request.ssekms_key_id(id);
         }
         let created = request
             .send()

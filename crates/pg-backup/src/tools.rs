@@ -52,6 +52,41 @@ impl Tools {
     }
 }
 
+impl Tools {
+    /// Fails early, before anything is written, when the tools cannot speak the TLS that
+    /// `pg.sslmode` asks for: a libpq built without SSL (such as the PyPI wheel's) refuses
+    /// `sslmode=require` and the verify modes.
+    pub async fn check_tls(&self, pg: &PostgresConfig) -> Result<(), Error> {
+        use datastores::SslMode;
+        if !matches!(pg.sslmode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) {
+            return Ok(());
+        }
+        let path = self.path("pg_dump");
+        // A connection to a socket folder that does not exist: libpq checks sslmode first.
+        let output = Command::new(&path)
+            .args(["--schema-only", "--no-password"])
+            .env("PGSSLMODE", pg.sslmode.as_str())
+            .env("PGHOST", "/nonexistent/pg-backup-tls-probe")
+            .env("PGPORT", "1")
+            .env("PGCONNECT_TIMEOUT", "1")
+            .env_remove("PGPASSWORD")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| Error::Tool(format!("cannot run {}: {e}", path.display())))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("SSL support is not compiled in") {
+            return Err(Error::Tool(format!(
+                "{} cannot connect with sslmode={}: its libpq is built without SSL support. Use PostgreSQL client \
+                 tools built with OpenSSL (PG_BIN_DIR), or a connection without TLS",
+                path.display(),
+                pg.sslmode.as_str()
+            )));
+        }
+        Ok(())
+    }
+}
+
 pub fn parse_major(text: &str) -> Option<u32> {
     let version = text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
     let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
@@ -100,8 +135,18 @@ impl Credentials {
         } else {
             command.env_remove("PGPASSFILE");
         }
-        if let Some(root) = &pg.sslrootcert {
-            command.env("PGSSLROOTCERT", root);
+        // The same verification as the Rust side: the configured CA, else the system's (libpq
+        // 16 and later read `system`; the Rust side uses the Mozilla roots).
+        match &pg.sslrootcert {
+            Some(root) => {
+                command.env("PGSSLROOTCERT", root);
+            }
+            None if matches!(pg.sslmode, datastores::SslMode::VerifyCa | datastores::SslMode::VerifyFull) => {
+                command.env("PGSSLROOTCERT", "system");
+            }
+            None => {
+                command.env_remove("PGSSLROOTCERT");
+            }
         }
         if let Some(options) = &pg.options {
             command.env("PGOPTIONS", options);

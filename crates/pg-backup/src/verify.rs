@@ -21,8 +21,12 @@ pub struct VerifyOptions {
     pub selector: Selector,
     /// Restore into a scratch database and compare row counts.
     pub compare: bool,
-    /// With `compare`, compare each table's content too (an md5 over its rows, sorted).
+    /// With `compare`, compare each table's content too: the hash of its rows (see
+    /// [`crate::archive`]) against the manifest's.
     pub checksums: bool,
+    /// With `compare`, compare with the live database instead of the manifest (for backups
+    /// whose manifest has no exact counts). A busy database differs from any backup of it.
+    pub against_live: bool,
     pub jobs: u32,
     /// For the scratch restore; see [`crate::restore::Load`].
     pub maintenance_work_mem: String,
@@ -59,6 +63,9 @@ pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<Veri
         Format::Plain => "the SQL script is complete".into(),
         _ => "pg_restore reads the archive's table of contents".into(),
     });
+    if let Some(check) = scan_against_manifest(&found, &path).await? {
+        report.checks.push(check);
+    }
     if options.compare {
         compare(pg, options, &found, &path, scratch.path(), &mut report).await?;
     }
@@ -143,19 +150,25 @@ async fn compare(
             .map_err(|e| Error::db("cannot analyze the scratch database", &e))?;
         let restored: BTreeMap<String, i64> =
             count_all(&restored_client).await?.into_iter().map(|t| (t.table, t.rows)).collect();
-        let manifest_counts: Option<BTreeMap<String, i64>> = found
-            .manifest
-            .as_ref()
-            .and_then(|m| m.tables.iter().map(|t| t.rows.map(|r| (format!("{}.{}", t.schema, t.name), r))).collect());
         let source_db = found.manifest.as_ref().map(|m| m.database.clone()).unwrap_or_else(|| pg.dbname.clone());
-        let (expected, against) = match manifest_counts {
-            Some(counts) => (counts, "the manifest's exact counts".to_owned()),
-            None => {
-                let live = pg.with_dbname(&source_db).connect().await?;
-                (
-                    count_all(&live).await?.into_iter().map(|t| (t.table, t.rows)).collect(),
-                    format!("the live database {source_db}"),
-                )
+        let manifest_counts: Option<BTreeMap<String, i64>> =
+            found.manifest.as_ref().filter(|m| !m.tables.is_empty()).and_then(|m| {
+                m.tables.iter().map(|t| t.rows.map(|r| (format!("{}.{}", t.schema, t.name), r))).collect()
+            });
+        let live = if options.against_live { Some(pg.with_dbname(&source_db).connect().await?) } else { None };
+        let (expected, against) = match (&live, manifest_counts) {
+            (Some(live), _) => (
+                count_all(live).await?.into_iter().map(|t| (t.table, t.rows)).collect::<BTreeMap<_, _>>(),
+                format!("the live database {source_db}"),
+            ),
+            (None, Some(counts)) => (counts, "the manifest's exact counts".to_owned()),
+            (None, None) => {
+                return Err(Error::Invalid(format!(
+                    "{} records no exact row counts (it was made by an older pg-backup, or has no manifest): \
+                     pass --against-live to compare with the live database {source_db} instead (a busy database \
+                     differs from any backup of it)",
+                    found.name()
+                )));
             }
         };
         let mut problems = Vec::new();
@@ -170,22 +183,32 @@ async fn compare(
             problems.push(format!("{table}: restored but not expected"));
         }
         if options.checksums {
-            let live = pg.with_dbname(&source_db).connect().await?;
-            for table in expected.keys() {
-                let sql =
-                    format!("SELECT md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM {} t", qualified(table));
-                let a: Option<String> = restored_client
-                    .query_one(&sql, &[])
-                    .await
-                    .map_err(|e| Error::db(format!("cannot checksum {table}"), &e))?
-                    .get(0);
-                let b: Option<String> = live
-                    .query_one(&sql, &[])
-                    .await
-                    .map_err(|e| Error::db(format!("cannot checksum {table}"), &e))?
-                    .get(0);
-                if a != b {
-                    problems.push(format!("{table}: content differs from the live database"));
+            let tables: Vec<(String, Option<String>, Option<String>)> = match &found.manifest {
+                Some(m) if live.is_none() => m
+                    .tables
+                    .iter()
+                    .map(|t| (format!("{}.{}", t.schema, t.name), t.columns.clone(), t.content_hash.clone()))
+                    .collect(),
+                _ => expected.keys().map(|t| (t.clone(), None, None)).collect(),
+            };
+            for (table, columns, recorded) in tables {
+                if !restored.contains_key(&table) {
+                    continue;
+                }
+                let got = table_hash(&restored_client, &table, columns.as_deref()).await?;
+                let want = match (&live, recorded) {
+                    (Some(live), _) => table_hash(live, &table, columns.as_deref()).await?,
+                    (None, Some(hash)) => hash,
+                    (None, None) => {
+                        return Err(Error::Invalid(format!(
+                            "{} records no content hash for {table}: pass --against-live to compare the content with \
+                             the live database",
+                            found.name()
+                        )));
+                    }
+                };
+                if got != want {
+                    problems.push(format!("{table}: the restored rows differ from {against}'s (content hash)"));
                 }
             }
         }
@@ -212,15 +235,106 @@ async fn record(stores: &Stores, found: &Found, method: &str) -> Result<(), Erro
     let mut manifest = manifest.clone();
     manifest.verified = Some(Verification { at: Utc::now(), method: method.into(), ok: true });
     let json = manifest.to_json()?;
+    // Prune deletes the manifest, then the backup, then the manifest again. Writing the manifest
+    // and only then checking that the backup is still there (and removing the manifest when it
+    // is not) means a backup pruned meanwhile never comes back as a manifest without data.
+    let gone = || Error::Refused(format!("{} was deleted (pruned) while it was verified", manifest.id));
     match &found.location {
         Location::Local(artifact) => {
             let folder = artifact.parent().unwrap_or(std::path::Path::new("."));
-            store::write_atomic(&folder.join(manifest.manifest_name()), &json).await
+            let path = folder.join(manifest.manifest_name());
+            if !path.exists() {
+                return Err(gone());
+            }
+            let _lock = store::BackupLock::take(folder, &manifest.id).await?;
+            store::write_atomic(&path, &json).await?;
+            if !artifact.exists() {
+                let _ = tokio::fs::remove_file(&path).await;
+                return Err(gone());
+            }
+            Ok(())
         }
-        Location::S3 { .. } => {
+        Location::S3 { key, .. } => {
             let config = stores.s3.as_ref().ok_or_else(|| Error::Invalid("S3_BUCKET is not set".into()))?;
             let s3 = S3Store::new(config).await;
-            s3.put(&s3.key(manifest.tier, &manifest.manifest_name()), json).await
+            let manifest_key = s3.key(manifest.tier, &manifest.manifest_name());
+            if !s3.exists(&manifest_key).await? {
+                return Err(gone());
+            }
+            s3.put(&manifest_key, json).await?;
+            let data_key = match manifest.files.first() {
+                Some(file) => format!("{key}/{}", file.name),
+                None => key.clone(),
+            };
+            if !s3.exists(&data_key).await? {
+                let _ = s3.delete(&manifest_key).await;
+                return Err(gone());
+            }
+            Ok(())
         }
+    }
+}
+
+/// The rows and content hash of `table` (`schema.name`) as pg_dump would write them: COPY text
+/// with pg_dump's session settings, hashed as it streams.
+pub(crate) async fn table_hash(
+    client: &datastores::tokio_postgres::Client,
+    table: &str,
+    columns: Option<&str>,
+) -> Result<String, Error> {
+    use futures::StreamExt;
+    client
+        .batch_execute(
+            "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET TimeZone = 'UTC'",
+        )
+        .await
+        .map_err(|e| Error::db("cannot set up the session", &e))?;
+    let columns = columns.map(|c| format!(" ({c})")).unwrap_or_default();
+    let sql = format!("COPY {}{columns} TO STDOUT", qualified(table));
+    let stream = client.copy_out(&sql).await.map_err(|e| Error::db(format!("cannot read {table}"), &e))?;
+    futures::pin_mut!(stream);
+    let mut hash = crate::archive::RowHash::default();
+    while let Some(chunk) = stream.next().await {
+        hash.feed(&chunk.map_err(|e| Error::db(format!("cannot read {table}"), &e))?);
+    }
+    Ok(hash.finish().1)
+}
+
+/// Reads the archive's tables again and compares their rows and hashes with the manifest: the
+/// stored backup holds what the manifest says. `None` when the manifest has nothing to compare.
+async fn scan_against_manifest(found: &Found, path: &std::path::Path) -> Result<Option<String>, Error> {
+    let Some(manifest) = &found.manifest else { return Ok(None) };
+    if manifest.tables.iter().all(|t| t.content_hash.is_none()) {
+        return Ok(None);
+    }
+    let (format, compression, path) = (found.format, found.compression, path.to_owned());
+    let scanned = tokio::task::spawn_blocking(move || crate::archive::scan_stored(format, compression, &path))
+        .await
+        .map_err(|e| Error::Tool(e.to_string()))?
+        .map_err(|e| Error::Verify {
+            backup: found.name(),
+            problems: vec![format!("the archive cannot be read: {e}")],
+        })?;
+    let mut problems = Vec::new();
+    for table in manifest.tables.iter().filter(|t| t.content_hash.is_some()) {
+        match scanned.iter().find(|s| s.schema == table.schema && s.name == table.name) {
+            None => problems.push(format!("{}.{}: in the manifest, not in the archive", table.schema, table.name)),
+            Some(s) if Some(s.rows) != table.rows || Some(&s.content_hash) != table.content_hash.as_ref() => problems
+                .push(format!(
+                    "{}.{}: the archive holds {} rows (hash {}), the manifest says {} (hash {})",
+                    table.schema,
+                    table.name,
+                    s.rows,
+                    s.content_hash,
+                    table.rows.unwrap_or(-1),
+                    table.content_hash.as_deref().unwrap_or("-")
+                )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        Ok(Some(format!("the archive holds the manifest's {} tables, row for row", manifest.tables.len())))
+    } else {
+        Err(Error::Verify { backup: found.name(), problems })
     }
 }

@@ -51,6 +51,10 @@ pub struct MigrateConfig {
     pub lock_timeout: Duration,
     pub connect_retries: u32,
     pub connect_retries_interval: Duration,
+    /// Consent to drop an INVALID index that an interrupted `CREATE INDEX CONCURRENTLY` of a
+    /// pending migration left behind (`DROP INDEX CONCURRENTLY`), so that the migration builds it
+    /// again. Without it, migrate stops and names the index.
+    pub drop_invalid_indexes: bool,
 }
 
 impl MigrateConfig {
@@ -78,6 +82,7 @@ impl MigrateConfig {
             lock_timeout: Duration::from_secs(300),
             connect_retries: 0,
             connect_retries_interval: Duration::from_secs(10),
+            drop_invalid_indexes: false,
         }
     }
 
@@ -162,6 +167,9 @@ impl MigrateConfig {
         }
         if let Some(d) = settings.duration("PG_MIGRATE_LOCK_TIMEOUT")? {
             c.lock_timeout = d;
+        }
+        if let Some(b) = settings.boolean("PG_MIGRATE_DROP_INVALID_INDEXES")? {
+            c.drop_invalid_indexes = b;
         }
         if let Some(n) = settings.count("FLYWAY_CONNECT_RETRIES")? {
             c.connect_retries = u32::try_from(n).unwrap_or(u32::MAX);

@@ -18,13 +18,17 @@ use crate::lock::MigrationLock;
 use crate::placeholders::Placeholders;
 use crate::plan::{InfoRow, IssueKind, plan};
 use crate::source::{Event, Kind, Script};
-use crate::sql::{self, Statement, quote_ident};
+use crate::sql::{self, Statement, quote_ident, quote_literal};
 
 /// A connection set up for migrating: the default schema first on the `search_path`.
 struct Session {
     client: Client,
     user: String,
     database: String,
+    application_name: String,
+    /// To stop a running statement when the migration lock is lost.
+    cancel: datastores::tokio_postgres::CancelToken,
+    pg: PostgresConfig,
 }
 
 async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, MigrateError> {
@@ -41,16 +45,32 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
         }
     };
     let row = client
-        .query_one("SELECT current_user::text, current_database()::text, current_setting('search_path')", &[])
+        .query_one(
+            "SELECT current_user::text, current_database()::text, current_setting('search_path'), \
+             current_setting('server_version_num')::int",
+            &[],
+        )
         .await
         .map_err(|e| MigrateError::db("cannot read the session", &e))?;
-    let (user, database, search_path): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    let (user, database, search_path, version): (String, String, String, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     let path = format!("{}, {search_path}", quote_ident(&config.default_schema));
     client
         .query_one("SELECT set_config('search_path', $1, false)", &[&path])
         .await
         .map_err(|e| MigrateError::db("cannot set the search_path", &e))?;
-    Ok(Session { client, user, database })
+    if version >= 140_000 {
+        // When this process dies (a Job evicted mid-migration), the server stops the statement
+        // within a second instead of running it to the end on its own, as it would otherwise:
+        // an interrupted CREATE INDEX CONCURRENTLY then leaves an INVALID index that the next
+        // run finds, not a build still going on.
+        client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .await
+            .map_err(|e| MigrateError::db("cannot set client_connection_check_interval", &e))?;
+    }
+    let cancel = client.cancel_token();
+    Ok(Session { client, user, database, application_name: pg.application_name.clone(), cancel, pg: pg.clone() })
 }
 
 impl Session {
@@ -80,6 +100,113 @@ pub struct MigrateReport {
     pub baselined: Option<String>,
     /// Things the caller should show: a transaction-pooling proxy, for one.
     pub warnings: Vec<String>,
+    /// Migrations another migrator applied while this one waited (possible only where the lock
+    /// does not hold, behind a transaction-pooling proxy): each was checked against the history
+    /// inside its own transaction and not run twice.
+    pub skipped: Vec<String>,
+    /// INVALID indexes left by an interrupted `CREATE INDEX CONCURRENTLY`, dropped (with
+    /// consent) so that their migration builds them again.
+    pub rebuilt_indexes: Vec<String>,
+}
+
+fn lock_lost(script: &str) -> MigrateError {
+    MigrateError::Refused(format!(
+        "the connection holding the migration lock was lost while {script} was to run or running; it was stopped \
+         (another migrator may have taken the lock). Run migrate again"
+    ))
+}
+
+/// Statements still running from an earlier migrator of this database: a process killed during
+/// a migration leaves its statement to the server, which goes on with it (before PostgreSQL 14,
+/// or until it notices). Waits for them within the lock timeout; else names them.
+async fn wait_for_orphans(session: &Session, lock: &MigrationLock, config: &MigrateConfig) -> Result<(), MigrateError> {
+    let deadline = Instant::now() + config.lock_timeout;
+    let mut announced = false;
+    loop {
+        let rows = session
+            .client
+            .query(
+                "SELECT pid, coalesce(extract(epoch FROM now() - query_start)::int, 0), left(query, 200) \
+                 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND pid <> $1 AND application_name = $2 AND backend_type = 'client backend' \
+                 AND state NOT IN ('idle')",
+                &[&lock.pid, &session.application_name],
+            )
+            .await
+            .map_err(|e| MigrateError::db("cannot look for statements of an earlier migrator", &e))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let running: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let (pid, seconds, query): (i32, i32, String) = (r.get(0), r.get(1), r.get(2));
+                format!(
+                    "pid {pid}, running for {seconds} s: {}",
+                    query.split_whitespace().collect::<Vec<_>>().join(" ")
+                )
+            })
+            .collect();
+        if Instant::now() >= deadline {
+            return Err(MigrateError::Refused(format!(
+                "statements of an earlier migrator ({} sessions named {:?}) are still running: {}. Wait for them, or \
+                 stop them with SELECT pg_cancel_backend(pid)",
+                running.len(),
+                session.application_name,
+                running.join("; ")
+            )));
+        }
+        if !announced {
+            announced = true;
+            tracing::warn!(running = %running.join("; "), "waiting for statements of an earlier migrator to finish");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// An INVALID index of a pending `CREATE INDEX CONCURRENTLY`: what a migrator killed during the
+/// build leaves. Dropped (concurrently) with `drop_invalid_indexes`, so that the migration
+/// builds it again; otherwise named in the error.
+async fn check_invalid_indexes(
+    session: &Session,
+    config: &MigrateConfig,
+    script: &Script,
+    statements: &[Statement],
+) -> Result<Vec<String>, MigrateError> {
+    let mut dropped = Vec::new();
+    for statement in statements {
+        let Some((schema, name)) = sql::concurrent_index(statement) else { continue };
+        let schema = schema.unwrap_or_else(|| config.default_schema.clone());
+        let row = session
+            .client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname = $2",
+                &[&name, &schema],
+            )
+            .await
+            .map_err(|e| MigrateError::db(format!("cannot look up index {name}"), &e))?;
+        if row.is_none_or(|r| r.get::<_, bool>(0)) {
+            continue;
+        }
+        let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
+        if !config.drop_invalid_indexes {
+            return Err(MigrateError::Refused(format!(
+                "{} line {}: index {qualified} exists and is INVALID: an earlier CREATE INDEX CONCURRENTLY of this \
+                 migration was interrupted. Run migrate with --drop-invalid-indexes (PG_MIGRATE_DROP_INVALID_INDEXES=true) \
+                 to drop it concurrently and build it again, or drop it yourself",
+                script.name, statement.line
+            )));
+        }
+        tracing::warn!(index = %qualified, "dropping the INVALID index of an interrupted build, to build it again");
+        session
+            .client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
+            .await
+            .map_err(|e| MigrateError::db(format!("cannot drop the invalid index {qualified}"), &e))?;
+        dropped.push(qualified);
+    }
+    Ok(dropped)
 }
 
 /// Applies pending migrations. See the module documentation for the order of steps.
@@ -89,7 +216,8 @@ pub async fn migrate(
     scripts: &[Script],
 ) -> Result<MigrateReport, MigrateError> {
     let (mut report, warning) =
-        locked(pg, config, async |session, table| migrate_locked(session, config, scripts, table).await).await?;
+        locked(pg, config, async |session, table, lock| migrate_locked(session, config, scripts, table, lock).await)
+            .await?;
     report.warnings.extend(warning);
     Ok(report)
 }
@@ -100,13 +228,13 @@ pub async fn migrate(
 async fn locked<T>(
     pg: &PostgresConfig,
     config: &MigrateConfig,
-    work: impl AsyncFnOnce(&Session, &Table) -> Result<T, MigrateError>,
+    work: impl AsyncFnOnce(&Session, &Table, &MigrationLock) -> Result<T, MigrateError>,
 ) -> Result<(T, Option<String>), MigrateError> {
     let session = open(pg, config).await?;
     let table = config.history_table();
     let lock = MigrationLock::acquire(pg, &table, config.lock_timeout).await?;
     let warning = lock.warning.clone();
-    let result = work(&session, &table).await;
+    let result = work(&session, &table, &lock).await;
     if result.is_err() {
         // Harmless when no transaction is open.
         let _ = session.client.batch_execute("ROLLBACK").await;
@@ -122,6 +250,7 @@ async fn migrate_locked(
     config: &MigrateConfig,
     scripts: &[Script],
     table: &Table,
+    lock: &MigrationLock,
 ) -> Result<MigrateReport, MigrateError> {
     let mut report = MigrateReport::default();
     let placeholders = placeholder_values(config, &session.user, &session.database);
@@ -161,18 +290,50 @@ async fn migrate_locked(
             .collect()
     };
     let (before, after) = (callbacks(Event::BeforeMigrate)?, callbacks(Event::AfterMigrate)?);
+    if lock.warning.is_some()
+        && let Some((script, _)) = prepared.iter().find(|(s, _)| !s.transactional)
+    {
+        return Err(MigrateError::Refused(format!(
+            "{} runs outside a transaction, and the migration lock does not hold on this connection (a \
+             transaction-pooling proxy?): two migrators could both run it. Connect directly to PostgreSQL, or \
+             through a session-pooling port, to apply it",
+            script.name
+        )));
+    }
+    wait_for_orphans(session, lock, config).await?;
+    for (script, statements) in prepared.iter().filter(|(s, _)| !s.transactional) {
+        report.rebuilt_indexes.extend(check_invalid_indexes(session, config, script, statements).await?);
+    }
     for (script, statements) in &before {
         run_callback(&session.client, script, statements).await?;
     }
     let installed_by = session.installed_by(config).to_owned();
     for (script, statements) in prepared {
+        if lock.is_lost() {
+            return Err(lock_lost(&script.name));
+        }
         tracing::info!(script = %script.name, "applying");
         let started = Instant::now();
-        let outcome = if script.transactional {
-            apply_in_transaction(&session.client, table, script, &statements, &installed_by, started).await
-        } else {
-            execute_script(&session.client, Some((table, &installed_by)), script, &statements, started).await
+        let apply = async {
+            if script.transactional {
+                apply_in_transaction(&session.client, table, script, &statements, &installed_by, started).await
+            } else {
+                execute_script(&session.client, Some((table, &installed_by)), script, &statements, started).await
+            }
         };
+        let outcome = tokio::select! {
+            outcome = apply => outcome,
+            () = lock.lost() => {
+                // Another migrator may take the lock now: stop the statement that is running.
+                let _ = session.cancel.cancel_query(session.pg.tls()?).await;
+                Err(lock_lost(&script.name))
+            }
+        };
+        if let Err(MigrateError::AppliedMeanwhile { script }) = &outcome {
+            tracing::warn!(script, "applied by another migrator meanwhile; skipped");
+            report.skipped.push(script.clone());
+            continue;
+        }
         if let Err(mut error) = outcome {
             if let MigrateError::Failed { applied, .. } = &mut error {
                 *applied = report.applied.iter().map(|a| a.script.clone()).collect();
@@ -352,8 +513,9 @@ fn prepare(
                     script: script.name.clone(),
                     line: statement.line,
                     message: format!(
-                        "{what} cannot run inside a transaction, and this script runs in one; put it in a script of \
-                         its own with a {}.conf file holding executeInTransaction=false",
+                        "{what} cannot run inside a transaction, and this script mixes it with statements that run in \
+                         one; move it to a script of its own (which then runs outside a transaction, as Flyway \
+                         does), or mark this one with a {}.conf file holding executeInTransaction=false",
                         script.name.rsplit('/').next().unwrap_or(&script.name)
                     ),
                 });
@@ -439,15 +601,12 @@ async fn apply_in_transaction(
     if statements.iter().any(|s| s.copy_data.is_some()) {
         return execute_script(client, Some((table, installed_by)), script, statements, started).await;
     }
-    let mut batch = String::from("BEGIN;\n");
+    let mut batch = format!("BEGIN;\n{}\n", applied_guard(table, script));
     let mut starts = Vec::with_capacity(statements.len());
     let mut chars = batch.chars().count();
     for statement in statements {
         starts.push(chars);
-        batch.push_str(&statement.text);
-        if !statement.text.trim_end().ends_with(';') {
-            batch.push(';');
-        }
+        batch.push_str(&terminated(&statement.text));
         batch.push('\n');
         chars = batch.chars().count();
     }
@@ -455,6 +614,9 @@ async fn apply_in_transaction(
     batch.push_str("\nCOMMIT;");
     let Err(e) = client.batch_execute(&batch).await else { return Ok(()) };
     let _ = client.batch_execute("ROLLBACK").await;
+    if is_applied_meanwhile(&e) {
+        return Err(MigrateError::AppliedMeanwhile { script: script.name.clone() });
+    }
     let position = e.as_db_error().and_then(|db| match db.position() {
         Some(ErrorPosition::Original(p)) => Some(*p as usize),
         _ => None,
@@ -477,6 +639,40 @@ async fn apply_in_transaction(
         rolled_back: true,
         applied: Vec::new(),
     })
+}
+
+/// A statement's text with its terminating semicolon. The semicolon goes on a line of its own
+/// when the text lacks one, so that a trailing `-- comment` cannot swallow it.
+fn terminated(text: &str) -> String {
+    if text.trim_end().ends_with(';') { text.to_owned() } else { format!("{text}\n;") }
+}
+
+const APPLIED_MEANWHILE: &str = "pg-migrate: applied meanwhile by another migrator";
+
+/// The start of a migration's transaction: the history table locked against other migrators'
+/// transactions, and the transaction aborted when this migration has been applied meanwhile.
+/// This holds where advisory locks do not (behind a transaction-pooling proxy): whatever the
+/// lock says, a transactional migration never runs twice.
+fn applied_guard(table: &Table, script: &Script) -> String {
+    let t = table.qualified();
+    let condition = match script.version() {
+        Some(v) => format!("\"version\" = {} AND \"success\"", quote_literal(v.as_str())),
+        None => format!(
+            "\"installed_rank\" = (SELECT max(\"installed_rank\") FROM {t} WHERE \"version\" IS NULL AND \
+             \"description\" = {d} AND \"type\" = 'SQL') AND \"checksum\" = {c} AND \"success\"",
+            d = quote_literal(&script.description),
+            c = script.checksum
+        ),
+    };
+    format!(
+        "LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE;\n\
+         DO $pg_migrate$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {condition}) THEN \
+         RAISE EXCEPTION '{APPLIED_MEANWHILE}'; END IF; END $pg_migrate$;"
+    )
+}
+
+fn is_applied_meanwhile(error: &datastores::tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| db.message() == APPLIED_MEANWHILE)
 }
 
 /// Runs `statements` one by one in a transaction that is always rolled back; the line of the
@@ -515,6 +711,15 @@ async fn execute_script(
     };
     if transactional {
         client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
+        if let Some((table, _)) = history
+            && let Err(e) = client.batch_execute(&applied_guard(table, script)).await
+        {
+            let _ = client.batch_execute("ROLLBACK").await;
+            if is_applied_meanwhile(&e) {
+                return Err(MigrateError::AppliedMeanwhile { script: script.name.clone() });
+            }
+            return Err(MigrateError::db("cannot check the history", &e));
+        }
     }
     for statement in statements {
         if let Err(e) = run_statement(client, statement).await {
@@ -587,7 +792,7 @@ pub async fn repair(
     config: &MigrateConfig,
     scripts: &[Script],
 ) -> Result<RepairReport, MigrateError> {
-    let work = async |session: &Session, table: &Table| {
+    let work = async |session: &Session, table: &Table, _lock: &MigrationLock| {
         let client = &session.client;
         if !history::exists(client, table).await? {
             return Ok(RepairReport::default());
@@ -629,7 +834,7 @@ pub async fn repair(
 /// `baseline`: records `baselineVersion` as the starting point of a database that already holds
 /// the schema. Only on an empty history.
 pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<String, MigrateError> {
-    let work = async |session: &Session, table: &Table| {
+    let work = async |session: &Session, table: &Table, _lock: &MigrationLock| {
         let applied = history::read(&session.client, table).await?;
         let rows = applied.iter().filter(|r| r.kind != TYPE_SCHEMA).count();
         if rows > 0 {
@@ -675,7 +880,7 @@ pub async fn clean(pg: &PostgresConfig, config: &MigrateConfig) -> Result<CleanR
             config.schemas.join(", ")
         )));
     }
-    Ok(locked(pg, config, async |session, table| clean_locked(session, config, table).await).await?.0)
+    Ok(locked(pg, config, async |session, table, _lock| clean_locked(session, config, table).await).await?.0)
 }
 
 async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) -> Result<CleanReport, MigrateError> {
@@ -691,8 +896,9 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
     for schema in &config.schemas {
         let row = client
             .query_opt(
-                "SELECT n.nspowner::regrole::text, coalesce(obj_description(n.oid, 'pg_namespace'), ''), \
-                 (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) FROM pg_namespace n WHERE nspname = $1",
+                "SELECT r.rolname::text, coalesce(obj_description(n.oid, 'pg_namespace'), ''), \
+                 (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) FROM pg_namespace n \
+                 JOIN pg_roles r ON r.oid = n.nspowner WHERE nspname = $1",
                 &[schema],
             )
             .await
@@ -712,15 +918,17 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
         // Keep the schema itself as it was: owner, privileges, comment.
         let grants = client
             .query(
-                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END, a.privilege_type, a.is_grantable \
-                 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $1",
+                "SELECT r.rolname::text, a.privilege_type, a.is_grantable \
+                 FROM pg_namespace n CROSS JOIN aclexplode(n.nspacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee \
+                 WHERE n.nspname = $1",
                 &[schema],
             )
             .await
             .map_err(|e| MigrateError::db("cannot read schema privileges", &e))?;
-        let mut sql = format!("DROP SCHEMA {q} CASCADE; CREATE SCHEMA {q} AUTHORIZATION {owner};");
+        let mut sql = format!("DROP SCHEMA {q} CASCADE; CREATE SCHEMA {q} AUTHORIZATION {};", quote_ident(&owner));
         for g in &grants {
-            let (grantee, privilege, grantable): (String, String, bool) = (g.get(0), g.get(1), g.get(2));
+            let (grantee, privilege, grantable): (Option<String>, String, bool) = (g.get(0), g.get(1), g.get(2));
+            let grantee = grantee.map(|r| quote_ident(&r)).unwrap_or_else(|| "PUBLIC".into());
             sql.push_str(&format!(
                 "GRANT {privilege} ON SCHEMA {q} TO {grantee}{};",
                 if grantable { " WITH GRANT OPTION" } else { "" }
@@ -765,7 +973,13 @@ pub async fn dry_run(pg: &PostgresConfig, config: &MigrateConfig, scripts: &[Scr
     for script in order {
         let statements = prepare(script, config, &values)?;
         let version = script.version().map(|v| v.as_str().to_owned());
-        let mode = if script.transactional { "in a transaction" } else { "outside a transaction" };
+        let mode = match (script.transactional, script.transaction_source) {
+            (true, _) => "in a transaction",
+            (false, crate::source::TransactionSource::Detected) => {
+                "outside a transaction: every statement must run outside one"
+            }
+            (false, _) => "outside a transaction: executeInTransaction=false",
+        };
         let callback = matches!(script.kind, Kind::Callback(_));
         out.push_str(&format!(
             "\n-- {} ({mode}{})\n",
@@ -776,10 +990,7 @@ pub async fn dry_run(pg: &PostgresConfig, config: &MigrateConfig, scripts: &[Scr
             out.push_str("BEGIN;\n");
         }
         for statement in &statements {
-            out.push_str(&statement.text);
-            if !statement.text.trim_end().ends_with(';') {
-                out.push(';');
-            }
+            out.push_str(&terminated(&statement.text));
             out.push('\n');
             if let Some(data) = &statement.copy_data {
                 out.push_str(data);

@@ -52,6 +52,9 @@ pub enum MigrateError {
     Validation { issues: Vec<String> },
     #[error("{0}")]
     Refused(String),
+    /// Another migrator recorded this migration while this one waited to run it.
+    #[error("{script} was applied by another migrator meanwhile")]
+    AppliedMeanwhile { script: String },
 }
 
 fn describe_holders(holders: &[LockHolder]) -> String {

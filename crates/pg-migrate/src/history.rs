@@ -59,19 +59,34 @@ pub struct Applied {
 }
 
 impl Applied {
-    fn from_row(row: &Row) -> Applied {
-        Applied {
-            installed_rank: row.get(0),
-            version: row.get(1),
-            description: row.get(2),
-            kind: row.get(3),
-            script: row.get(4),
-            checksum: row.get(5),
-            installed_by: row.get(6),
-            installed_on: row.get(7),
-            execution_time: row.get(8),
-            success: row.get(9),
+    /// A row of the history table; an error naming the column when the table does not have
+    /// Flyway's shape (another tool's table of the same name, a column of another type, NULLs).
+    fn from_row(row: &Row, table: &Table) -> Result<Applied, MigrateError> {
+        fn get<'a, T: datastores::tokio_postgres::types::FromSql<'a>>(
+            row: &'a Row,
+            index: usize,
+            table: &Table,
+        ) -> Result<T, MigrateError> {
+            row.try_get(index).map_err(|e| {
+                MigrateError::Refused(format!(
+                    "{} does not have the shape of Flyway's history table (column {}): {e}",
+                    table.qualified(),
+                    row.columns().get(index).map(|c| c.name()).unwrap_or("?")
+                ))
+            })
         }
+        Ok(Applied {
+            installed_rank: get(row, 0, table)?,
+            version: get(row, 1, table)?,
+            description: get(row, 2, table)?,
+            kind: get(row, 3, table)?,
+            script: get(row, 4, table)?,
+            checksum: get(row, 5, table)?,
+            installed_by: get(row, 6, table)?,
+            installed_on: get(row, 7, table)?,
+            execution_time: get(row, 8, table)?,
+            success: get(row, 9, table)?,
+        })
     }
 }
 
@@ -147,7 +162,7 @@ pub async fn read(client: &impl GenericClient, table: &Table) -> Result<Vec<Appl
         .query(&sql, &[])
         .await
         .map_err(|e| MigrateError::db(format!("cannot read the history table {}", table.qualified()), &e))?;
-    Ok(rows.iter().map(Applied::from_row).collect())
+    rows.iter().map(|r| Applied::from_row(r, table)).collect()
 }
 
 pub async fn insert(client: &impl GenericClient, table: &Table, row: &NewRow<'_>) -> Result<(), MigrateError> {

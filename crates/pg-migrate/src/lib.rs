@@ -49,6 +49,8 @@ pub use crate::error::{LockHolder, MigrateError, SourceError};
 pub use crate::history::{Applied, Table as HistoryTable};
 pub use crate::lint::{Finding, RULES, Rule, Severity, lint};
 pub use crate::plan::{InfoRow, Issue, IssueKind, State, plan};
-pub use crate::source::{Encoding, Event, Kind, Script, collect, load, parse_locations, script_from_text};
-pub use crate::sql::{Statement, split as split_statements};
+pub use crate::source::{
+    Encoding, Event, Kind, Script, TransactionSource, collect, load, parse_locations, script_from_text,
+};
+pub use crate::sql::{Statement, concurrent_index, split as split_statements};
 pub use crate::version::Version;

@@ -392,6 +392,7 @@ mod tests {
             text: text.into(),
             checksum: 0,
             transactional: true,
+            transaction_source: crate::source::TransactionSource::Default,
         }
     }
 

@@ -23,6 +23,8 @@ use crate::history::Table;
 pub struct MigrationLock {
     client: Client,
     key: i64,
+    /// The server process that holds the lock.
+    pub pid: i32,
     /// Set when the lock is not visible on the server: the connection goes through a
     /// transaction-pooling proxy (PgBouncer), where advisory locks do not protect anything.
     pub warning: Option<String>,
@@ -43,7 +45,12 @@ impl MigrationLock {
                 .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
             if row.get::<_, bool>(0) {
                 let warning = check_visible(&client, key).await?;
-                return Ok(MigrationLock { client, key, warning });
+                let pid: i32 = client
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .map_err(|e| MigrateError::db("cannot read the lock session", &e))?
+                    .get(0);
+                return Ok(MigrationLock { client, key, pid, warning });
             }
             if started.elapsed() >= timeout {
                 let holders = holders(&client, key).await.unwrap_or_default();
@@ -56,6 +63,19 @@ impl MigrationLock {
             }
             tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()))).await;
             pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Whether the lock's connection has closed: the server has released the lock, and another
+    /// migrator may take it.
+    pub fn is_lost(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Completes when the lock's connection closes.
+    pub async fn lost(&self) {
+        while !self.is_lost() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -73,6 +73,10 @@ pub struct InfoRow {
     pub installed_by: Option<String>,
     pub execution_time_ms: Option<i32>,
     pub state: State,
+    /// For a pending script: whether it runs in a transaction (`false`: outside one, as its
+    /// `.conf` says or because every statement must).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_transaction: Option<bool>,
 }
 
 /// What validation found, by kind.
@@ -148,6 +152,7 @@ pub fn plan<'a>(scripts: &'a [Script], applied: &[Applied], config: &MigrateConf
             installed_by: Some(row.installed_by.clone()),
             execution_time_ms: Some(row.execution_time),
             state: State::Success,
+            in_transaction: None,
         };
         if row.kind == TYPE_SCHEMA {
             rows.push(InfoRow { category: "Schema", state: State::Schema, ..base });
@@ -304,6 +309,7 @@ fn local_row(script: &Script, state: State) -> InfoRow {
         installed_by: None,
         execution_time_ms: None,
         state,
+        in_transaction: Some(script.transactional),
     }
 }
 
@@ -360,6 +366,7 @@ mod tests {
             text: text.into(),
             checksum: flyway_checksum(text),
             transactional: true,
+            transaction_source: crate::source::TransactionSource::Default,
         }
     }
 

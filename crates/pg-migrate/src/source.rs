@@ -36,8 +36,43 @@ pub struct Script {
     pub path: PathBuf,
     pub text: String,
     pub checksum: i32,
-    /// `false` when the script's `.conf` says `executeInTransaction=false`.
+    /// Whether it runs in a transaction: as its `.conf` says (`executeInTransaction`), or, as
+    /// Flyway decides without one, outside a transaction when every statement must run there
+    /// (`CREATE INDEX CONCURRENTLY`, `VACUUM`, ...).
     pub transactional: bool,
+    /// Where `transactional` comes from.
+    pub transaction_source: TransactionSource,
+}
+
+/// Why a script runs in a transaction or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionSource {
+    /// No `.conf`, and statements that can run in a transaction.
+    Default,
+    /// `executeInTransaction` in the script's `.conf`.
+    Conf,
+    /// No `.conf`, and every statement must run outside a transaction.
+    Detected,
+}
+
+/// Whether a script without a `.conf` runs in a transaction: not when every statement must run
+/// outside one (Flyway's rule). A script that does not split is left to fail later, with its line.
+fn detect_transactional(text: &str) -> bool {
+    match crate::sql::split(text) {
+        Ok(statements) if !statements.is_empty() => {
+            !statements.iter().all(|s| crate::sql::non_transactional(s).is_some())
+        }
+        _ => true,
+    }
+}
+
+fn transaction_mode(conf: Option<bool>, text: &str) -> (bool, TransactionSource) {
+    match conf {
+        Some(transactional) => (transactional, TransactionSource::Conf),
+        None if !detect_transactional(text) => (false, TransactionSource::Detected),
+        None => (true, TransactionSource::Default),
+    }
 }
 
 impl Script {
@@ -168,7 +203,7 @@ pub fn load(locations: &[PathBuf], encoding: Encoding) -> Result<Vec<Script>, So
             };
             let bytes = std::fs::read(&path).map_err(|e| SourceError::new(&path, format!("cannot read: {e}")))?;
             let text = decode(&bytes, encoding).map_err(|reason| SourceError::new(&path, reason))?;
-            let transactional = read_conf(&path)?;
+            let (transactional, transaction_source) = transaction_mode(read_conf(&path)?, &text);
             let relative = path.strip_prefix(location).unwrap_or(&path);
             let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
             scripts.push(Script {
@@ -179,6 +214,7 @@ pub fn load(locations: &[PathBuf], encoding: Encoding) -> Result<Vec<Script>, So
                 checksum: flyway_checksum(&text),
                 text,
                 transactional,
+                transaction_source,
             });
         }
     }
@@ -211,10 +247,13 @@ pub fn script_from_text(name: &str, text: &str, conf: Option<&str>) -> Result<Sc
         Name::Repeatable(d) => (Kind::Repeatable, d),
         Name::Callback(e, d) => (Kind::Callback(e), d),
     };
-    let transactional = match conf {
-        None => true,
-        Some(conf) => parse_conf(conf).map_err(|r| SourceError::new(&path, format!("{name}.conf: {r}")))?,
+    let conf = match conf {
+        None => None,
+        Some(conf) => Some(parse_conf(conf).map_err(|r| SourceError::new(&path, format!("{name}.conf: {r}")))?),
     };
+    // A UTF-8 byte-order mark is not part of the script (Flyway and psql skip it too).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (transactional, transaction_source) = transaction_mode(conf, text);
     Ok(Script {
         kind,
         description,
@@ -223,6 +262,7 @@ pub fn script_from_text(name: &str, text: &str, conf: Option<&str>) -> Result<Sc
         checksum: flyway_checksum(text),
         text: text.to_owned(),
         transactional,
+        transaction_source,
     })
 }
 
@@ -246,6 +286,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
+    // A UTF-8 byte-order mark is not part of the script (Flyway and psql skip it too).
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     match encoding {
         Encoding::Latin1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
         Encoding::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|e| {
@@ -257,16 +299,16 @@ fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
 }
 
 /// Reads `<script>.conf`: Flyway's per-script settings. Only `executeInTransaction` is known.
-fn read_conf(script: &Path) -> Result<bool, SourceError> {
+fn read_conf(script: &Path) -> Result<Option<bool>, SourceError> {
     let mut conf = script.as_os_str().to_owned();
     conf.push(".conf");
     let conf = PathBuf::from(conf);
     let text = match std::fs::read_to_string(&conf) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(SourceError::new(&conf, format!("cannot read: {e}"))),
     };
-    parse_conf(&text).map_err(|r| SourceError::new(&conf, r))
+    parse_conf(&text).map(Some).map_err(|r| SourceError::new(&conf, r))
 }
 
 fn parse_conf(text: &str) -> Result<bool, String> {
@@ -366,6 +408,35 @@ mod tests {
         let names: Vec<&str> = scripts.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["V1_2__a.sql", "V1_10__b.sql", "V2__c.sql", "R__z.sql"]);
         assert!(!scripts[2].transactional && scripts[0].transactional);
+        assert_eq!(scripts[2].transaction_source, TransactionSource::Conf);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_script() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "V1__bom.sql", b"\xef\xbb\xbfCREATE TABLE t (id int);\n");
+        let scripts = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap();
+        assert_eq!(scripts[0].text, "CREATE TABLE t (id int);\n");
+        assert_eq!(scripts[0].checksum, crate::checksum::flyway_checksum("CREATE TABLE t (id int);\n"));
+        let from_text = script_from_text("V1__bom.sql", "\u{feff}SELECT 1;", None).unwrap();
+        assert_eq!(from_text.text, "SELECT 1;");
+    }
+
+    #[test]
+    fn scripts_that_cannot_run_in_a_transaction_are_detected_as_flyway_does() {
+        let script = |text: &str| script_from_text("V1__x.sql", text, None).unwrap();
+        let cic = script("-- builds online\nCREATE INDEX CONCURRENTLY i ON t (a);\nDROP INDEX CONCURRENTLY j;\n");
+        assert!(!cic.transactional);
+        assert_eq!(cic.transaction_source, TransactionSource::Detected);
+        let vacuum = script("VACUUM ANALYZE t;");
+        assert!(!vacuum.transactional);
+        let plain = script("CREATE TABLE t (a int); CREATE INDEX i ON t (a);");
+        assert!(plain.transactional && plain.transaction_source == TransactionSource::Default);
+        // Mixed scripts stay transactional here and are refused before anything runs.
+        assert!(script("CREATE TABLE t (a int); CREATE INDEX CONCURRENTLY i ON t (a);").transactional);
+        // A .conf wins.
+        let conf = script_from_text("V1__x.sql", "SELECT 1;", Some("executeInTransaction=false")).unwrap();
+        assert!(!conf.transactional && conf.transaction_source == TransactionSource::Conf);
     }
 
     #[test]

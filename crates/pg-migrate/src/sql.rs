@@ -376,14 +376,58 @@ pub fn transaction_control(statement: &Statement) -> Option<&'static str> {
     }
 }
 
-/// Quotes an identifier for SQL.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use datastores::pgadmin::{quote_ident, quote_literal};
 
-/// Quotes a string literal for SQL.
-pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON [ONLY] [schema.]table`
+/// builds: `(schema of the table when qualified, index name)`, names as PostgreSQL stores them.
+/// `None` for other statements and for unnamed indexes.
+pub fn concurrent_index(statement: &Statement) -> Option<(Option<String>, String)> {
+    let text = &statement.text;
+    let items: Vec<(TokenKind, &str)> = statement
+        .tokens
+        .iter()
+        .filter(|t| t.kind != TokenKind::Comment)
+        .map(|t| (t.kind, &text[t.start..t.end]))
+        .collect();
+    let word =
+        |i: usize, w: &str| items.get(i).is_some_and(|(k, t)| *k == TokenKind::Word && t.eq_ignore_ascii_case(w));
+    let ident = |i: usize| -> Option<String> {
+        match items.get(i)? {
+            (TokenKind::Word, t) => Some(t.to_ascii_lowercase()),
+            (TokenKind::QuotedIdent, t) => Some(unquote(t)),
+            _ => None,
+        }
+    };
+    let mut i = 0;
+    if !word(i, "CREATE") {
+        return None;
+    }
+    i += 1;
+    if word(i, "UNIQUE") {
+        i += 1;
+    }
+    if !(word(i, "INDEX") && word(i + 1, "CONCURRENTLY")) {
+        return None;
+    }
+    i += 2;
+    if word(i, "IF") && word(i + 1, "NOT") && word(i + 2, "EXISTS") {
+        i += 3;
+    }
+    if word(i, "ON") {
+        return None; // No name: PostgreSQL chooses one.
+    }
+    let name = ident(i)?;
+    i += 1;
+    if !word(i, "ON") {
+        return None;
+    }
+    i += 1;
+    if word(i, "ONLY") {
+        i += 1;
+    }
+    let first = ident(i)?;
+    let schema = matches!(items.get(i + 1), Some((TokenKind::Symbol('.'), _))).then_some(first);
+    Some((schema, name))
 }
 
 #[cfg(test)]
@@ -451,6 +495,23 @@ mod tests {
     #[test]
     fn dollar_parameters_are_not_quotes() {
         assert_eq!(texts("PREPARE p AS SELECT $1; EXECUTE p(1);").len(), 2);
+    }
+
+    #[test]
+    fn concurrent_index_names() {
+        let first = |sql: &str| split(sql).unwrap().remove(0);
+        assert_eq!(
+            concurrent_index(&first("create index concurrently Big_Idx on t (a);")),
+            Some((None, "big_idx".into()))
+        );
+        assert_eq!(
+            concurrent_index(&first(
+                "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"Odd\"\"Name\" ON ONLY app.t (a);"
+            )),
+            Some((Some("app".into()), "Odd\"Name".into()))
+        );
+        assert_eq!(concurrent_index(&first("CREATE INDEX CONCURRENTLY ON t (a);")), None);
+        assert_eq!(concurrent_index(&first("CREATE INDEX i ON t (a);")), None);
     }
 
     #[test]

@@ -2,8 +2,16 @@
 //! and dropped (instant, no table bloat); the one partition that straddles the cutoff loses its
 //! old rows in bounded batches, one range of blocks at a time. Then what changed is vacuumed and
 //! analyzed, and the materialized views are refreshed.
+//!
+//! A partition is detached with `DETACH PARTITION ... CONCURRENTLY` (PostgreSQL 14 and later),
+//! which never blocks readers and writers of the table. It still has to wait for transactions
+//! that use the table, such as a pg_dump that runs for an hour: each attempt waits at most
+//! `lock_timeout`, attempts are repeated until `lock_wait` has passed, and a detach that still
+//! waits then is left pending (its rows are already gone for new queries) and finished by the
+//! next cleanup, which also drops tables detached earlier. So a running backup never makes
+//! cleanup fail.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
@@ -21,6 +29,26 @@ pub struct CleanupOptions {
     pub requests_days: u32,
     /// Rows deleted per statement in the straddling partition.
     pub batch_size: u32,
+    /// Count the rows of the plan exactly (a full read of each partition); estimates otherwise.
+    pub exact: bool,
+    /// How long one attempt to take a lock may wait.
+    pub lock_timeout: Duration,
+    /// How long to keep trying before leaving a detach pending for the next run.
+    pub lock_wait: Duration,
+}
+
+impl Default for CleanupOptions {
+    /// The seed's retention: behaviours 90 days, recommendation requests 30 days.
+    fn default() -> CleanupOptions {
+        CleanupOptions {
+            behaviors_days: 90,
+            requests_days: 30,
+            batch_size: 10_000,
+            exact: false,
+            lock_timeout: Duration::from_secs(5),
+            lock_wait: Duration::from_secs(120),
+        }
+    }
 }
 
 impl CleanupOptions {
@@ -45,8 +73,14 @@ pub struct PartitionAction {
     pub range_end: DateTime<Utc>,
     /// `drop` (entirely older than the cutoff) or `trim` (straddles it).
     pub action: &'static str,
-    /// Rows that go: all of a dropped partition, the old ones of a trimmed one.
+    /// Rows that go: all of a dropped partition, the old ones of a trimmed one. Estimated from
+    /// the planner's statistics unless the plan was made with `exact`.
     pub rows: i64,
+    pub rows_exact: bool,
+    /// After the run: `dropped`, `trimmed`, or `detach pending` when a long transaction (such as
+    /// a pg_dump) kept the detach from finishing; the next cleanup finishes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     /// Bytes freed by a drop; the partition's size for a trim.
     pub bytes: i64,
 }
@@ -64,6 +98,8 @@ pub struct CleanupReport {
     pub tables: Vec<TablePlan>,
     pub rows_removed: i64,
     pub bytes_freed: i64,
+    /// Tables detached by an earlier run whose drop had to wait, dropped now.
+    pub leftovers_dropped: Vec<String>,
     pub views_refreshed: bool,
     /// Time spent dropping and trimming partitions.
     pub removal_seconds: f64,
@@ -81,51 +117,52 @@ fn retention(options: &CleanupOptions) -> [(&'static str, u32); 3] {
     ]
 }
 
-/// What cleanup would remove, partition by partition, with exact row counts.
+/// What cleanup would remove, partition by partition: estimated counts, or exact ones with
+/// `options.exact`.
 pub async fn plan(client: &Client, options: &CleanupOptions, now: DateTime<Utc>) -> Result<Vec<TablePlan>, Error> {
     options.validate()?;
     let mut plans = Vec::new();
     for (table, days) in retention(options) {
         let cutoff = now - ChronoDuration::days(i64::from(days));
-        let rows = client
-            .query(
-                "SELECT partition_name, range_start, range_end, pg_total_relation_size(partition_name::regclass) \
-                 FROM monthly_partitions($1::text::regclass) WHERE range_start < $2",
-                &[&table, &cutoff],
-            )
-            .await
-            .map_err(|e| {
-                Error::db(format!("cannot list the partitions of {table} (are the migrations applied?)"), &e)
-            })?;
-        let mut partitions = Vec::new();
-        for row in rows {
-            let (name, start, end, bytes): (String, DateTime<Utc>, DateTime<Utc>, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
-            let (action, count_sql) = if end <= cutoff {
-                ("drop", format!("SELECT count(*) FROM {}", quote_ident(&name)))
+        let partitions = crate::partitions::monthly(client, table).await?;
+        let mut actions = Vec::new();
+        for p in partitions.into_iter().filter(|p| p.range_start < cutoff) {
+            let action = if p.range_end <= cutoff { "drop" } else { "trim" };
+            let rows: i64 = if options.exact {
+                let (sql, params): (String, Vec<&(dyn datastores::tokio_postgres::types::ToSql + Sync)>) =
+                    if action == "drop" {
+                        (format!("SELECT count(*) FROM {}", quote_ident(&p.name)), vec![])
+                    } else {
+                        (format!("SELECT count(*) FROM {} WHERE created_at < $1", quote_ident(&p.name)), vec![&cutoff])
+                    };
+                client
+                    .query_one(&sql, &params)
+                    .await
+                    .map_err(|e| Error::db(format!("cannot count rows of {}", p.name), &e))?
+                    .get(0)
+            } else if action == "drop" {
+                p.rows_estimate
             } else {
-                ("trim", format!("SELECT count(*) FROM {} WHERE created_at < $1", quote_ident(&name)))
+                // The share of the month before the cutoff.
+                let month = (p.range_end - p.range_start).num_seconds().max(1) as f64;
+                let before = (cutoff - p.range_start).num_seconds().max(0) as f64;
+                (p.rows_estimate as f64 * before / month).round() as i64
             };
-            let count: i64 = if action == "drop" {
-                client.query_one(&count_sql, &[]).await
-            } else {
-                client.query_one(&count_sql, &[&cutoff]).await
-            }
-            .map_err(|e| Error::db(format!("cannot count rows of {name}"), &e))?
-            .get(0);
-            if action == "trim" && count == 0 {
+            if action == "trim" && options.exact && rows == 0 {
                 continue;
             }
-            partitions.push(PartitionAction {
-                partition: name,
-                range_start: start,
-                range_end: end,
+            actions.push(PartitionAction {
+                partition: p.name,
+                range_start: p.range_start,
+                range_end: p.range_end,
                 action,
-                rows: count,
-                bytes,
+                rows,
+                rows_exact: options.exact,
+                outcome: None,
+                bytes: p.bytes,
             });
         }
-        plans.push(TablePlan { table: table.to_owned(), cutoff, partitions });
+        plans.push(TablePlan { table: table.to_owned(), cutoff, partitions: actions });
     }
     Ok(plans)
 }
@@ -146,6 +183,7 @@ pub async fn cleanup(
         tables,
         rows_removed,
         bytes_freed,
+        leftovers_dropped: Vec::new(),
         views_refreshed: false,
         removal_seconds: 0.0,
         views_seconds: 0.0,
@@ -155,28 +193,30 @@ pub async fn cleanup(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| Error::db("cannot read the server version", &e))?
+        .get(0);
     let removal = Instant::now();
+    report.leftovers_dropped = drop_leftovers(client, options).await?;
     let mut trimmed = Vec::new();
-    for table in &report.tables {
-        for p in &table.partitions {
+    for table in &mut report.tables {
+        let parent = table.table.clone();
+        for p in &mut table.partitions {
             match p.action {
                 "drop" => {
-                    // A short lock_timeout: dropping must not queue behind long queries and
-                    // block every writer behind it.
-                    let sql = format!(
-                        "BEGIN; SET LOCAL lock_timeout = '10s'; ALTER TABLE {} DETACH PARTITION {}; DROP TABLE {}; COMMIT;",
-                        quote_ident(&table.table),
-                        quote_ident(&p.partition),
-                        quote_ident(&p.partition)
-                    );
-                    if let Err(e) = client.batch_execute(&sql).await {
-                        let _ = client.batch_execute("ROLLBACK").await;
-                        return Err(Error::db(format!("cannot drop partition {}", p.partition), &e));
-                    }
+                    let outcome = if version >= 140_000 {
+                        detach_concurrently(client, &parent, &p.partition, options).await?
+                    } else {
+                        detach_and_drop(client, &parent, &p.partition, options).await?
+                    };
+                    p.outcome = Some(outcome.into());
                 }
                 _ => {
                     trim(client, &p.partition, table.cutoff, options.batch_size).await?;
                     trimmed.push(p.partition.clone());
+                    p.outcome = Some("trimmed".into());
                 }
             }
         }
@@ -193,11 +233,6 @@ pub async fn cleanup(
     // The partitions that changed were analyzed by their VACUUM; the parents' own statistics
     // (autovacuum never gathers them) need a sample. Since PostgreSQL 18, ONLY spares the
     // untouched partitions a second ANALYZE.
-    let version: i32 = client
-        .query_one("SELECT current_setting('server_version_num')::int", &[])
-        .await
-        .map_err(|e| Error::db("cannot read the server version", &e))?
-        .get(0);
     let only = if version >= 180_000 { "ONLY " } else { "" };
     for table in &changed {
         client
@@ -214,6 +249,126 @@ pub async fn cleanup(
     report.views_seconds = views.elapsed().as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Runs `sql` (outside a transaction block) until it gets its locks: each attempt waits at most
+/// `options.lock_timeout`, and attempts go on until `options.lock_wait` has passed. `Ok(false)`
+/// when the time ran out.
+async fn with_lock_retries(client: &Client, sql: &str, what: &str, options: &CleanupOptions) -> Result<bool, Error> {
+    let deadline = Instant::now() + options.lock_wait;
+    let timeout = format!("SET lock_timeout = '{}ms'", options.lock_timeout.as_millis().max(1));
+    client.batch_execute(&timeout).await.map_err(|e| Error::db("cannot set lock_timeout", &e))?;
+    let mut pause = Duration::from_millis(200);
+    let outcome = loop {
+        match client.batch_execute(sql).await {
+            Ok(()) => break Ok(true),
+            Err(e) if e.code() == Some(&datastores::tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
+                if Instant::now() + pause >= deadline {
+                    break Ok(false);
+                }
+                tracing::info!(target: "progress", what, "waiting for a lock held by a long transaction; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => break Err(Error::db(format!("cannot {what}"), &e)),
+        }
+    };
+    let _ = client.batch_execute("RESET lock_timeout").await;
+    outcome
+}
+
+/// Whether `partition` is attached to `parent` with a detach pending (PostgreSQL 14 and later).
+async fn detach_pending(client: &Client, partition: &str) -> Result<bool, Error> {
+    let row = client
+        .query_opt(
+            "SELECT i.inhdetachpending FROM pg_inherits i WHERE i.inhrelid = to_regclass($1)",
+            &[&quote_ident(partition)],
+        )
+        .await
+        .map_err(|e| Error::db(format!("cannot look up partition {partition}"), &e))?;
+    Ok(row.is_some_and(|r| r.get(0)))
+}
+
+/// Detaches `partition` without blocking the table's users, then drops it. Returns `dropped`,
+/// `detached, drop pending` or `detach pending` when long transactions kept it from finishing.
+async fn detach_concurrently(
+    client: &Client,
+    parent: &str,
+    partition: &str,
+    options: &CleanupOptions,
+) -> Result<&'static str, Error> {
+    let (parent_q, partition_q) = (quote_ident(parent), quote_ident(partition));
+    let detach = if detach_pending(client, partition).await? {
+        format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} FINALIZE")
+    } else {
+        format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} CONCURRENTLY")
+    };
+    if !with_lock_retries(client, &detach, &format!("detach partition {partition}"), options).await? {
+        // The first step (the one that hides the rows from new queries) may have committed.
+        return Ok(if detach_pending(client, partition).await? { "detach pending" } else { "kept: table in use" });
+    }
+    let drop = format!("DROP TABLE {partition_q}");
+    if !with_lock_retries(client, &drop, &format!("drop table {partition}"), options).await? {
+        mark_detached(client, partition).await?;
+        return Ok("detached, drop pending");
+    }
+    Ok("dropped")
+}
+
+/// Before PostgreSQL 14: detach and drop in one short transaction, retried on lock timeouts.
+async fn detach_and_drop(
+    client: &Client,
+    parent: &str,
+    partition: &str,
+    options: &CleanupOptions,
+) -> Result<&'static str, Error> {
+    let sql = format!(
+        "BEGIN; ALTER TABLE {} DETACH PARTITION {}; DROP TABLE {}; COMMIT;",
+        quote_ident(parent),
+        quote_ident(partition),
+        quote_ident(partition)
+    );
+    let done = with_lock_retries(client, &sql, &format!("drop partition {partition}"), options).await;
+    if !matches!(done, Ok(true)) {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    Ok(if done? { "dropped" } else { "kept: table in use" })
+}
+
+/// The comment that marks a table cleanup detached and could not drop yet.
+const DETACHED_MARK: &str = "recommend-db cleanup: detached, to be dropped";
+
+async fn mark_detached(client: &Client, table: &str) -> Result<(), Error> {
+    client
+        .batch_execute(&format!(
+            "COMMENT ON TABLE {} IS {}",
+            quote_ident(table),
+            datastores::pgadmin::quote_literal(DETACHED_MARK)
+        ))
+        .await
+        .map_err(|e| Error::db(format!("cannot mark {table}"), &e))
+}
+
+/// Drops what earlier runs detached but could not drop, and finishes their pending detaches.
+async fn drop_leftovers(client: &Client, options: &CleanupOptions) -> Result<Vec<String>, Error> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname = current_schema() AND obj_description(c.oid, 'pg_class') = $1 \
+             AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)",
+            &[&DETACHED_MARK],
+        )
+        .await
+        .map_err(|e| Error::db("cannot look for tables detached earlier", &e))?;
+    let mut dropped = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        let drop = format!("DROP TABLE {}", quote_ident(&name));
+        if with_lock_retries(client, &drop, &format!("drop table {name}"), options).await? {
+            dropped.push(name);
+        }
+    }
+    Ok(dropped)
 }
 
 /// Deletes the rows of `partition` older than `cutoff`, walking it in ranges of blocks of about

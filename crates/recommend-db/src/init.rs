@@ -89,13 +89,28 @@ pub async fn init(admin: &PostgresConfig, options: &InitOptions) -> Result<InitR
     if !options.steps.any() {
         return Err(Error::Invalid("no step selected: use --full or name steps (--create-db, ...)".into()));
     }
-    let mut report = InitReport::default();
     let server = admin.with_dbname(&options.maintenance_db).connect().await?;
+    // One init at a time per server: a retried Job and a person running init together must both
+    // succeed, not race on roles and grants.
+    let lock = pgadmin::AdminLock::acquire(&server, "recommend-db init", std::time::Duration::from_secs(600)).await?;
+    let result = init_locked(admin, options, &server).await;
+    let released = lock.release(&server).await;
+    let report = result?;
+    released?;
+    Ok(report)
+}
+
+async fn init_locked(
+    admin: &PostgresConfig,
+    options: &InitOptions,
+    server: &datastores::tokio_postgres::Client,
+) -> Result<InitReport, Error> {
+    let mut report = InitReport::default();
     let owner = &options.roles.owner.name;
 
     if options.steps.create_users {
         for spec in [&options.roles.owner, &options.roles.app, &options.roles.readonly] {
-            let outcome = pgadmin::ensure_role(&server, spec).await?;
+            let outcome = pgadmin::ensure_role(server, spec).await?;
             let detail = match outcome {
                 Outcome::Created => "login role created",
                 Outcome::Changed => "password reset",
@@ -105,9 +120,9 @@ pub async fn init(admin: &PostgresConfig, options: &InitOptions) -> Result<InitR
         }
     }
     if options.steps.create_db {
-        let owner_exists = pgadmin::role_exists(&server, owner).await?;
+        let owner_exists = pgadmin::role_exists(server, owner).await?;
         let outcome =
-            pgadmin::ensure_database(&server, &options.database, owner_exists.then_some(owner.as_str())).await?;
+            pgadmin::ensure_database(server, &options.database, owner_exists.then_some(owner.as_str())).await?;
         let detail = if owner_exists {
             format!("owner {owner}")
         } else {
@@ -115,7 +130,7 @@ pub async fn init(admin: &PostgresConfig, options: &InitOptions) -> Result<InitR
         };
         report.push("create-db", &options.database, outcome, detail);
     }
-    if !pgadmin::database_exists(&server, &options.database).await? {
+    if !pgadmin::database_exists(server, &options.database).await? {
         return Err(Error::Refused(format!(
             "database {:?} does not exist on {}: run recommend-db init --create-db first",
             options.database,
@@ -133,7 +148,7 @@ pub async fn init(admin: &PostgresConfig, options: &InitOptions) -> Result<InitR
     if options.steps.run_migrations {
         // Run as the owner role, so that it owns what the migrations create.
         let mut migrator = target.clone();
-        let owner_exists = pgadmin::role_exists(&server, owner).await?;
+        let owner_exists = pgadmin::role_exists(server, owner).await?;
         if owner_exists && migrator.user != *owner {
             migrator.options = Some(format!("-c role={owner}"));
         }
@@ -154,7 +169,7 @@ pub async fn init(admin: &PostgresConfig, options: &InitOptions) -> Result<InitR
     }
     if options.steps.grant_permissions {
         for spec in [&options.roles.owner, &options.roles.app, &options.roles.readonly] {
-            if !pgadmin::role_exists(&server, &spec.name).await? {
+            if !pgadmin::role_exists(server, &spec.name).await? {
                 return Err(Error::Refused(format!(
                     "role {} does not exist: run recommend-db init --create-users first",
                     spec.name

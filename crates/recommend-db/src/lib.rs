@@ -20,7 +20,9 @@ mod pgident {
 pub use crate::cleanup::{CleanupOptions, CleanupReport, PartitionAction, TablePlan, cleanup, plan as cleanup_plan};
 pub use crate::error::Error;
 pub use crate::init::{InitOptions, InitReport, Roles, StepReport, Steps, init};
-pub use crate::partitions::{PARTITIONED_TABLES, Partition, ensure as ensure_partitions, list as list_partitions};
+pub use crate::partitions::{
+    Missing, PARTITIONED_TABLES, Partition, ensure as ensure_partitions, list as list_partitions, missing_ahead,
+};
 pub use crate::seed::{MAX_ROWS, Phase, PhaseTime, Progress, SeedOptions, SeedReport, seed};
 
 /// Extensions the schema needs; `init --install-extensions` installs them as a superuser.

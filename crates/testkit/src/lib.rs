@@ -15,6 +15,8 @@
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 pub mod openapi;
+pub mod servers;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,7 +25,7 @@ use datastores::{Datastore, MongoConfig, PostgresConfig, S3Config, Settings, Sou
 
 pub use datastores;
 
-const HOW_TO_START: &str = "\
+pub(crate) const HOW_TO_START: &str = "\
 Start the local stack and run the tests with its environment:
     cargo xtask test
 or, to use plain `cargo test`:
@@ -260,7 +262,7 @@ impl Drop for TestS3Prefix {
     }
 }
 
-/// An S3 server of the test's own (s3s-fs from the stack, `S3S_FS_BIN`), for tests that stop it.
+/// An S3 server of the test's own (the stack's, `S3_SERVER_BIN`), for tests that stop it.
 #[derive(Debug)]
 pub struct PrivateS3 {
     pub config: S3Config,
@@ -271,36 +273,27 @@ pub struct PrivateS3 {
 impl PrivateS3 {
     pub fn start() -> PrivateS3 {
         let settings = require(Datastore::S3);
-        let bin = settings.get("S3S_FS_BIN").ok().flatten().map(|v| v.text).unwrap_or_else(|| {
-            panic!(
-                "S3S_FS_BIN is not set: tests with an S3 server of their own use the stack's s3s-fs.\n{HOW_TO_START}"
-            )
+        let bin = settings.get("S3_SERVER_BIN").ok().flatten().map(|v| v.text).unwrap_or_else(|| {
+            panic!("S3_SERVER_BIN is not set: tests with an S3 server of their own use the stack's.\n{HOW_TO_START}")
         });
         let root = std::env::temp_dir().join(unique_name("s3"));
-        std::fs::create_dir_all(root.join("private")).unwrap();
+        std::fs::create_dir_all(root.join("data").join("private")).unwrap();
         let port = closed_port();
         let secret = unique_name("secret");
-        // The key is on the command line of this throw-away test server only: s3s-fs takes it no
-        // other way.
+        let key_file = root.join("secret-key");
+        std::fs::write(&key_file, &secret).unwrap();
         let child = std::process::Command::new(&bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                "private",
-                "--secret-key",
-                &secret,
-            ])
-            .arg(&root)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "private"])
+            .arg("--secret-key-file")
+            .arg(&key_file)
+            .arg(root.join("data"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start on port {port}");
+            assert!(std::time::Instant::now() < deadline, "the S3 server did not start on port {port}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let layer = Settings::new().layer(
@@ -361,4 +354,159 @@ impl SilentServer {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
+}
+
+/// One request that passed through an [`S3Proxy`].
+#[derive(Clone, Debug)]
+pub struct ProxiedRequest {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ProxiedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP proxy in front of the stack's S3 server that records every request's headers, and
+/// can refuse every write (PUT, POST, DELETE) with `403 AccessDenied`, as a bucket policy does
+/// for read-only credentials. Signatures stay valid: requests pass through unchanged.
+#[derive(Debug)]
+pub struct S3Proxy {
+    /// The stack's S3 configuration, pointed at the proxy.
+    pub config: S3Config,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<ProxiedRequest>>>,
+    refused: std::sync::Arc<AtomicU64>,
+}
+
+/// An [`S3Proxy`] that refuses writes.
+pub type ReadOnlyS3Proxy = S3Proxy;
+
+impl S3Proxy {
+    /// Passes everything through, recording it.
+    pub fn record(upstream: &S3Config) -> S3Proxy {
+        S3Proxy::spawn(upstream, false)
+    }
+
+    /// Refuses writes.
+    pub fn start(upstream: &S3Config) -> S3Proxy {
+        S3Proxy::spawn(upstream, true)
+    }
+
+    fn spawn(upstream: &S3Config, refuse_writes: bool) -> S3Proxy {
+        let endpoint = upstream.endpoint.clone().expect("the stack's S3 has an endpoint");
+        let upstream_addr = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(AtomicU64::new(0));
+        let (log, count) = (requests.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (log, count, upstream_addr) = (log.clone(), count.clone(), upstream_addr.clone());
+                std::thread::spawn(move || {
+                    let _ = proxy_connection(client, &upstream_addr, refuse_writes, &log, &count);
+                });
+            }
+        });
+        let mut config = upstream.clone();
+        config.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        config.max_attempts = 1;
+        S3Proxy { config, requests, refused }
+    }
+
+    pub fn requests(&self) -> Vec<ProxiedRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn writes_refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves one client connection: each request goes to a fresh upstream connection, and the
+/// answer comes back with `Connection: close`, so that no response needs to be parsed.
+fn proxy_connection(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    refuse_writes: bool,
+    log: &std::sync::Mutex<Vec<ProxiedRequest>>,
+    refused: &AtomicU64,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let end = line == b"\r\n";
+        head.extend_from_slice(&line);
+        if end {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let (method, target) = (first.next().unwrap_or_default().to_owned(), first.next().unwrap_or_default().to_owned());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize =
+        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    if headers.iter().any(|(n, v)| n == "expect" && v.eq_ignore_ascii_case("100-continue")) {
+        client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    log.lock().unwrap().push(ProxiedRequest { method: method.clone(), target, headers });
+    if refuse_writes && matches!(method.as_str(), "PUT" | "POST" | "DELETE") {
+        refused.fetch_add(1, Ordering::Relaxed);
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>\
+                   <Message>Access Denied</Message></Error>";
+        write!(
+            client,
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        )?;
+        return Ok(());
+    }
+    let mut server = std::net::TcpStream::connect(upstream)?;
+    let head = text
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let head = head.trim_end_matches("\r\n").to_owned();
+    server.write_all(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes())?;
+    server.write_all(&body)?;
+    let mut answer = Vec::new();
+    server.read_to_end(&mut answer)?;
+    while answer.starts_with(b"HTTP/1.1 100") {
+        match answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(end) => drop(answer.drain(..end + 4)),
+            None => break,
+        }
+    }
+    // Add `Connection: close` to the answer's head, so the client does not reuse the connection.
+    if let Some(split) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+        let (h, rest) = answer.split_at(split);
+        let h = String::from_utf8_lossy(h)
+            .split("\r\n")
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        client.write_all(format!("{h}\r\nConnection: close").as_bytes())?;
+        client.write_all(rest)?;
+    } else {
+        client.write_all(&answer)?;
+    }
+    Ok(())
 }

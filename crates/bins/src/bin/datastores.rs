@@ -35,6 +35,9 @@ struct HealthArgs {
     /// Fail when one of these datastores is not configured (comma-separated).
     #[arg(long, value_delimiter = ',', value_parser = parse_datastore)]
     require: Vec<Datastore>,
+    /// Also write and delete an object in S3 (the default check only reads the bucket)
+    #[arg(long)]
+    write_probe: bool,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     #[command(flatten)]
@@ -86,7 +89,8 @@ async fn health(args: &HealthArgs) -> ExitCode {
         let hint: Vec<String> = selected.iter().map(|d| describe_missing(*d)).collect();
         return bins::fail(&anyhow::anyhow!("no datastore is configured:\n{}", hint.join("\n")), exit::USAGE);
     }
-    let reports = datastores::check(&config, &selected, args.timeout).await;
+    let options = datastores::CheckOptions { timeout: args.timeout, s3_write_probe: args.write_probe };
+    let reports = datastores::check(&config, &selected, &options).await;
     let text = match args.output {
         Output::Json => serde_json::to_string_pretty(&reports).context("cannot encode the report").map(|j| j + "\n"),
         Output::Table => Ok(render(&reports)),

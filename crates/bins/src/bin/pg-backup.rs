@@ -60,7 +60,8 @@ struct BackupArgs {
     /// daily, weekly, monthly, or auto (monthly on the 1st, weekly on Sundays)
     #[arg(long, default_value = "auto", value_name = "TIER")]
     tier: String,
-    /// Count every table's rows in the dump's snapshot (exact verification later)
+    /// Also count every table with count(*) in the dump's snapshot and fail when a count differs
+    /// from the archive's (the manifest always records the archive's exact counts)
     #[arg(long)]
     exact_counts: bool,
     /// Skip pruning after the backup
@@ -86,12 +87,16 @@ struct RestoreArgs {
     target_db: Option<String>,
     #[arg(long, default_value_t = 2)]
     jobs: u32,
-    /// Drop and recreate a target that is not empty (needs --yes)
+    /// Replace a target that is not empty (needs --yes): the backup is restored into a new
+    /// database, checked, then swapped in; the old one is kept as <target>_old_<time>
     #[arg(long)]
     clean: bool,
     /// Confirm --clean
     #[arg(long)]
     yes: bool,
+    /// Drop the replaced database once the new one is in place, instead of keeping it
+    #[arg(long, requires = "clean")]
+    drop_old: bool,
     /// Terminate other sessions connected to the target
     #[arg(long)]
     terminate_connections: bool,
@@ -115,9 +120,13 @@ struct VerifyArgs {
     /// Restore into a scratch database and compare row counts
     #[arg(long)]
     compare: bool,
-    /// With --compare, compare each table's content with the live database too
+    /// With --compare, compare each table's content too (hashes recorded at backup time)
     #[arg(long, requires = "compare")]
     checksums: bool,
+    /// With --compare, compare with the live database instead of the manifest (for backups
+    /// without exact counts; a busy database always differs)
+    #[arg(long, requires = "compare")]
+    against_live: bool,
     #[arg(long, default_value_t = 2)]
     jobs: u32,
     /// maintenance_work_mem of the scratch restore's sessions
@@ -134,6 +143,12 @@ struct PruneArgs {
     /// Show what would be deleted
     #[arg(long)]
     dry_run: bool,
+    /// Drop databases that restores replaced and kept, once older than this many days
+    /// [env: RETENTION_REPLACED_DAYS, default 7]
+    #[arg(long, value_name = "DAYS")]
+    replaced_after_days: Option<u32>,
+    #[arg(long, default_value = "postgres", value_name = "NAME")]
+    maintenance_db: String,
     #[command(flatten)]
     common: Common,
 }
@@ -141,6 +156,13 @@ struct PruneArgs {
 fn main() -> ExitCode {
     bins::init();
     let cli = Cli::parse();
+    let output = match &cli.command {
+        Command::Backup(a) => a.common.output,
+        Command::List(a) => a.output,
+        Command::Restore(a) => a.common.output,
+        Command::Verify(a) => a.common.output,
+        Command::Prune(a) => a.common.output,
+    };
     let command = async {
         match cli.command {
             Command::Backup(args) => backup(args).await,
@@ -150,7 +172,7 @@ fn main() -> ExitCode {
             Command::Prune(args) => prune(args).await,
         }
     };
-    bins::run(command, |e| matches!(e.downcast_ref::<pg_backup::Error>(), Some(pg_backup::Error::Invalid(_))))
+    bins::run(command, |e| matches!(e.downcast_ref::<pg_backup::Error>(), Some(pg_backup::Error::Invalid(_))), output)
 }
 
 /// Everything a command needs from flags and environment.
@@ -239,8 +261,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         exact_counts: args.exact_counts,
         part_size: args.part_size_mib.max(5) << 20,
     };
-    let webhook = ctx.settings.get("SLACK_WEBHOOK")?.map(|v| v.text);
-    let gateway = ctx.settings.get("PUSHGATEWAY_URL")?.map(|v| v.text);
+    let webhook = ctx.settings.get("SLACK_WEBHOOK")?.map(|v| datastores::Secret::new(v.text));
+    let gateway = ctx.settings.get("PUSHGATEWAY_URL")?.map(|v| datastores::Secret::new(v.text));
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -328,11 +350,16 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         return Err(anyhow!(f));
     }
     if !args.no_prune {
-        let report = pg_backup::prune(&ctx.stores, &pg.dbname, retention, chrono::Utc::now(), false)
-            .await
-            .map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
+        let pruned = async {
+            let cluster = pg_backup::Cluster::of(&pg).await?;
+            pg_backup::prune(&ctx.stores, &cluster, retention, chrono::Utc::now(), false).await
+        };
+        let report = pruned.await.map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
         for deleted in &report.deleted {
             eprintln!("pruned {deleted}");
+        }
+        for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
+            eprintln!("removed the leftover of an interrupted backup: {removed}");
         }
     }
     Ok(())
@@ -388,6 +415,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         clean: args.clean,
         yes: args.yes,
         terminate: args.terminate_connections,
+        drop_old: args.drop_old,
         no_owner: args.no_owner,
         maintenance_work_mem: args.maintenance_work_mem.clone(),
         tools: ctx.tools.clone(),
@@ -397,14 +425,25 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     let report = pg_backup::restore(&pg, &options).await?;
     match args.common.output {
         Output::Json => print_json(&report)?,
-        Output::Table => bins::print(&format!(
-            "Restored {} into {}: {} tables, {} rows, {:.1} s\n",
-            report.backup,
-            report.database,
-            report.tables.len(),
-            report.rows,
-            report.seconds
-        ))?,
+        Output::Table => {
+            let mut text = format!(
+                "Restored {} into {}: {} tables, {} rows, checked against {}, {:.1} s\n",
+                report.backup,
+                report.database,
+                report.tables.len(),
+                report.rows,
+                report.checked_against,
+                report.seconds
+            );
+            if let Some(old) = &report.replaced {
+                text.push_str(&format!(
+                    "The database it replaced is kept as {old}; `pg-backup prune` drops it after the grace period\n"
+                ));
+            } else if report.dropped_old {
+                text.push_str("The database it replaced was dropped\n");
+            }
+            bins::print(&text)?
+        }
     }
     Ok(())
 }
@@ -416,6 +455,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         selector: Selector::parse(&args.backup),
         compare: args.compare,
         checksums: args.checksums,
+        against_live: args.against_live,
         jobs: args.jobs.max(1),
         maintenance_work_mem: args.maintenance_work_mem.clone(),
         tools: ctx.tools.clone(),
@@ -442,8 +482,25 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let pg = postgres(&ctx.settings)?;
-    let report =
-        pg_backup::prune(&ctx.stores, &pg.dbname, retention(&ctx.settings)?, chrono::Utc::now(), args.dry_run).await?;
+    let grace_days = match args.replaced_after_days {
+        Some(days) => days,
+        None => match ctx.settings.count("RETENTION_REPLACED_DAYS")? {
+            Some(n) => u32::try_from(n).map_err(|_| anyhow!("RETENTION_REPLACED_DAYS {n} is too large"))?,
+            None => 7,
+        },
+    };
+    let now = chrono::Utc::now();
+    let cluster = pg_backup::Cluster::of(&pg).await?;
+    let mut report = pg_backup::prune(&ctx.stores, &cluster, retention(&ctx.settings)?, now, args.dry_run).await?;
+    report.replaced_databases = pg_backup::prune_replaced_databases(
+        &pg,
+        &args.maintenance_db,
+        &pg.dbname,
+        std::time::Duration::from_secs(u64::from(grace_days) * 86_400),
+        now,
+        args.dry_run,
+    )
+    .await?;
     match args.common.output {
         Output::Json => print_json(&report)?,
         Output::Table => {
@@ -451,6 +508,30 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
             let mut text = String::new();
             for deleted in &report.deleted {
                 text.push_str(&format!("{verb} {deleted}\n"));
+            }
+            for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
+                text.push_str(&format!("Removed the leftover of an interrupted backup: {removed}\n"));
+            }
+            for database in &report.replaced_databases {
+                let verb = if report.dry_run { "Would drop" } else { "Dropped" };
+                text.push_str(&format!("{verb} {database}, replaced by a restore more than {grace_days} days ago\n"));
+            }
+            if !report.other_clusters.is_empty() {
+                text.push_str(&format!(
+                    "Left alone: {} backup(s) of a database {} in another cluster\n",
+                    report.other_clusters.len(),
+                    cluster.database
+                ));
+            }
+            if !report.unidentified.is_empty() {
+                text.push_str(&format!(
+                    "Left alone: {} backup(s) whose manifest names no cluster (older pg-backup): {}\n",
+                    report.unidentified.len(),
+                    report.unidentified.join(", ")
+                ));
+            }
+            for note in &report.notes {
+                text.push_str(&format!("Note: {note}\n"));
             }
             text.push_str(&format!("{verb} {} backup(s); keeping {}\n", report.deleted.len(), report.kept.len()));
             bins::print(&text)?;

@@ -78,6 +78,10 @@ struct Cli {
     /// How long to wait for another migrator [default: 300s]
     #[arg(long, value_name = "DURATION", global = true)]
     lock_timeout: Option<String>,
+    /// Drop (concurrently) an INVALID index left by an interrupted CREATE INDEX CONCURRENTLY of a
+    /// pending migration, so that the migration builds it again [env: PG_MIGRATE_DROP_INVALID_INDEXES]
+    #[arg(long, global = true)]
+    drop_invalid_indexes: bool,
     #[arg(long, value_enum, default_value_t, global = true)]
     output: Output,
 }
@@ -137,16 +141,20 @@ fn main() -> ExitCode {
     let loaded = load(&cli, flyway_args);
     let (pg, config) = match loaded {
         Ok(loaded) => loaded,
-        Err(e) => return bins::fail(&e, exit::USAGE),
+        Err(e) => return bins::fail_as(&e, exit::USAGE, output),
     };
     match runtime.block_on(run(&cli.command, pg, &config, output)) {
         Ok(code) => code,
         Err(e) => {
+            // Bad scripts, flags or configuration: refused before anything ran.
             let bad_input = e.downcast_ref::<pg_migrate::SourceError>().is_some()
                 || e.downcast_ref::<datastores::ConfigError>().is_some()
-                || matches!(e.downcast_ref::<MigrateError>(), Some(MigrateError::Config(_) | MigrateError::Source(_)));
+                || matches!(
+                    e.downcast_ref::<MigrateError>(),
+                    Some(MigrateError::Config(_) | MigrateError::Source(_) | MigrateError::Script { .. })
+                );
             let code = if bad_input { exit::USAGE } else { exit::FAILURE };
-            bins::fail(&e, code)
+            bins::fail_as(&e, code, output)
         }
     }
 }
@@ -189,6 +197,9 @@ fn load(cli: &Cli, flyway_args: Vec<(String, String)>) -> anyhow::Result<(Option
     flag("FLYWAY_BASELINE_DESCRIPTION", "--baseline-description", &cli.baseline_description);
     flag("FLYWAY_CLEAN_DISABLED", "--clean-disabled", &cli.clean_disabled);
     flag("PG_MIGRATE_LOCK_TIMEOUT", "--lock-timeout", &cli.lock_timeout);
+    if cli.drop_invalid_indexes {
+        flag("PG_MIGRATE_DROP_INVALID_INDEXES", "--drop-invalid-indexes", &Some("true".into()));
+    }
     if cli.no_placeholders {
         flag("FLYWAY_PLACEHOLDER_REPLACEMENT", "--no-placeholders", &Some("false".into()));
     }
@@ -260,6 +271,14 @@ async fn run(
             for warning in &report.warnings {
                 eprintln!("warning: {warning}");
             }
+            for index in &report.rebuilt_indexes {
+                eprintln!(
+                    "warning: dropped the INVALID index {index} of an interrupted build; its migration built it again"
+                );
+            }
+            for script in &report.skipped {
+                eprintln!("warning: {script} was applied by another migrator meanwhile; not run twice");
+            }
             match output {
                 Output::Json => bins::print(&(serde_json::to_string_pretty(&report)? + "\n"))?,
                 Output::Table => {
@@ -301,12 +320,17 @@ async fn run(
                                 r.description.clone(),
                                 r.kind.clone(),
                                 r.installed_on.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
+                                match r.in_transaction {
+                                    Some(true) => "yes".into(),
+                                    Some(false) => "no".into(),
+                                    None => String::new(),
+                                },
                                 r.state.to_string(),
                             ]
                         })
                         .collect();
                     bins::print(&bins::table(
-                        &["CATEGORY", "VERSION", "DESCRIPTION", "TYPE", "INSTALLED ON", "STATE"],
+                        &["CATEGORY", "VERSION", "DESCRIPTION", "TYPE", "INSTALLED ON", "IN TRANSACTION", "STATE"],
                         &cells,
                     ))?;
                 }

@@ -93,9 +93,12 @@ struct SeedArgs {
     /// Skip item and user embeddings
     #[arg(long)]
     no_embeddings: bool,
-    /// Delete all existing data first
+    /// Delete all existing data first (needs --yes)
     #[arg(long)]
     clean: bool,
+    /// Confirm --clean
+    #[arg(long)]
+    yes: bool,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     #[command(flatten)]
@@ -110,6 +113,10 @@ struct PartitionArgs {
     /// Months before the current one (for loading history)
     #[arg(long, default_value_t = 0, value_name = "MONTHS")]
     back: u32,
+    /// Create nothing; exit 1 when a table lacks a partition for the current month or one of
+    /// the months ahead (for a monitor)
+    #[arg(long)]
+    check: bool,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     #[command(flatten)]
@@ -130,6 +137,16 @@ struct CleanupArgs {
     /// Rows deleted per statement in the partition that straddles the cutoff
     #[arg(long, default_value_t = 10_000, value_name = "ROWS")]
     batch_size: u32,
+    /// Count the rows of the report exactly (reads every partition); estimates otherwise
+    #[arg(long)]
+    exact: bool,
+    /// How long one attempt to lock a partition may wait
+    #[arg(long, default_value = "5s", value_parser = datastores::parse_duration, value_name = "DURATION")]
+    lock_timeout: std::time::Duration,
+    /// How long to retry before leaving a detach to the next run (long transactions, such as a
+    /// pg_dump, hold the locks)
+    #[arg(long, default_value = "2m", value_parser = datastores::parse_duration, value_name = "DURATION")]
+    lock_wait: std::time::Duration,
     #[arg(long, value_enum, default_value_t)]
     output: Output,
     #[command(flatten)]
@@ -150,6 +167,12 @@ fn parse_count(text: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     bins::init();
     let cli = Cli::parse();
+    let output = match &cli.command {
+        Command::Init(a) => a.output,
+        Command::Seed(a) => a.output,
+        Command::Partitions(a) => a.output,
+        Command::Cleanup(a) => a.output,
+    };
     let command = async {
         match cli.command {
             Command::Init(args) => init(args).await,
@@ -158,7 +181,11 @@ fn main() -> ExitCode {
             Command::Cleanup(args) => cleanup(args).await,
         }
     };
-    bins::run(command, |e| matches!(e.downcast_ref::<recommend_db::Error>(), Some(recommend_db::Error::Invalid(_))))
+    bins::run(
+        command,
+        |e| matches!(e.downcast_ref::<recommend_db::Error>(), Some(recommend_db::Error::Invalid(_))),
+        output,
+    )
 }
 
 /// The connection settings, with the application database `recommend` unless POSTGRES_DB or a
@@ -248,6 +275,11 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    if args.clean && !args.yes {
+        return Err(anyhow::anyhow!(recommend_db::Error::Invalid(
+            "--clean deletes every row of the database's tables before seeding: add --yes to confirm".into()
+        )));
+    }
     let options = SeedOptions {
         users: args.users,
         items: args.items,
@@ -312,6 +344,28 @@ async fn partitions(args: PartitionArgs) -> anyhow::Result<()> {
     let settings = settings(&args.connect);
     let pg = postgres(&settings)?;
     let client = pg.connect().await?;
+    if args.check {
+        let missing = recommend_db::missing_ahead(&client, args.ahead, chrono::Utc::now()).await?;
+        if args.output == Output::Json {
+            print_json(&missing)?;
+        }
+        if missing.is_empty() {
+            if args.output == Output::Table {
+                bins::print(&format!(
+                    "Every partitioned table has its partitions for this month and {} ahead\n",
+                    args.ahead
+                ))?;
+            }
+            return Ok(());
+        }
+        let detail: Vec<String> = missing.iter().map(|m| format!("{}: {}", m.table, m.months.join(", "))).collect();
+        return Err(anyhow::anyhow!(
+            "partitions missing for the current month or the {} ahead (inserts dated then will fail): {}; run \
+             `recommend-db partitions` to create them",
+            args.ahead,
+            detail.join("; ")
+        ));
+    }
     let partitions = recommend_db::ensure_partitions(&client, args.back, args.ahead).await?;
     match args.output {
         Output::Json => print_json(&partitions)?,
@@ -344,6 +398,9 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
         behaviors_days: args.behaviors_days,
         requests_days: args.requests_days,
         batch_size: args.batch_size,
+        exact: args.exact,
+        lock_timeout: args.lock_timeout,
+        lock_wait: args.lock_wait,
     };
     options.validate()?;
     let settings = settings(&args.connect);
@@ -362,13 +419,27 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
                             t.table.clone(),
                             p.partition.clone(),
                             p.action.to_owned(),
-                            p.rows.to_string(),
+                            if p.rows_exact { p.rows.to_string() } else { format!("~{}", p.rows) },
                             p.bytes.to_string(),
+                            p.outcome.clone().unwrap_or_else(|| "-".into()),
                         ]
                     })
                 })
                 .collect();
-            let mut text = bins::table(&["TABLE", "PARTITION", "ACTION", "ROWS", "BYTES"], &rows);
+            let mut text = bins::table(&["TABLE", "PARTITION", "ACTION", "ROWS", "BYTES", "OUTCOME"], &rows);
+            for table in &report.leftovers_dropped {
+                text.push_str(&format!("Dropped {table}, detached by an earlier run\n"));
+            }
+            if report
+                .tables
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.outcome.as_deref().is_some_and(|o| o.contains("pending")))
+            {
+                text.push_str(
+                    "Some partitions wait for long transactions (a backup?) to end; the next cleanup finishes them\n",
+                );
+            }
             let verb = if report.report_only { "Would remove" } else { "Removed" };
             text.push_str(&format!(
                 "{verb} {} row(s); {} byte(s) freed by dropped partitions ({:.1} s)\n",

@@ -6,3 +6,4 @@ mod datastores_cli;
 mod pg_backup_cli;
 mod pg_migrate_cli;
 mod recommend_db_cli;
+mod secrets;

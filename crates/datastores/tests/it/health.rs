@@ -6,7 +6,8 @@ use datastores::{Datastore, DatastoresConfig, Settings, Source, Status};
 async fn every_stack_datastore_is_healthy_with_a_version() {
     let settings = testkit::settings();
     let config = testkit::expect_up(DatastoresConfig::from_settings(&settings));
-    let reports = datastores::check(&config, &Datastore::ALL, Duration::from_secs(20)).await;
+    let reports =
+        datastores::check(&config, &Datastore::ALL, &datastores::CheckOptions::new(Duration::from_secs(20))).await;
     for report in &reports {
         if report.datastore == Datastore::Weaviate && !settings.is_set("WEAVIATE_URL") {
             assert_eq!(report.status, Status::NotConfigured);
@@ -35,6 +36,7 @@ async fn configuration_errors_are_all_reported_together() {
 #[tokio::test]
 async fn unconfigured_datastores_cause_no_traffic() {
     let config = DatastoresConfig::from_settings(&Settings::new()).unwrap();
-    let reports = datastores::check(&config, &Datastore::ALL, Duration::from_millis(10)).await;
+    let reports =
+        datastores::check(&config, &Datastore::ALL, &datastores::CheckOptions::new(Duration::from_millis(10))).await;
     assert!(reports.iter().all(|r| r.status == Status::NotConfigured && r.endpoint.is_none()));
 }

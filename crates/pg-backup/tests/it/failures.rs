@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use pg_backup::{Error, Retention, Selector, Stores, Tools, VerifyOptions};
+use pg_backup::{Error, Retention, Selector, Stores, Tier, Tools, VerifyOptions};
 use testkit::{PrivateS3, TestDatabase, TestS3Prefix};
 
 use crate::{big_database, options, tools};
@@ -12,6 +12,7 @@ fn verify_options(stores: Stores, selector: Selector) -> VerifyOptions {
         selector,
         compare: false,
         checksums: false,
+        against_live: false,
         jobs: 1,
         maintenance_work_mem: "64MB".into(),
         tools: tools(),
@@ -46,6 +47,7 @@ async fn one_flipped_byte_fails_verify_and_blocks_restore() {
         clean: false,
         yes: false,
         terminate: false,
+        drop_old: false,
         no_owner: false,
         maintenance_work_mem: pg_backup::DEFAULT_MAINTENANCE_WORK_MEM.into(),
         tools: tools(),
@@ -179,28 +181,40 @@ async fn bad_inputs_are_named_and_change_nothing() {
     assert!(err.contains("no backup with id nope_20200101T000000Z"), "{err}");
 }
 
-/// Backups with fake dates: copies of one real backup's manifest and artifact.
-async fn history(dir: &std::path::Path, s3: &TestS3Prefix, source: &TestDatabase, days: &[&str]) -> Vec<String> {
+/// Backups with fake dates and tiers: copies of one real backup's manifest and artifact, in
+/// each tier's folder, on disk and in the bucket. `cluster` overrides the system identifier.
+async fn history(
+    dir: &std::path::Path,
+    s3: &TestS3Prefix,
+    source: &TestDatabase,
+    days: &[(&str, Tier)],
+    cluster: Option<&str>,
+) -> Vec<String> {
     let real = pg_backup::backup(&source.config, &options(Some(dir.into()), Some(s3.config.clone())), &mut |_| {})
         .await
         .unwrap();
     let s3_client = s3.config.client().await;
     let mut ids = Vec::new();
-    for day in days {
+    for (day, tier) in days {
         let at: DateTime<Utc> = DateTime::parse_from_rfc3339(&format!("{day}T02:00:00Z")).unwrap().with_timezone(&Utc);
         let mut manifest = real.clone();
         manifest.id = pg_backup::backup_id(&manifest.database, at);
         manifest.artifact = pg_backup::artifact_name(&manifest.id, manifest.format, manifest.compression);
         manifest.finished_at = at;
-        let folder = dir.join("daily");
-        std::fs::copy(folder.join(&real.artifact), folder.join(&manifest.artifact)).unwrap();
+        manifest.tier = *tier;
+        if let Some(other) = cluster {
+            manifest.system_identifier = Some(other.to_owned());
+        }
+        let folder = dir.join(tier.as_str());
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(dir.join("daily").join(&real.artifact), folder.join(&manifest.artifact)).unwrap();
         let json = serde_json::to_vec(&manifest).unwrap();
         std::fs::write(folder.join(manifest.manifest_name()), &json).unwrap();
         for (name, body) in [(manifest.manifest_name(), json.clone()), (manifest.artifact.clone(), b"x".to_vec())] {
             s3_client
                 .put_object()
                 .bucket(&s3.config.bucket)
-                .key(s3.config.key(&format!("daily/{name}")))
+                .key(s3.config.key(&format!("{}/{name}", tier.as_str())))
                 .body(body.into())
                 .send()
                 .await
@@ -214,26 +228,69 @@ async fn history(dir: &std::path::Path, s3: &TestS3Prefix, source: &TestDatabase
 }
 
 #[tokio::test]
-async fn prune_keeps_the_retention_set_everywhere() {
+async fn prune_keeps_each_tier_for_its_own_period_everywhere() {
     let source = big_database(1).await;
     let dir = tempfile::tempdir().unwrap();
     let s3 = TestS3Prefix::new();
-    let ids = history(dir.path(), &s3, &source, &["2025-01-31", "2025-02-28", "2025-12-31", "2026-01-15"]).await;
+    let days = [
+        ("2025-01-01", Tier::Monthly),
+        ("2025-12-01", Tier::Monthly),
+        ("2026-01-01", Tier::Monthly),
+        ("2026-01-31", Tier::Daily),
+        ("2026-02-09", Tier::Daily),
+    ];
+    let ids = history(dir.path(), &s3, &source, &days, None).await;
     let stores = Stores { local_dir: Some(dir.path().into()), s3: Some(s3.config.clone()) };
     let now = DateTime::parse_from_rfc3339("2026-02-10T12:00:00Z").unwrap().with_timezone(&Utc);
     let retention = Retention { daily: 7, weekly: 0, monthly: 2 };
+    let cluster = pg_backup::Cluster::of(&source.config).await.unwrap();
 
-    let dry = pg_backup::prune(&stores, &source.name, retention, now, true).await.unwrap();
+    let dry = pg_backup::prune(&stores, &cluster, retention, now, true).await.unwrap();
     assert_eq!(pg_backup::list(&stores).await.unwrap().len(), ids.len(), "a dry run deletes nothing");
-    let done = pg_backup::prune(&stores, &source.name, retention, now, false).await.unwrap();
+    let done = pg_backup::prune(&stores, &cluster, retention, now, false).await.unwrap();
     assert_eq!(dry.deleted, done.deleted);
     let left: Vec<String> = pg_backup::list(&stores).await.unwrap().into_iter().map(|l| l.id).collect();
-    // February 2026 and January 2026 are the two months kept; older ones go, locally and in S3.
-    assert!(
-        left.contains(&ids[3]) && !left.contains(&ids[0]) && !left.contains(&ids[1]) && !left.contains(&ids[2]),
-        "{left:?}"
-    );
+    // The monthly backup of January 2026 lives on while the daily of 31 January goes: each tier
+    // by its own backups. December's monthly is two months old; the 2025 ones are older.
+    assert_eq!(left, [ids[2].clone(), ids[4].clone(), ids[5].clone()], "{left:?}");
     assert_eq!(done.deleted.len(), 6, "three old backups, in both stores: {:?}", done.deleted);
+}
+
+#[tokio::test]
+async fn prune_never_touches_another_clusters_backups_of_the_same_database() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = TestS3Prefix::new();
+    // Old backups of a database of the same name in another cluster, sharing the store.
+    let theirs =
+        history(dir.path(), &s3, &source, &[("2020-01-01", Tier::Daily), ("2020-02-01", Tier::Monthly)], Some("42"))
+            .await;
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: Some(s3.config.clone()) };
+    // And one from an older pg-backup, whose manifest names no cluster.
+    let daily = dir.path().join("daily");
+    let mut legacy: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(daily.join(pg_backup::manifest_name(&theirs[2]))).unwrap()).unwrap();
+    let legacy_id = pg_backup::backup_id(
+        &source.name,
+        DateTime::parse_from_rfc3339("2019-05-05T02:00:00Z").unwrap().with_timezone(&Utc),
+    );
+    legacy["id"] = legacy_id.clone().into();
+    legacy["finished_at"] = "2019-05-05T02:00:00Z".into();
+    legacy.as_object_mut().unwrap().remove("system_identifier");
+    std::fs::write(daily.join(pg_backup::manifest_name(&legacy_id)), serde_json::to_vec(&legacy).unwrap()).unwrap();
+
+    let cluster = pg_backup::Cluster::of(&source.config).await.unwrap();
+    assert_ne!(cluster.system_identifier, "42");
+    let report = pg_backup::prune(&stores, &cluster, Retention { daily: 1, weekly: 0, monthly: 0 }, Utc::now(), false)
+        .await
+        .unwrap();
+    assert!(report.deleted.is_empty(), "{:?}", report.deleted);
+    assert_eq!(report.other_clusters, [theirs[0].clone(), theirs[1].clone()]);
+    assert_eq!(report.unidentified, [legacy_id.clone()]);
+    let left: Vec<String> = pg_backup::list(&stores).await.unwrap().into_iter().map(|l| l.id).collect();
+    for id in [&theirs[0], &theirs[1], &legacy_id, &theirs[2]] {
+        assert!(left.contains(id), "{id} kept: {left:?}");
+    }
 }
 
 #[tokio::test]

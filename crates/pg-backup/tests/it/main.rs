@@ -4,6 +4,7 @@
 
 mod deploy;
 mod failures;
+mod restore_safety;
 mod round_trip;
 
 use std::collections::BTreeMap;
