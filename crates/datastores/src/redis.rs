@@ -53,6 +53,10 @@ pub struct RedisConfig {
     pub db: i64,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Credentials of the Sentinels themselves (`requirepass` in sentinel.conf), which may differ
+    /// from the data nodes'; none by default.
+    pub sentinel_username: Option<String>,
+    pub sentinel_password: Option<Secret>,
     pub tls: Option<RedisTls>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
@@ -79,6 +83,8 @@ impl RedisConfig {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(5),
+            sentinel_username: None,
+            sentinel_password: None,
         };
         if let Some(value) = settings.get("REDIS_URL")? {
             config.apply_url(&value)?;
@@ -106,6 +112,12 @@ impl RedisConfig {
         }
         if let Some(v) = settings.get("REDIS_PASSWORD")? {
             config.password = Some(Secret::new(v.text));
+        }
+        if let Some(v) = settings.get("REDIS_SENTINEL_USERNAME")? {
+            config.sentinel_username = Some(v.text);
+        }
+        if let Some(v) = settings.get("REDIS_SENTINEL_PASSWORD")? {
+            config.sentinel_password = Some(Secret::new(v.text));
         }
         if let Some(v) = settings.get("REDIS_DB")? {
             config.db =
@@ -185,6 +197,18 @@ impl RedisConfig {
         info
     }
 
+    /// How to log in to a Sentinel: its own credentials, not the data nodes'.
+    fn sentinel_info(&self) -> RedisConnectionInfo {
+        let mut info = RedisConnectionInfo::default();
+        if let Some(user) = &self.sentinel_username {
+            info = info.set_username(user);
+        }
+        if let Some(password) = &self.sentinel_password {
+            info = info.set_password(password.expose());
+        }
+        info
+    }
+
     fn connection_info(&self, node: &Node) -> Result<ConnectionInfo, ConnectError> {
         let addr = match &self.tls {
             None => ConnectionAddr::Tcp(node.host.clone(), node.port),
@@ -254,7 +278,10 @@ impl RedisConfig {
                     Ok(RedisConnection::Single(connection))
                 }
                 Topology::Sentinel { master, sentinels } => {
-                    let nodes = sentinels.iter().map(|n| self.connection_info(n)).collect::<Result<Vec<_>, _>>()?;
+                    let nodes = sentinels
+                        .iter()
+                        .map(|n| Ok(self.connection_info(n)?.set_redis_settings(self.sentinel_info())))
+                        .collect::<Result<Vec<_>, ConnectError>>()?;
                     let mut node_info = redis::sentinel::SentinelNodeConnectionInfo::default()
                         .set_redis_connection_info(self.redis_info());
                     if let Some(tls) = &self.tls {
@@ -304,11 +331,14 @@ impl RedisConfig {
         let info: String = with_timeout(Datastore::Redis, &endpoint, self.response_timeout, async {
             let mut command = redis::cmd("INFO");
             command.arg("server");
-            let reply = match &mut connection {
+            let reply: Result<redis::Value, _> = match &mut connection {
                 RedisConnection::Single(c) => command.query_async(c).await,
                 RedisConnection::Cluster(c) => command.query_async(c).await,
             };
-            reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, &e))
+            let reply = reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, &e))?;
+            // A cluster answers with one reply per node; every node must answer.
+            first_text(&reply)
+                .ok_or_else(|| ConnectError::message(Datastore::Redis, &endpoint, "INFO server gave no text answer"))
         })
         .await?;
         let version = info
@@ -325,6 +355,17 @@ impl RedisConfig {
 pub enum RedisConnection {
     Single(redis::aio::MultiplexedConnection),
     Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// The text of a reply: a plain string, or the first node's answer in a cluster's map of them.
+fn first_text(value: &redis::Value) -> Option<String> {
+    match value {
+        redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        redis::Value::SimpleString(text) | redis::Value::VerbatimString { text, .. } => Some(text.clone()),
+        redis::Value::Map(entries) => entries.iter().find_map(|(_, v)| first_text(v)),
+        redis::Value::Array(items) => items.iter().find_map(first_text),
+        _ => None,
+    }
 }
 
 fn parse_nodes(value: &Value, default_port: u16) -> Result<Vec<Node>, ConfigError> {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use datastores::PostgresConfig;
+use datastores::tokio_postgres::types::Type;
 use datastores::tokio_postgres::{Client, error::ErrorPosition};
 use futures::SinkExt;
 use serde::Serialize;
@@ -29,6 +30,9 @@ struct Session {
     /// To stop a running statement when the migration lock is lost.
     cancel: datastores::tokio_postgres::CancelToken,
     pg: PostgresConfig,
+    /// Set again inside each migration's transaction: behind a transaction-pooling proxy the
+    /// session's own setting may be on another server connection.
+    search_path: String,
 }
 
 async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, MigrateError> {
@@ -45,7 +49,7 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
         }
     };
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT current_user::text, current_database()::text, current_setting('search_path'), \
              current_setting('server_version_num')::int",
             &[],
@@ -56,7 +60,7 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let path = format!("{}, {search_path}", quote_ident(&config.default_schema));
     client
-        .query_one("SELECT set_config('search_path', $1, false)", &[&path])
+        .query_typed_one("SELECT set_config('search_path', $1, false)", &[(&path, Type::TEXT)])
         .await
         .map_err(|e| MigrateError::db("cannot set the search_path", &e))?;
     if version >= 140_000 {
@@ -70,7 +74,15 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
             .map_err(|e| MigrateError::db("cannot set client_connection_check_interval", &e))?;
     }
     let cancel = client.cancel_token();
-    Ok(Session { client, user, database, application_name: pg.application_name.clone(), cancel, pg: pg.clone() })
+    Ok(Session {
+        client,
+        user,
+        database,
+        application_name: pg.application_name.clone(),
+        cancel,
+        pg: pg.clone(),
+        search_path: path,
+    })
 }
 
 impl Session {
@@ -125,12 +137,12 @@ async fn wait_for_orphans(session: &Session, lock: &MigrationLock, config: &Migr
     loop {
         let rows = session
             .client
-            .query(
+            .query_typed(
                 "SELECT pid, coalesce(extract(epoch FROM now() - query_start)::int, 0), left(query, 200) \
                  FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
                  AND pid <> $1 AND application_name = $2 AND backend_type = 'client backend' \
                  AND state NOT IN ('idle')",
-                &[&lock.pid, &session.application_name],
+                &[(&lock.pid, Type::INT4), (&session.application_name, Type::TEXT)],
             )
             .await
             .map_err(|e| MigrateError::db("cannot look for statements of an earlier migrator", &e))?;
@@ -179,10 +191,10 @@ async fn check_invalid_indexes(
         let schema = schema.unwrap_or_else(|| config.default_schema.clone());
         let row = session
             .client
-            .query_opt(
+            .query_typed_opt(
                 "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
                  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname = $2",
-                &[&name, &schema],
+                &[(&name, Type::TEXT), (&schema, Type::TEXT)],
             )
             .await
             .map_err(|e| MigrateError::db(format!("cannot look up index {name}"), &e))?;
@@ -316,9 +328,11 @@ async fn migrate_locked(
         let started = Instant::now();
         let apply = async {
             if script.transactional {
-                apply_in_transaction(&session.client, table, script, &statements, &installed_by, started).await
+                let path = &session.search_path;
+                apply_in_transaction(&session.client, table, script, &statements, &installed_by, path, started).await
             } else {
-                execute_script(&session.client, Some((table, &installed_by)), script, &statements, started).await
+                let history = Some((table, installed_by.as_str(), session.search_path.as_str()));
+                execute_script(&session.client, history, script, &statements, started).await
             }
         };
         let outcome = tokio::select! {
@@ -385,7 +399,7 @@ async fn prepare_history(
     let mut missing = Vec::new();
     for schema in &config.schemas {
         let row = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[schema])
+            .query_typed_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[(schema, Type::TEXT)])
             .await
             .map_err(|e| MigrateError::db("cannot look up schemas", &e))?;
         if !row.get::<_, bool>(0) {
@@ -439,7 +453,10 @@ async fn user_objects(client: &Client, schema: &str) -> Result<i64, MigrateError
              + (SELECT count(*) FROM pg_proc p WHERE p.pronamespace = n.oid \
                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')) \
              FROM pg_namespace n WHERE n.nspname = $1";
-    let row = client.query_opt(sql, &[&schema]).await.map_err(|e| MigrateError::db("cannot inspect the schema", &e))?;
+    let row = client
+        .query_typed_opt(sql, &[(&schema, Type::TEXT)])
+        .await
+        .map_err(|e| MigrateError::db("cannot inspect the schema", &e))?;
     Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -595,13 +612,14 @@ async fn apply_in_transaction(
     script: &Script,
     statements: &[Statement],
     installed_by: &str,
+    search_path: &str,
     started: Instant,
 ) -> Result<(), MigrateError> {
     let version = script.version().map(|v| v.as_str().to_owned());
     if statements.iter().any(|s| s.copy_data.is_some()) {
-        return execute_script(client, Some((table, installed_by)), script, statements, started).await;
+        return execute_script(client, Some((table, installed_by, search_path)), script, statements, started).await;
     }
-    let mut batch = format!("BEGIN;\n{}\n", applied_guard(table, script));
+    let mut batch = format!("BEGIN;\n{}\n", applied_guard(table, script, search_path));
     let mut starts = Vec::with_capacity(statements.len());
     let mut chars = batch.chars().count();
     for statement in statements {
@@ -653,7 +671,7 @@ const APPLIED_MEANWHILE: &str = "pg-migrate: applied meanwhile by another migrat
 /// transactions, and the transaction aborted when this migration has been applied meanwhile.
 /// This holds where advisory locks do not (behind a transaction-pooling proxy): whatever the
 /// lock says, a transactional migration never runs twice.
-fn applied_guard(table: &Table, script: &Script) -> String {
+fn applied_guard(table: &Table, script: &Script, search_path: &str) -> String {
     let t = table.qualified();
     let condition = match script.version() {
         Some(v) => format!("\"version\" = {} AND \"success\"", quote_literal(v.as_str())),
@@ -665,9 +683,10 @@ fn applied_guard(table: &Table, script: &Script) -> String {
         ),
     };
     format!(
-        "LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE;\n\
+        "SELECT set_config('search_path', {}, true);\nLOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE;\n\
          DO $pg_migrate$ BEGIN IF EXISTS (SELECT 1 FROM {t} WHERE {condition}) THEN \
-         RAISE EXCEPTION '{APPLIED_MEANWHILE}'; END IF; END $pg_migrate$;"
+         RAISE EXCEPTION '{APPLIED_MEANWHILE}'; END IF; END $pg_migrate$;",
+        quote_literal(search_path)
     )
 }
 
@@ -696,7 +715,7 @@ async fn locate_failure(client: &Client, statements: &[Statement]) -> Option<usi
 /// (and run repair).
 async fn execute_script(
     client: &Client,
-    history: Option<(&Table, &str)>,
+    history: Option<(&Table, &str, &str)>,
     script: &Script,
     statements: &[Statement],
     started: Instant,
@@ -704,15 +723,15 @@ async fn execute_script(
     let transactional = script.transactional;
     let version = script.version().map(|v| v.as_str().to_owned());
     let record = async |success: bool| match history {
-        Some((table, installed_by)) => {
+        Some((table, installed_by, _)) => {
             history::insert(client, table, &sql_row(script, installed_by, &version, millis(started), success)).await
         }
         None => Ok(()),
     };
     if transactional {
         client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
-        if let Some((table, _)) = history
-            && let Err(e) = client.batch_execute(&applied_guard(table, script)).await
+        if let Some((table, _, search_path)) = history
+            && let Err(e) = client.batch_execute(&applied_guard(table, script, search_path)).await
         {
             let _ = client.batch_execute("ROLLBACK").await;
             if is_applied_meanwhile(&e) {
@@ -895,11 +914,11 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
     client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
     for schema in &config.schemas {
         let row = client
-            .query_opt(
+            .query_typed_opt(
                 "SELECT r.rolname::text, coalesce(obj_description(n.oid, 'pg_namespace'), ''), \
                  (SELECT count(*) FROM pg_class c WHERE c.relnamespace = n.oid) FROM pg_namespace n \
                  JOIN pg_roles r ON r.oid = n.nspowner WHERE nspname = $1",
-                &[schema],
+                &[(schema, Type::TEXT)],
             )
             .await
             .map_err(|e| MigrateError::db("cannot inspect schemas", &e))?;
@@ -917,11 +936,11 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
         }
         // Keep the schema itself as it was: owner, privileges, comment.
         let grants = client
-            .query(
+            .query_typed(
                 "SELECT r.rolname::text, a.privilege_type, a.is_grantable \
                  FROM pg_namespace n CROSS JOIN aclexplode(n.nspacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee \
                  WHERE n.nspname = $1",
-                &[schema],
+                &[(schema, Type::TEXT)],
             )
             .await
             .map_err(|e| MigrateError::db("cannot read schema privileges", &e))?;

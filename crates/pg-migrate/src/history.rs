@@ -2,6 +2,7 @@
 //! migrated by Flyway can be taken over by pg-migrate and the other way round.
 
 use chrono::NaiveDateTime;
+use datastores::tokio_postgres::types::Type;
 use datastores::tokio_postgres::{Client, GenericClient, Row};
 
 use crate::error::MigrateError;
@@ -135,7 +136,7 @@ impl NewRow<'_> {
 
 pub async fn exists(client: &impl GenericClient, table: &Table) -> Result<bool, MigrateError> {
     let row = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.qualified()])
+        .query_typed_one("SELECT to_regclass($1) IS NOT NULL", &[(&table.qualified(), Type::TEXT)])
         .await
         .map_err(|e| MigrateError::db(format!("cannot look for the history table {}", table.qualified()), &e))?;
     Ok(row.get(0))
@@ -159,7 +160,7 @@ pub async fn read(client: &impl GenericClient, table: &Table) -> Result<Vec<Appl
         table.qualified()
     );
     let rows = client
-        .query(&sql, &[])
+        .query_typed(&sql, &[])
         .await
         .map_err(|e| MigrateError::db(format!("cannot read the history table {}", table.qualified()), &e))?;
     rows.iter().map(|r| Applied::from_row(r, table)).collect()
@@ -172,17 +173,17 @@ pub async fn insert(client: &impl GenericClient, table: &Table, row: &NewRow<'_>
         t = table.qualified()
     );
     client
-        .execute(
+        .query_typed(
             &sql,
             &[
-                &row.version,
-                &row.description,
-                &row.kind,
-                &row.script,
-                &row.checksum,
-                &row.installed_by,
-                &row.execution_time,
-                &row.success,
+                (&row.version, Type::VARCHAR),
+                (&row.description, Type::VARCHAR),
+                (&row.kind, Type::VARCHAR),
+                (&row.script, Type::VARCHAR),
+                (&row.checksum, Type::INT4),
+                (&row.installed_by, Type::VARCHAR),
+                (&row.execution_time, Type::INT4),
+                (&row.success, Type::BOOL),
             ],
         )
         .await
@@ -204,7 +205,7 @@ pub async fn insert_schema_marker(
         table.qualified()
     );
     client
-        .execute(&sql, &[&TYPE_SCHEMA, &names, &user])
+        .query_typed(&sql, &[(&TYPE_SCHEMA, Type::VARCHAR), (&names, Type::VARCHAR), (&user, Type::VARCHAR)])
         .await
         .map_err(|e| MigrateError::db("cannot record the created schemas", &e))?;
     Ok(())
@@ -212,7 +213,10 @@ pub async fn insert_schema_marker(
 
 pub async fn delete_failed(client: &impl GenericClient, table: &Table) -> Result<u64, MigrateError> {
     let sql = format!("DELETE FROM {} WHERE NOT success", table.qualified());
-    client.execute(&sql, &[]).await.map_err(|e| MigrateError::db("cannot remove failed migrations", &e))
+    let sql = format!("WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone");
+    let row =
+        client.query_typed_one(&sql, &[]).await.map_err(|e| MigrateError::db("cannot remove failed migrations", &e))?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
 
 pub async fn realign(
@@ -228,7 +232,10 @@ pub async fn realign(
         table.qualified()
     );
     client
-        .execute(&sql, &[&rank, &description, &kind, &checksum])
+        .query_typed(
+            &sql,
+            &[(&rank, Type::INT4), (&description, Type::VARCHAR), (&kind, Type::VARCHAR), (&checksum, Type::INT4)],
+        )
         .await
         .map_err(|e| MigrateError::db("cannot update the history table", &e))?;
     Ok(())

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use datastores::PostgresConfig;
 use datastores::tokio_postgres::Client;
+use datastores::tokio_postgres::types::Type;
 
 use crate::error::{LockHolder, MigrateError};
 use crate::history::Table;
@@ -40,13 +41,13 @@ impl MigrationLock {
         let mut announced = false;
         loop {
             let row = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+                .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])
                 .await
                 .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
             if row.get::<_, bool>(0) {
-                let warning = check_visible(&client, key).await?;
+                let warning = check_visible(pg, &client, key).await?;
                 let pid: i32 = client
-                    .query_one("SELECT pg_backend_pid()", &[])
+                    .query_typed_one("SELECT pg_backend_pid()", &[])
                     .await
                     .map_err(|e| MigrateError::db("cannot read the lock session", &e))?
                     .get(0);
@@ -81,7 +82,7 @@ impl MigrationLock {
 
     pub async fn release(self) -> Result<(), MigrateError> {
         self.client
-            .query_one("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .query_typed_one("SELECT pg_advisory_unlock($1)", &[(&self.key, Type::INT8)])
             .await
             .map_err(|e| MigrateError::db("cannot release the migration lock", &e))?;
         Ok(())
@@ -92,38 +93,59 @@ fn split_key(key: i64) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
 }
 
-/// Checks that this backend holds the lock. Through a transaction-pooling proxy the next
-/// statement may run on another server connection, which does not.
-async fn check_visible(client: &Client, key: i64) -> Result<Option<String>, MigrateError> {
-    let (classid, objid) = split_key(key);
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() \
-             AND classid = $1 AND objid = $2 AND objsubid = 1",
-            &[&classid, &objid],
-        )
+/// Checks that this session's server connection holds the lock. Through a transaction-pooling
+/// proxy each statement may run on another server connection, which does not. To tell for sure,
+/// a second connection keeps a transaction open meanwhile: a proxy that pools by transaction
+/// (last used, first reused, as PgBouncer does) gives it the server connection that took the
+/// lock, and the check then runs elsewhere. A proxy whose pool has no other connection to spare
+/// is counted as pooling too.
+async fn check_visible(pg: &PostgresConfig, client: &Client, key: i64) -> Result<Option<String>, MigrateError> {
+    let probe = pg.connect().await?;
+    probe
+        .batch_execute("BEGIN; SELECT 1")
         .await
         .map_err(|e| MigrateError::db("cannot check the migration lock", &e))?;
-    if row.get::<_, i64>(0) == 1 {
+    let visible = tokio::time::timeout(Duration::from_secs(3), holds(client, key)).await;
+    let _ = probe.batch_execute("ROLLBACK").await;
+    let visible = match visible {
+        Ok(held) => held?,
+        Err(_) => false,
+    };
+    if visible {
         return Ok(None);
     }
     Ok(Some(
         "the migration lock is not held by the server connection this session uses now: the connection seems to go \
          through a transaction-pooling proxy (PgBouncer pool_mode=transaction), where advisory locks do not hold. \
-         Connect directly to PostgreSQL, or through a session-pooling port, to run migrations safely."
+         Each migration checks the history inside its own transaction, so none is applied twice, but scripts that \
+         run outside a transaction are refused. Connect directly to PostgreSQL, or through a session-pooling port."
             .into(),
     ))
+}
+
+/// Whether the server connection that answers holds the lock.
+async fn holds(client: &Client, key: i64) -> Result<bool, MigrateError> {
+    let (classid, objid) = split_key(key);
+    let row = client
+        .query_typed_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() \
+             AND classid = $1 AND objid = $2 AND objsubid = 1",
+            &[(&classid, Type::OID), (&objid, Type::OID)],
+        )
+        .await
+        .map_err(|e| MigrateError::db("cannot check the migration lock", &e))?;
+    Ok(row.get::<_, i64>(0) == 1)
 }
 
 async fn holders(client: &Client, key: i64) -> Result<Vec<LockHolder>, MigrateError> {
     let (classid, objid) = split_key(key);
     let rows = client
-        .query(
+        .query_typed(
             "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local socket'), \
              coalesce(a.state, '?') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1 \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[&classid, &objid],
+            &[(&classid, Type::OID), (&objid, Type::OID)],
         )
         .await
         .map_err(|e| MigrateError::db("cannot find the lock holder", &e))?;

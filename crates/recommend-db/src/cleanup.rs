@@ -255,12 +255,26 @@ pub async fn cleanup(
 /// `options.lock_timeout`, and attempts go on until `options.lock_wait` has passed. `Ok(false)`
 /// when the time ran out.
 async fn with_lock_retries(client: &Client, sql: &str, what: &str, options: &CleanupOptions) -> Result<bool, Error> {
+    with_lock_retries_of(client, what, options, async || Ok(sql.to_owned())).await
+}
+
+/// As [`with_lock_retries`], with the statement chosen anew for every attempt.
+async fn with_lock_retries_of(
+    client: &Client,
+    what: &str,
+    options: &CleanupOptions,
+    statement: impl AsyncFn() -> Result<String, Error>,
+) -> Result<bool, Error> {
     let deadline = Instant::now() + options.lock_wait;
     let timeout = format!("SET lock_timeout = '{}ms'", options.lock_timeout.as_millis().max(1));
     client.batch_execute(&timeout).await.map_err(|e| Error::db("cannot set lock_timeout", &e))?;
     let mut pause = Duration::from_millis(200);
     let outcome = loop {
-        match client.batch_execute(sql).await {
+        let sql = match statement().await {
+            Ok(sql) => sql,
+            Err(e) => break Err(e),
+        };
+        match client.batch_execute(&sql).await {
             Ok(()) => break Ok(true),
             Err(e) if e.code() == Some(&datastores::tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
                 if Instant::now() + pause >= deadline {
@@ -298,12 +312,16 @@ async fn detach_concurrently(
     options: &CleanupOptions,
 ) -> Result<&'static str, Error> {
     let (parent_q, partition_q) = (quote_ident(parent), quote_ident(partition));
-    let detach = if detach_pending(client, partition).await? {
-        format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} FINALIZE")
-    } else {
-        format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} CONCURRENTLY")
+    // An attempt that timed out waiting for older transactions leaves the detach pending: the
+    // next attempt finishes it instead of starting again.
+    let detach = async || -> Result<String, Error> {
+        Ok(if detach_pending(client, partition).await? {
+            format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} FINALIZE")
+        } else {
+            format!("ALTER TABLE {parent_q} DETACH PARTITION {partition_q} CONCURRENTLY")
+        })
     };
-    if !with_lock_retries(client, &detach, &format!("detach partition {partition}"), options).await? {
+    if !with_lock_retries_of(client, &format!("detach partition {partition}"), options, detach).await? {
         // The first step (the one that hides the rows from new queries) may have committed.
         return Ok(if detach_pending(client, partition).await? { "detach pending" } else { "kept: table in use" });
     }

@@ -143,3 +143,306 @@ pub fn http_get(port: u16, path: &str) -> String {
     stream.read_to_string(&mut answer).unwrap();
     answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
+
+/// Runs `program` as `nobody` when the tests run as root: PostgreSQL and PgBouncer refuse root.
+pub fn as_server_user(program: &Path) -> Command {
+    if is_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+/// Gives `path` (recursively) to the server user, when running as root.
+pub fn give_to_server_user(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown").args(["-R", "nobody:nogroup"]).arg(path).status().unwrap();
+        assert!(status.success(), "chown {}", path.display());
+    }
+}
+
+fn run_checked(mut command: Command, what: &str) {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A PostgreSQL server of the test's own, from `bin_dir` (the stack's PostgreSQL 18, or
+/// Debian's 15), trusting connections from 127.0.0.1. With `tls`, it serves TLS only:
+/// connections without it are rejected.
+#[derive(Debug)]
+pub struct TestPostgres {
+    pub port: u16,
+    pub bin_dir: PathBuf,
+    daemon: Daemon,
+    _scratch: Scratch,
+}
+
+impl TestPostgres {
+    pub fn start(bin_dir: &Path, tls: Option<&crate::tls::ServerFiles>) -> TestPostgres {
+        let scratch = Scratch::new("pg");
+        let data = scratch.path.join("data");
+        give_to_server_user(&scratch.path);
+        let mut initdb = as_server_user(&bin_dir.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-instructions",
+        ]);
+        run_checked(initdb, "initdb");
+        let port = closed_port();
+        let mut settings = vec![
+            "listen_addresses=127.0.0.1".to_owned(),
+            format!("unix_socket_directories={}", scratch.path.display()),
+            "fsync=off".to_owned(),
+            "log_connections=on".to_owned(),
+        ];
+        if let Some(tls) = tls {
+            std::fs::copy(&tls.cert, data.join("server.crt")).unwrap();
+            std::fs::copy(&tls.key, data.join("server.key")).unwrap();
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            give_to_server_user(&data);
+            settings.extend(["ssl=on", "ssl_cert_file=server.crt", "ssl_key_file=server.key"].map(String::from));
+        }
+        let mut postgres = as_server_user(&bin_dir.join("postgres"));
+        postgres.arg("-D").arg(&data).args(["-p", &port.to_string()]);
+        for setting in settings {
+            postgres.arg("-c").arg(setting);
+        }
+        let daemon = Daemon::spawn("postgres", postgres, &scratch.path, port);
+        TestPostgres { port, bin_dir: bin_dir.to_owned(), daemon, _scratch: scratch }
+    }
+
+    /// A configuration for this server as its superuser.
+    pub fn config(&self, host: &str) -> datastores::PostgresConfig {
+        let mut config = datastores::PostgresConfig::new(host);
+        config.port = self.port;
+        config.connect_timeout = Duration::from_secs(10);
+        config
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log_text()
+    }
+}
+
+/// Options for a Redis server of the test's own.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    pub password: Option<String>,
+    pub tls: Option<crate::tls::ServerFiles>,
+    /// More `redis.conf` lines.
+    pub extra: Vec<String>,
+}
+
+/// A Redis server (Debian's `redis-server`) of the test's own.
+#[derive(Debug)]
+pub struct TestRedis {
+    pub port: u16,
+    pub daemon: Daemon,
+    _scratch: Scratch,
+}
+
+impl TestRedis {
+    pub fn start(options: &RedisOptions) -> TestRedis {
+        let scratch = Scratch::new("redis");
+        let port = closed_port();
+        let mut conf = vec![
+            "bind 127.0.0.1".to_owned(),
+            "save \"\"".to_owned(),
+            "appendonly no".to_owned(),
+            format!("dir {}", scratch.path.display()),
+        ];
+        match &options.tls {
+            Some(tls) => conf.extend([
+                "port 0".to_owned(),
+                format!("tls-port {port}"),
+                format!("tls-cert-file {}", tls.cert.display()),
+                format!("tls-key-file {}", tls.key.display()),
+                format!("tls-ca-cert-file {}", tls.ca.display()),
+                "tls-auth-clients no".to_owned(),
+                "tls-replication yes".to_owned(),
+            ]),
+            None => conf.push(format!("port {port}")),
+        }
+        if let Some(password) = &options.password {
+            conf.push(format!("requirepass {password}"));
+            conf.push(format!("masterauth {password}"));
+        }
+        conf.extend(options.extra.iter().cloned());
+        let file = scratch.path.join("redis.conf");
+        std::fs::write(&file, conf.join("\n") + "\n").unwrap();
+        let mut command = Command::new(program("redis-server", "redis-server"));
+        command.arg(&file);
+        let daemon = Daemon::spawn("redis", command, &scratch.path, port);
+        TestRedis { port, daemon, _scratch: scratch }
+    }
+
+    /// Runs `redis-cli` against this server (the password, if any, through REDISCLI_AUTH).
+    pub fn cli(&self, password: Option<&str>, args: &[&str]) -> String {
+        redis_cli(self.port, password, args)
+    }
+}
+
+/// Runs `redis-cli -p PORT ARGS` and returns its output.
+pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new(program("redis-cli", "redis-tools"));
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args);
+    match password {
+        Some(p) => command.env("REDISCLI_AUTH", p),
+        None => command.env_remove("REDISCLI_AUTH"),
+    };
+    let output = command.output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// One master, one replica and a Sentinel watching them, all on loopback.
+#[derive(Debug)]
+pub struct TestSentinel {
+    pub master: TestRedis,
+    pub replica: TestRedis,
+    pub sentinel_port: u16,
+    pub name: String,
+    pub password: String,
+    _sentinel: Daemon,
+    _scratch: Scratch,
+}
+
+impl TestSentinel {
+    pub fn start() -> TestSentinel {
+        let password = unique_name("pw");
+        let options = RedisOptions { password: Some(password.clone()), ..RedisOptions::default() };
+        let master = TestRedis::start(&options);
+        let replica = TestRedis::start(&RedisOptions {
+            extra: vec![format!("replicaof 127.0.0.1 {}", master.port)],
+            ..options.clone()
+        });
+        let scratch = Scratch::new("sentinel");
+        let port = closed_port();
+        let name = "mymaster".to_owned();
+        let conf = format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n\
+             sentinel auth-pass {name} {password}\nsentinel down-after-milliseconds {name} 1000\n\
+             sentinel failover-timeout {name} 5000\n",
+            scratch.path.display(),
+            master.port
+        );
+        let file = scratch.path.join("sentinel.conf");
+        std::fs::write(&file, conf).unwrap();
+        let mut command = Command::new(program("redis-sentinel", "redis-sentinel"));
+        command.arg(&file);
+        let sentinel = Daemon::spawn("sentinel", command, &scratch.path, port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The replica has synced and the Sentinel knows it.
+        while !(replica.cli(Some(&password), &["info", "replication"]).contains("master_link_status:up")
+            && redis_cli(port, None, &["sentinel", "replicas", &name]).contains(&replica.port.to_string()))
+        {
+            assert!(Instant::now() < deadline, "the replica did not sync or the Sentinel did not see it");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        TestSentinel { master, replica, sentinel_port: port, name, password, _sentinel: sentinel, _scratch: scratch }
+    }
+
+    /// The port of the master the Sentinel names now.
+    pub fn current_master_port(&self) -> u16 {
+        let out = redis_cli(self.sentinel_port, None, &["sentinel", "get-master-addr-by-name", &self.name]);
+        out.lines().nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+/// A Redis Cluster of three masters on loopback.
+#[derive(Debug)]
+pub struct TestRedisCluster {
+    pub nodes: Vec<TestRedis>,
+    pub password: String,
+}
+
+impl TestRedisCluster {
+    pub fn start() -> TestRedisCluster {
+        let password = unique_name("pw");
+        let nodes: Vec<TestRedis> = (0..3)
+            .map(|_| {
+                TestRedis::start(&RedisOptions {
+                    password: Some(password.clone()),
+                    extra: vec![
+                        "cluster-enabled yes".into(),
+                        "cluster-config-file nodes.conf".into(),
+                        "cluster-node-timeout 2000".into(),
+                    ],
+                    ..RedisOptions::default()
+                })
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.push("--cluster-yes");
+        let out = redis_cli(nodes[0].port, Some(&password), &args);
+        assert!(out.contains("[OK] All 16384 slots covered"), "cluster create: {out}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !nodes.iter().all(|n| n.cli(Some(&password), &["cluster", "info"]).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the cluster did not become ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        TestRedisCluster { nodes, password }
+    }
+}
+
+/// PgBouncer (Debian's) in front of a PostgreSQL server, in `pool_mode`.
+#[derive(Debug)]
+pub struct TestPgBouncer {
+    pub port: u16,
+    _daemon: Daemon,
+    _scratch: Scratch,
+}
+
+impl TestPgBouncer {
+    /// Pools connections to `upstream` for its user, whose password it reads from a userlist.
+    pub fn start(upstream: &datastores::PostgresConfig, pool_mode: &str) -> TestPgBouncer {
+        let scratch = Scratch::new("pgbouncer");
+        let port = closed_port();
+        let password = upstream.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
+        let userlist = scratch.path.join("userlist.txt");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&userlist).unwrap();
+            write!(file, "\"{}\" \"{}\"\n", upstream.user, password.replace('"', "\"\"")).unwrap();
+        }
+        let ini = format!(
+            "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+             unix_socket_dir =\nauth_type = plain\nauth_file = {}\npool_mode = {pool_mode}\n\
+             max_client_conn = 200\ndefault_pool_size = 4\nignore_startup_parameters = extra_float_digits,options\n",
+            upstream.host,
+            upstream.port,
+            userlist.display(),
+        );
+        let file = scratch.path.join("pgbouncer.ini");
+        std::fs::write(&file, ini).unwrap();
+        give_to_server_user(&scratch.path);
+        let mut command = as_server_user(&program("pgbouncer", "pgbouncer"));
+        command.arg(&file);
+        let daemon = Daemon::spawn("pgbouncer", command, &scratch.path, port);
+        TestPgBouncer { port, _daemon: daemon, _scratch: scratch }
+    }
+}

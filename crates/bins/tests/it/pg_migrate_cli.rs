@@ -305,3 +305,89 @@ async fn validate_and_lint_exit_codes() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("ALTER TABLE users ADD COLUMN note text;"));
     assert_eq!(scalar(&db, "SELECT count(*) FROM flyway_schema_history").await, 1, "a dry run changes nothing");
 }
+
+/// Scripts refused before anything runs are bad input (exit 2); with --output json a failure
+/// still prints JSON on stdout.
+#[tokio::test]
+async fn refused_scripts_exit_2_and_json_failures_print_json() {
+    let db = TestDatabase::create().await;
+    for (script, expected) in [
+        ("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1;", "unterminated dollar-quoted string"),
+        ("CREATE TABLE t (owner text DEFAULT '${unset_placeholder}');", "unset_placeholder"),
+        ("CREATE TABLE t (id int);\nCREATE INDEX CONCURRENTLY t_id ON t (id);", "mixes"),
+    ] {
+        let dir = project(&db, &[("V1__bad.sql", script)]);
+        let output = pg_migrate().current_dir(dir.path()).args(["migrate", "--output", "json"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{script}: {stderr}");
+        assert!(stderr.contains(expected), "{script}: {stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["exit_code"], 2);
+        assert!(json["error"].as_str().unwrap().contains(expected), "{json}");
+        assert!(!has_history(&db).await, "nothing was written");
+    }
+    // A failure while running (exit 1) prints JSON too.
+    let dir = project(&db, &[("V1__fails.sql", "SELECT no_such_column FROM pg_class;")]);
+    let output = pg_migrate().current_dir(dir.path()).args(["migrate", "--output", "json"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(json["error"].as_str().unwrap().contains("no_such_column"), "{json}");
+}
+
+/// A Job evicted during CREATE INDEX CONCURRENTLY on a big table: the server stops the build
+/// when the client dies, the next run names the INVALID index it left, and with consent drops
+/// it and builds it again.
+#[tokio::test]
+async fn a_migrator_killed_during_create_index_concurrently() {
+    let db = TestDatabase::create().await;
+    db.connect()
+        .await
+        .batch_execute(
+            "CREATE SCHEMA data; CREATE TABLE data.big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 3000000) g",
+        )
+        .await
+        .unwrap();
+    let dir = project(&db, &[("V1__index.sql", "CREATE INDEX CONCURRENTLY big_v ON data.big (v);\n")]);
+    let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("pg-migrate"))
+        .current_dir(dir.path())
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env_remove("POSTGRES_HOST")
+        .env_remove("POSTGRES_PORT")
+        .env_remove("POSTGRES_DB")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let building = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY big_v%' AND state = 'active'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while scalar(&db, building).await == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "pg-migrate ended before the build started");
+        assert!(Instant::now() < deadline, "the index build never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server notices the dead client within seconds and stops the build.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while scalar(&db, building).await > 0 {
+        assert!(Instant::now() < deadline, "the build went on after its client died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let invalid = "SELECT count(*) FROM pg_index WHERE indexrelid = 'data.big_v'::regclass AND NOT indisvalid";
+    assert_eq!(scalar(&db, invalid).await, 1, "the interrupted build left an INVALID index");
+    let output = pg_migrate().current_dir(dir.path()).arg("migrate").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("big_v") && stderr.contains("INVALID") && stderr.contains("--drop-invalid-indexes"),
+        "{stderr}"
+    );
+    let output = pg_migrate().current_dir(dir.path()).args(["migrate", "--drop-invalid-indexes"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("big_v"), "the rebuild is reported: {stderr}");
+    let valid = "SELECT count(*) FROM pg_index WHERE indexrelid = 'data.big_v'::regclass AND indisvalid";
+    assert_eq!(scalar(&db, valid).await, 1);
+}

@@ -79,6 +79,20 @@ async fn init_seed_partitions_and_cleanup_end_to_end() {
     let output = run(&["seed", "--users", "30"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--clean"));
+    // --clean deletes everything: it needs --yes, and without it nothing changes.
+    let output = run(&["seed", "--users", "30", "--clean"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--yes"));
+    let output = run(&["seed", "--users", "20", "--items", "80", "--behaviors", "500", "--clean", "--yes"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // A monitor's check: nothing missing after init, something missing further ahead.
+    let output = run(&["partitions", "--check"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = run(&["partitions", "--check", "--ahead", "6"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("user_behaviors") && stderr.contains("recommend-db partitions"), "{stderr}");
 
     let output = run(&["partitions", "--ahead", "4", "--output", "json"]);
     let partitions: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -95,4 +109,37 @@ async fn init_seed_partitions_and_cleanup_end_to_end() {
     let output = run(&["cleanup", "--behaviors-days", "30"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("Removed"));
+}
+
+/// Two `init --full` at once (a retried Job and a person, a Helm hook and a CronJob) both
+/// succeed, every time.
+#[tokio::test]
+async fn concurrent_inits_both_succeed() {
+    for round in 0..5 {
+        let roles = TestRoles::new(&["owner", "app", "ro"]);
+        let name = testkit::unique_name("recommend");
+        let _db = TestDatabase::adopt(&name);
+        let spawn = || {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("recommend-db"))
+                .args(["init", "--full", "--postgres-db", &name])
+                .env_remove("DATABASE_URL")
+                .env("RECOMMEND_OWNER_ROLE", &roles.names[0])
+                .env("RECOMMEND_APP_ROLE", &roles.names[1])
+                .env("RECOMMEND_READONLY_ROLE", &roles.names[2])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "round {round}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
 }

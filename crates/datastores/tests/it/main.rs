@@ -4,6 +4,7 @@
 
 mod health;
 mod kafka;
+mod live_topologies;
 mod milvus;
 mod mongodb;
 mod postgres;

@@ -6,6 +6,7 @@ mod deploy;
 mod failures;
 mod restore_safety;
 mod round_trip;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

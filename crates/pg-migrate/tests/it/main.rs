@@ -4,6 +4,7 @@
 
 mod flows;
 mod flyway_interop;
+mod hardening;
 mod locking;
 
 use std::path::Path;
