@@ -97,7 +97,8 @@ struct Head {
 }
 
 const FORMAT_CUSTOM: u8 = 1;
-const FORMAT_DIRECTORY: u8 = 5;
+/// The directory format's `toc.dat` says 3 (pg_dump 15 to 18 write it so; 5 is accepted too).
+const FORMAT_DIRECTORY: [u8; 2] = [3, 5];
 const BLK_DATA: u8 = 1;
 const BLK_BLOBS: u8 = 3;
 
@@ -237,7 +238,7 @@ fn read_toc<R: Read>(reader: &mut Reader<R>) -> io::Result<(Head, Vec<(i64, Entr
                 reader.skip(head.off_size)?;
                 None
             }
-            FORMAT_DIRECTORY => reader.string()?,
+            f if FORMAT_DIRECTORY.contains(&f) => reader.string()?,
             other => return Err(invalid(format!("archive format {other} is not custom or directory"))),
         };
         entries.push((dump_id, Entry { desc, namespace, tag, copy_stmt, file }));
@@ -322,7 +323,7 @@ impl DirectoryToc {
     pub fn read(toc: impl Read) -> io::Result<DirectoryToc> {
         let mut reader = Reader { inner: io::BufReader::new(toc), int_size: 4 };
         let (head, entries) = read_toc(&mut reader)?;
-        if head.format != FORMAT_DIRECTORY {
+        if !FORMAT_DIRECTORY.contains(&head.format) {
             return Err(invalid("toc.dat is not a directory-format table of contents"));
         }
         Ok(DirectoryToc {

@@ -54,20 +54,34 @@ pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<Veri
         .map_err(|e| Error::io("cannot create a scratch folder", e))?;
     let path = fetch(&found, &options.stores, scratch.path()).await?;
     let mut report = VerifyReport { backup: found.name(), checks: Vec::new(), compared_with: None, tables_compared: 0 };
-    if found.manifest.is_some() {
-        check_sha256(&found, &path).await?;
-        report.checks.push("SHA-256 matches the manifest".into());
+    let checked = async {
+        if found.manifest.is_some() {
+            check_sha256(&found, &path).await?;
+            report.checks.push("SHA-256 matches the manifest".into());
+        }
+        structure(pg, &found, &path, &options.tools).await?;
+        report.checks.push(match found.format {
+            Format::Plain => "the SQL script is complete".into(),
+            _ => "pg_restore reads the archive's table of contents".into(),
+        });
+        if let Some(check) = scan_against_manifest(&found, &path).await? {
+            report.checks.push(check);
+        }
+        if options.compare {
+            compare(pg, options, &found, &path, scratch.path(), &mut report).await?;
+        }
+        Ok::<_, Error>(())
     }
-    structure(pg, &found, &path, &options.tools).await?;
-    report.checks.push(match found.format {
-        Format::Plain => "the SQL script is complete".into(),
-        _ => "pg_restore reads the archive's table of contents".into(),
-    });
-    if let Some(check) = scan_against_manifest(&found, &path).await? {
-        report.checks.push(check);
-    }
-    if options.compare {
-        compare(pg, options, &found, &path, scratch.path(), &mut report).await?;
+    .await;
+    if let Err(e) = checked {
+        // A backup that prune deleted under our feet is not a damaged backup.
+        if let (Location::Local(_), Some(manifest)) = (&found.location, &found.manifest)
+            && let Location::Local(artifact) = &found.location
+            && !artifact.with_file_name(manifest.manifest_name()).exists()
+        {
+            return Err(Error::Refused(format!("{} was deleted (pruned) while it was verified", manifest.id)));
+        }
+        return Err(e);
     }
     let method = if options.compare { "restore" } else { "structure" };
     record(&options.stores, &found, method).await?;

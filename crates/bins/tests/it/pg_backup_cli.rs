@@ -238,3 +238,102 @@ async fn backup_list_verify_and_restore_through_the_binary() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is not empty"));
 }
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    walk(dir).into_iter().filter(|p| p.contains(".partial") || p.ends_with(".lock")).collect()
+}
+
+/// Killed at random points, backups leave leftovers; `prune` and the next backup remove them,
+/// every listed backup verifies, and a live backup's files are never touched.
+#[tokio::test]
+async fn leftovers_of_killed_backups_are_swept() {
+    let db = big(20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = || {
+        StdCommand::new(assert_cmd::cargo::cargo_bin("pg-backup"))
+            .env("POSTGRES_DB", &db.name)
+            .env_remove("S3_BUCKET")
+            .args(["backup", "--no-prune", "--compress", "gzip:9", "--backup-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    for (round, delay) in [150u64, 400, 250, 700, 500, 900].into_iter().enumerate() {
+        let mut child = spawn();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+        // Backup ids have one-second resolution; let each kill have its own.
+        std::thread::sleep(Duration::from_millis(1000 - (delay % 1000).min(999) + 50 * round as u64));
+    }
+    let left = leftovers(dir.path());
+    assert!(!left.is_empty(), "the kills left partial files behind");
+
+    let output = pg_backup(&db).args(["prune", "--output", "json", "--backup-dir"]).arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let removed = report["stale_partials"].as_array().unwrap().len();
+    assert!(removed > 0, "prune reports what it removed: {report}");
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+
+    // A live backup holds its lock: prune leaves its files alone while it runs.
+    let mut live = spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !walk(dir.path()).iter().any(|p| p.ends_with(".partial")) {
+        assert!(Instant::now() < deadline, "the live backup never started writing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = pg_backup(&db).args(["prune", "--output", "json", "--backup-dir"]).arg(dir.path()).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["stale_partials"], serde_json::json!([]), "a live backup's files are not leftovers");
+    assert!(live.wait().unwrap().success(), "the live backup was not disturbed");
+
+    assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+    let output = pg_backup(&db).args(["list", "--output", "json", "--backup-dir"]).arg(dir.path()).output().unwrap();
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(!listed.is_empty());
+    for backup in &listed {
+        let id = backup["id"].as_str().unwrap();
+        let output = pg_backup(&db).args(["verify", id, "--backup-dir"]).arg(dir.path()).output().unwrap();
+        assert!(output.status.success(), "{id}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    // The next backup sweeps too.
+    let mut child = spawn();
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = child.kill();
+    child.wait().unwrap();
+    let output = pg_backup(&db).args(["backup", "--no-prune", "--backup-dir"]).arg(dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(leftovers(dir.path()).is_empty(), "{:?} {stderr}", leftovers(dir.path()));
+}
+
+/// A directory-format backup of a table file larger than the process may address: each file
+/// is streamed, never read whole.
+#[tokio::test]
+async fn directory_backups_stream_files_larger_than_the_memory_limit() {
+    let db = big(400).await;
+    let dir = tempfile::tempdir().unwrap();
+    let limit_kib = 200_000u64;
+    let output = StdCommand::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
+        .arg(assert_cmd::cargo::cargo_bin("pg-backup"))
+        .args(["backup", "--format", "directory", "--compress", "none", "--jobs", "1", "--no-prune", "--output", "json"])
+        .arg("--backup-dir")
+        .arg(dir.path())
+        .env("POSTGRES_DB", &db.name)
+        .env("MALLOC_ARENA_MAX", "2")
+        .env_remove("S3_BUCKET")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let manifest: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let largest = manifest["files"].as_array().unwrap().iter().map(|f| f["bytes"].as_u64().unwrap()).max().unwrap();
+    assert!(largest > limit_kib * 1024, "a file of {largest} bytes, larger than the limit of {limit_kib} KiB");
+    let rows = manifest["tables"].as_array().unwrap().iter().find(|t| t["name"] == "big").unwrap()["rows"].clone();
+    assert_eq!(rows, 4_000_000);
+}

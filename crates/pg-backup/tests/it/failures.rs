@@ -323,3 +323,89 @@ async fn backups_in_the_same_second_never_replace_each_other() {
         pg_backup::verify(&source.config, &verify_options(stores.clone(), Selector::Id(id.clone()))).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn verify_compares_with_the_backup_not_the_busy_database() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    pg_backup::backup(&source.config, &options(Some(dir.path().into()), None), &mut |_| {}).await.unwrap();
+    // The database moves on after the backup, as a production one does.
+    source.connect().await.batch_execute("INSERT INTO big SELECT g, 'new' FROM generate_series(1, 500) g").await.unwrap();
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    let mut opts = verify_options(stores, Selector::Latest);
+    opts.compare = true;
+    opts.checksums = true;
+    let report = pg_backup::verify(&source.config, &opts).await.unwrap();
+    assert_eq!(report.compared_with.as_deref(), Some("the manifest's exact counts"));
+    // Asked explicitly, the live comparison sees the difference.
+    opts.against_live = true;
+    let err = pg_backup::verify(&source.config, &opts).await.unwrap_err().to_string();
+    assert!(err.contains("public.big") && err.contains("10000 rows restored, 10500 expected"), "{err}");
+}
+
+#[tokio::test]
+async fn a_backup_pruned_while_it_is_verified_does_not_come_back() {
+    let source = big_database(20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = TestS3Prefix::new();
+    let ids = history(dir.path(), &s3, &source, &[("2020-01-01", Tier::Daily)], None).await;
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    let old = ids[0].clone();
+    let mut opts = verify_options(stores.clone(), Selector::Id(old.clone()));
+    opts.compare = true;
+    let config = source.config.clone();
+    let verifying = tokio::spawn(async move { pg_backup::verify(&config, &opts).await });
+    // Once the scratch restore is under way, prune deletes the old backup.
+    let admin = source.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let scratch: i64 = admin
+            .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgbackup_verify_%'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if scratch > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline && !verifying.is_finished(), "the verification never started restoring");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cluster = pg_backup::Cluster::of(&source.config).await.unwrap();
+    let report = pg_backup::prune(&stores, &cluster, Retention { daily: 1, weekly: 0, monthly: 0 }, Utc::now(), false)
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, [format!("local: {old}")]);
+    let err = verifying.await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("deleted (pruned) while it was verified"), "{err}");
+    let listed: Vec<String> = pg_backup::list(&stores).await.unwrap().into_iter().map(|l| l.id).collect();
+    assert!(!listed.contains(&old), "{listed:?}");
+    assert!(!dir.path().join("daily").join(pg_backup::manifest_name(&old)).exists(), "no manifest without its backup");
+}
+
+#[tokio::test]
+async fn the_kms_key_is_sent_with_every_upload() {
+    let source = big_database(12).await;
+    let prefix = TestS3Prefix::new();
+    let proxy = testkit::S3Proxy::record(&prefix.config);
+    let mut s3 = proxy.config.clone();
+    s3.sse = Some(datastores::Sse::Kms { key_id: Some("arn:aws:kms:us-east-1:111122223333:key/dbkit-test".into()) });
+    let mut opts = options(None, Some(s3));
+    opts.compression = pg_backup::Compression::None;
+    opts.part_size = 5 << 20;
+    pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
+    let requests = proxy.requests();
+    // The object uploads: the multipart upload's creation and the manifest's PUT.
+    let starts: Vec<_> = requests
+        .iter()
+        .filter(|r| (r.method == "POST" && r.target.contains("uploads")) || (r.method == "PUT" && !r.target.contains("partNumber")))
+        .collect();
+    assert!(starts.len() >= 2, "{requests:#?}");
+    for request in starts {
+        assert_eq!(request.header("x-amz-server-side-encryption"), Some("aws:kms"), "{request:?}");
+        assert_eq!(
+            request.header("x-amz-server-side-encryption-aws-kms-key-id"),
+            Some("arn:aws:kms:us-east-1:111122223333:key/dbkit-test"),
+            "{request:?}"
+        );
+    }
+}

@@ -125,12 +125,31 @@ async fn directory_format_dumps_and_restores_in_parallel() {
     opts.format = Format::Directory;
     let manifest = pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
     assert!(manifest.files.iter().any(|f| f.name == "toc.dat"), "{:?}", manifest.files);
+    // Every table's rows were counted and hashed from the dump's files as they were read.
+    assert!(manifest.tables.iter().all(|t| t.rows.is_some() && t.content_hash.is_some()), "{:?}", manifest.tables);
+    assert_eq!(manifest.tables.iter().find(|t| t.name == "item_embeddings").and_then(|t| t.rows), Some(120));
     let target = TestDatabase::adopt(&testkit::unique_name("restored"));
     let stores = Stores { local_dir: None, s3: Some(prefix.config.clone()) };
-    pg_backup::restore(&source.config, &restore_options(Selector::Id(manifest.id.clone()), &target.name, stores, 2))
-        .await
-        .unwrap();
+    pg_backup::restore(
+        &source.config,
+        &restore_options(Selector::Id(manifest.id.clone()), &target.name, stores.clone(), 2),
+    )
+    .await
+    .unwrap();
     assert_eq!(fingerprint(&target.config).await, fingerprint(&source.config).await);
+    let verify = VerifyOptions {
+        selector: Selector::Id(manifest.id.clone()),
+        compare: true,
+        checksums: true,
+        against_live: false,
+        jobs: 2,
+        maintenance_work_mem: "64MB".into(),
+        tools: tools(),
+        stores,
+        maintenance_db: "postgres".into(),
+    };
+    let report = pg_backup::verify(&source.config, &verify).await.unwrap();
+    assert!(report.checks.iter().any(|c| c.contains("row for row")), "{:?}", report.checks);
 }
 
 #[tokio::test]
