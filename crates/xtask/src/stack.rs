@@ -35,6 +35,9 @@ const DEBIAN_PEERS: &[(&str, &str)] = &[
     ("prometheus", "/usr/bin/promtool"),
     ("prometheus-postgres-exporter", "/usr/bin/prometheus-postgres-exporter"),
     ("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter"),
+    // The standard tools the README's restore-without-dbkit commands use.
+    ("zstd", "/usr/bin/zstd"),
+    ("jq", "/usr/bin/jq"),
 ];
 
 pub const POSTGRES_PORT: u16 = 55432;

@@ -366,7 +366,21 @@ async fn partitions(args: PartitionArgs) -> anyhow::Result<()> {
             detail.join("; ")
         ));
     }
+    // Creating the month that enters the window is routine; a nearer month missing means the
+    // job had stopped running, and inserts dated then were failing or soon would.
+    let missing = recommend_db::missing_ahead(&client, args.ahead, chrono::Utc::now()).await?;
     let partitions = recommend_db::ensure_partitions(&client, args.back, args.ahead).await?;
+    for m in &missing {
+        let overdue: Vec<&String> = m.months.iter().rev().skip(1).collect();
+        if !overdue.is_empty() {
+            let months: Vec<&str> = overdue.iter().rev().map(|s| s.as_str()).collect();
+            tracing::warn!(
+                table = %m.table,
+                months = %months.join(", "),
+                "partitions were missing for the current month or the next ones; created now"
+            );
+        }
+    }
     match args.output {
         Output::Json => print_json(&partitions)?,
         Output::Table => {

@@ -30,7 +30,7 @@ fn cronjobs_follow_the_seed_policy() {
         let pod = get(job, &["spec", "jobTemplate", "spec", "template", "spec"]);
         assert_eq!(pod["restartPolicy"], "Never");
         let container = &pod["containers"][0];
-        assert_eq!(container["image"], "dbkit/pg-backup:0.1.0", "{name}");
+        assert_eq!(container["image"], "dbkit/dbkit:0.1.0", "{name}");
         let args: Vec<&str> = container["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert_eq!(args[0], "pg-backup");
         assert!(args[1..].join(" ").starts_with(command), "{name}: {args:?}");
@@ -53,4 +53,6 @@ fn cronjobs_follow_the_seed_policy() {
     assert_eq!(config["data"]["RETENTION_DAYS"], "30");
     assert_eq!(config["data"]["RETENTION_WEEKS"], "12");
     assert_eq!(config["data"]["RETENTION_MONTHS"], "12");
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/pg-backup-cronjobs.yaml")).unwrap();
+    assert!(text.contains("each tier is judged by its own backups"), "the retention rules are stated");
 }

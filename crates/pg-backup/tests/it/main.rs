@@ -7,6 +7,7 @@ mod failures;
 mod restore_safety;
 mod round_trip;
 mod tls;
+mod without_dbkit;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

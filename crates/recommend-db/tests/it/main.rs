@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cleanup;
+mod deploy;
 mod init;
 mod schema;
 mod seed;
