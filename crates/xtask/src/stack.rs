@@ -35,6 +35,8 @@ const DEBIAN_PEERS: &[(&str, &str)] = &[
     ("prometheus", "/usr/bin/promtool"),
     ("prometheus-postgres-exporter", "/usr/bin/prometheus-postgres-exporter"),
     ("prometheus-redis-exporter", "/usr/bin/prometheus-redis-exporter"),
+    // TLS tests: the wheel's PostgreSQL has no SSL; Debian's 15 (server and client tools) has.
+    ("postgresql-15", "/usr/lib/postgresql/15/bin/postgres"),
     // The standard tools the README's restore-without-dbkit commands use.
     ("zstd", "/usr/bin/zstd"),
     ("jq", "/usr/bin/jq"),
