@@ -427,7 +427,7 @@ impl TestPgBouncer {
             use std::os::unix::fs::OpenOptionsExt;
             let mut file =
                 std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&userlist).unwrap();
-            write!(file, "\"{}\" \"{}\"\n", upstream.user, password.replace('"', "\"\"")).unwrap();
+            writeln!(file, "\"{}\" \"{}\"", upstream.user, password.replace('"', "\"\"")).unwrap();
         }
         let ini = format!(
             "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\

@@ -322,7 +322,18 @@ async fn directory_backups_stream_files_larger_than_the_memory_limit() {
         .arg("-c")
         .arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\""))
         .arg(assert_cmd::cargo::cargo_bin("pg-backup"))
-        .args(["backup", "--format", "directory", "--compress", "none", "--jobs", "1", "--no-prune", "--output", "json"])
+        .args([
+            "backup",
+            "--format",
+            "directory",
+            "--compress",
+            "none",
+            "--jobs",
+            "1",
+            "--no-prune",
+            "--output",
+            "json",
+        ])
         .arg("--backup-dir")
         .arg(dir.path())
         .env("POSTGRES_DB", &db.name)

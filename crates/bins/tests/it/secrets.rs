@@ -72,7 +72,9 @@ fn no_binary_prints_a_secret_when_everything_fails() {
     let backups = dir.path().join("backups");
     let backups = backups.to_str().unwrap();
     let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
-    let runs: Vec<(&str, Vec<&str>, Vec<(&str, &str)>)> = vec![
+    /// A binary, its arguments, and variables of its own.
+    type Run<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let runs: Vec<Run> = vec![
         ("datastores", vec!["health", "--write-probe"], vec![]),
         ("pg-migrate", vec!["info"], vec![("FLYWAY_LOCATIONS", migrations)]),
         ("recommend-db", vec!["init", "--full"], vec![]),

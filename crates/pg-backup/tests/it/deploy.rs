@@ -53,6 +53,9 @@ fn cronjobs_follow_the_seed_policy() {
     assert_eq!(config["data"]["RETENTION_DAYS"], "30");
     assert_eq!(config["data"]["RETENTION_WEEKS"], "12");
     assert_eq!(config["data"]["RETENTION_MONTHS"], "12");
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/pg-backup-cronjobs.yaml")).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/pg-backup-cronjobs.yaml"),
+    )
+    .unwrap();
     assert!(text.contains("each tier is judged by its own backups"), "the retention rules are stated");
 }

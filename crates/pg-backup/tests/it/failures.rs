@@ -286,7 +286,7 @@ async fn prune_never_touches_another_clusters_backups_of_the_same_database() {
         .unwrap();
     assert!(report.deleted.is_empty(), "{:?}", report.deleted);
     assert_eq!(report.other_clusters, [theirs[0].clone(), theirs[1].clone()]);
-    assert_eq!(report.unidentified, [legacy_id.clone()]);
+    assert_eq!(report.unidentified, std::slice::from_ref(&legacy_id));
     let left: Vec<String> = pg_backup::list(&stores).await.unwrap().into_iter().map(|l| l.id).collect();
     for id in [&theirs[0], &theirs[1], &legacy_id, &theirs[2]] {
         assert!(left.contains(id), "{id} kept: {left:?}");
@@ -330,7 +330,12 @@ async fn verify_compares_with_the_backup_not_the_busy_database() {
     let dir = tempfile::tempdir().unwrap();
     pg_backup::backup(&source.config, &options(Some(dir.path().into()), None), &mut |_| {}).await.unwrap();
     // The database moves on after the backup, as a production one does.
-    source.connect().await.batch_execute("INSERT INTO big SELECT g, 'new' FROM generate_series(1, 500) g").await.unwrap();
+    source
+        .connect()
+        .await
+        .batch_execute("INSERT INTO big SELECT g, 'new' FROM generate_series(1, 500) g")
+        .await
+        .unwrap();
     let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
     let mut opts = verify_options(stores, Selector::Latest);
     opts.compare = true;
@@ -397,7 +402,10 @@ async fn the_kms_key_is_sent_with_every_upload() {
     // The object uploads: the multipart upload's creation and the manifest's PUT.
     let starts: Vec<_> = requests
         .iter()
-        .filter(|r| (r.method == "POST" && r.target.contains("uploads")) || (r.method == "PUT" && !r.target.contains("partNumber")))
+        .filter(|r| {
+            (r.method == "POST" && r.target.contains("uploads"))
+                || (r.method == "PUT" && !r.target.contains("partNumber"))
+        })
         .collect();
     assert!(starts.len() >= 2, "{requests:#?}");
     for request in starts {

@@ -86,7 +86,11 @@ async fn a_restore_that_fails_on_a_missing_role_leaves_the_target_as_it_was() {
 
     let after = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
     assert_eq!(after, before, "the target is exactly as it was");
-    assert_eq!(databases_like(&target.config, &target.name).await, [target.name.clone()], "no scratch copy is left");
+    assert_eq!(
+        databases_like(&target.config, &target.name).await,
+        std::slice::from_ref(&target.name),
+        "no scratch copy is left"
+    );
 }
 
 #[tokio::test]
@@ -133,7 +137,11 @@ async fn a_restore_whose_pg_restore_is_killed_leaves_the_target_as_it_was() {
 
     let after = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
     assert_eq!(after, before, "the target is exactly as it was");
-    assert_eq!(databases_like(&target.config, &target.name).await, [target.name.clone()], "no scratch copy is left");
+    assert_eq!(
+        databases_like(&target.config, &target.name).await,
+        std::slice::from_ref(&target.name),
+        "no scratch copy is left"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +186,7 @@ async fn a_replacing_restore_keeps_the_databases_properties_and_the_old_copy() {
     let dropped = pg_backup::prune_replaced_databases(&source.config, "postgres", &target.name, grace, later, false)
         .await
         .unwrap();
-    assert_eq!(dropped, [old.clone()]);
+    assert_eq!(dropped, std::slice::from_ref(&old));
     assert!(databases_like(&target.config, &old).await.is_empty());
 
     // --drop-old drops it at once.
@@ -186,7 +194,7 @@ async fn a_replacing_restore_keeps_the_databases_properties_and_the_old_copy() {
     drop_old.drop_old = true;
     let report = pg_backup::restore(&source.config, &drop_old).await.unwrap();
     assert!(report.dropped_old && report.replaced.is_none());
-    assert_eq!(databases_like(&target.config, &target.name).await, [target.name.clone()]);
+    assert_eq!(databases_like(&target.config, &target.name).await, std::slice::from_ref(&target.name));
 }
 
 #[tokio::test]

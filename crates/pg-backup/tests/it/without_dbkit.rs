@@ -17,7 +17,13 @@ fn readme_block(format: &str) -> String {
     readme[start..end].to_owned()
 }
 
-fn run_block(block: &str, backup: &Path, manifest: &Path, target: &str, pg: &datastores::PostgresConfig) -> std::process::Output {
+fn run_block(
+    block: &str,
+    backup: &Path,
+    manifest: &Path,
+    target: &str,
+    pg: &datastores::PostgresConfig,
+) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let passfile = dir.path().join("pgpass");
     let password = pg.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
