@@ -485,16 +485,8 @@ pub fn scan_stored(
     match format {
         Format::Custom => scan_custom(decompress(std::fs::File::open(path)?, compression)?),
         Format::Plain => {
-            let mut input = decompress(std::fs::File::open(path)?, compression)?;
             let mut scanner = PlainScanner::default();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = input.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                scanner.feed(&buf[..n]);
-            }
+            read_chunks(decompress(std::fs::File::open(path)?, compression)?, |chunk| scanner.feed(chunk))?;
             scanner.finish()
         }
         Format::Directory => {
@@ -515,20 +507,24 @@ pub fn scan_stored(
                 } else {
                     crate::manifest::Compression::None
                 };
-                let mut input = decompress(file, compression)?;
                 let mut hash = RowHash::default();
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    let n = input.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hash.feed(&buf[..n]);
-                }
+                read_chunks(decompress(file, compression)?, |chunk| hash.feed(chunk))?;
                 out.extend(toc.table_data(&name, hash));
             }
             Ok(out)
         }
+    }
+}
+
+/// Hands `input` to `each` in chunks of a megabyte.
+fn read_chunks(mut input: impl Read, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        each(&buf[..n]);
     }
 }
 

@@ -266,8 +266,8 @@ impl Drop for TestS3Prefix {
 #[derive(Debug)]
 pub struct PrivateS3 {
     pub config: S3Config,
-    child: Option<std::process::Child>,
-    _root: std::path::PathBuf,
+    daemon: servers::Daemon,
+    _scratch: servers::Scratch,
 }
 
 impl PrivateS3 {
@@ -276,26 +276,19 @@ impl PrivateS3 {
         let bin = settings.get("S3_SERVER_BIN").ok().flatten().map(|v| v.text).unwrap_or_else(|| {
             panic!("S3_SERVER_BIN is not set: tests with an S3 server of their own use the stack's.\n{HOW_TO_START}")
         });
-        let root = std::env::temp_dir().join(unique_name("s3"));
-        std::fs::create_dir_all(root.join("data").join("private")).unwrap();
+        let scratch = servers::Scratch::new("s3");
+        std::fs::create_dir_all(scratch.path.join("data").join("private")).unwrap();
         let port = closed_port();
         let secret = unique_name("secret");
-        let key_file = root.join("secret-key");
+        let key_file = scratch.path.join("secret-key");
         std::fs::write(&key_file, &secret).unwrap();
-        let child = std::process::Command::new(&bin)
+        let mut command = std::process::Command::new(&bin);
+        command
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "private"])
             .arg("--secret-key-file")
             .arg(&key_file)
-            .arg(root.join("data"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "the S3 server did not start on port {port}");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+            .arg(scratch.path.join("data"));
+        let daemon = servers::Daemon::spawn("s3", command, &scratch.path, port);
         let layer = Settings::new().layer(
             Source::Other("private S3".into()),
             [
@@ -307,22 +300,12 @@ impl PrivateS3 {
                 ("S3_TIMEOUT", "5s".to_owned()),
             ],
         );
-        PrivateS3 { config: S3Config::from_settings(&layer).unwrap(), child: Some(child), _root: root }
+        PrivateS3 { config: S3Config::from_settings(&layer).unwrap(), daemon, _scratch: scratch }
     }
 
     /// Kills the server, as an outage would.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateS3 {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self._root);
+        self.daemon.kill();
     }
 }
 

@@ -177,6 +177,17 @@ fn run_checked(mut command: Command, what: &str) {
     );
 }
 
+/// Debian's PostgreSQL 15 (`postgresql-15`): its server and client tools are built with
+/// OpenSSL, while the stack's PostgreSQL 18 (the PyPI wheel) has no SSL at all.
+pub fn debian_postgres15_bin() -> PathBuf {
+    let bin = PathBuf::from("/usr/lib/postgresql/15/bin");
+    assert!(
+        bin.join("postgres").exists() && bin.join("pg_dump").exists(),
+        "Debian's postgresql-15 is not installed: TLS tests need its SSL-enabled server and tools.\n{HOW_TO_START}"
+    );
+    bin
+}
+
 /// A PostgreSQL server of the test's own, from `bin_dir` (the stack's PostgreSQL 18, or
 /// Debian's 15), trusting connections from 127.0.0.1. With `tls`, it serves TLS only:
 /// connections without it are rejected.

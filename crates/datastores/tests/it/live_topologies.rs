@@ -8,14 +8,6 @@ use datastores::{PostgresConfig, RedisConfig, Settings, Source, SslMode};
 use testkit::servers::{RedisOptions, TestPostgres, TestRedis, TestRedisCluster, TestSentinel};
 use testkit::tls::TestCa;
 
-/// Debian's PostgreSQL 15 server: the stack's PostgreSQL 18 (the PyPI wheel) is built without
-/// SSL, so it cannot serve TLS.
-fn pg_bin() -> std::path::PathBuf {
-    let bin = std::path::PathBuf::from("/usr/lib/postgresql/15/bin");
-    assert!(bin.join("postgres").exists(), "Debian's postgresql-15 is not installed; the TLS tests need its server");
-    bin
-}
-
 fn with(mut config: PostgresConfig, mode: SslMode, root: Option<&std::path::Path>) -> PostgresConfig {
     config.sslmode = mode;
     config.sslrootcert = root.map(std::path::Path::to_owned);
@@ -31,7 +23,7 @@ async fn postgres_tls_modes_verify_as_libpq_does() {
     let files = ca.server_files(dir.path(), "server", &["localhost"]);
     let other_ca = TestCa::new("some other CA");
     let other = other_ca.server_files(dir.path(), "other", &["localhost"]);
-    let server = TestPostgres::start(&pg_bin(), Some(&files));
+    let server = TestPostgres::start(&testkit::servers::debian_postgres15_bin(), Some(&files));
     let by_ip = server.config("127.0.0.1");
     let by_name = server.config("localhost");
 

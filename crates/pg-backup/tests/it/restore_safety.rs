@@ -55,6 +55,20 @@ async fn precious_target() -> TestDatabase {
     target
 }
 
+type State = (std::collections::BTreeMap<String, (i64, String)>, datastores::pgadmin::DatabaseProperties);
+
+/// The target's rows and properties.
+async fn state(target: &TestDatabase) -> State {
+    (fingerprint(&target.config).await, properties(&target.config, &target.name).await)
+}
+
+/// The target is exactly as it was, and no scratch copy is left.
+async fn assert_untouched(target: &TestDatabase, before: State) {
+    assert_eq!(state(target).await, before, "the target is exactly as it was");
+    let left = databases_like(&target.config, &target.name).await;
+    assert_eq!(left, std::slice::from_ref(&target.name), "no scratch copy is left");
+}
+
 async fn properties(pg: &PostgresConfig, name: &str) -> datastores::pgadmin::DatabaseProperties {
     let client = pg.with_dbname("postgres").connect().await.unwrap();
     datastores::pgadmin::DatabaseProperties::read(&client, name).await.unwrap().unwrap()
@@ -79,18 +93,12 @@ async fn a_restore_that_fails_on_a_missing_role_leaves_the_target_as_it_was() {
     client.batch_execute(&format!("DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\"")).await.unwrap();
 
     let target = precious_target().await;
-    let before = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
+    let before = state(&target).await;
     let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
     let err = pg_backup::restore(&source.config, &replace(&target.name, stores)).await.unwrap_err().to_string();
     assert!(err.contains(role.as_str()) && err.contains("does not exist"), "{err}");
 
-    let after = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
-    assert_eq!(after, before, "the target is exactly as it was");
-    assert_eq!(
-        databases_like(&target.config, &target.name).await,
-        std::slice::from_ref(&target.name),
-        "no scratch copy is left"
-    );
+    assert_untouched(&target, before).await;
 }
 
 #[tokio::test]
@@ -102,7 +110,7 @@ async fn a_restore_whose_pg_restore_is_killed_leaves_the_target_as_it_was() {
     pg_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
 
     let target = precious_target().await;
-    let before = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
+    let before = state(&target).await;
     let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
     let (config, restore) = (source.config.clone(), replace(&target.name, stores));
     let running = tokio::spawn(async move { pg_backup::restore(&config, &restore).await });
@@ -135,13 +143,7 @@ async fn a_restore_whose_pg_restore_is_killed_leaves_the_target_as_it_was() {
     let err = running.await.unwrap().unwrap_err().to_string();
     assert!(err.contains("pg_restore"), "{err}");
 
-    let after = (fingerprint(&target.config).await, properties(&target.config, &target.name).await);
-    assert_eq!(after, before, "the target is exactly as it was");
-    assert_eq!(
-        databases_like(&target.config, &target.name).await,
-        std::slice::from_ref(&target.name),
-        "no scratch copy is left"
-    );
+    assert_untouched(&target, before).await;
 }
 
 #[tokio::test]

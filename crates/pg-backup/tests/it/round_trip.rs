@@ -20,6 +20,21 @@ fn restore_options(selector: Selector, target: &str, stores: Stores, jobs: u32) 
     }
 }
 
+/// `verify --compare --checksums` of one backup.
+fn full_verify(id: &str, stores: Stores) -> VerifyOptions {
+    VerifyOptions {
+        selector: Selector::Id(id.to_owned()),
+        compare: true,
+        checksums: true,
+        against_live: false,
+        jobs: 2,
+        maintenance_work_mem: "256MB".into(),
+        tools: tools(),
+        stores,
+        maintenance_db: "postgres".into(),
+    }
+}
+
 #[tokio::test]
 async fn custom_format_round_trips_through_disk_and_s3() {
     let source = interesting_database().await;
@@ -65,18 +80,7 @@ async fn custom_format_round_trips_through_disk_and_s3() {
     assert_eq!(n, 5);
 
     // verify --compare --checksums against the S3 copy, recorded in its manifest.
-    let verify = VerifyOptions {
-        selector: Selector::Id(manifest.id.clone()),
-        compare: true,
-        checksums: true,
-        against_live: false,
-        jobs: 2,
-        maintenance_work_mem: "256MB".into(),
-        tools: tools(),
-        stores: stores.clone(),
-        maintenance_db: "postgres".into(),
-    };
-    let report = pg_backup::verify(&source.config, &verify).await.unwrap();
+    let report = pg_backup::verify(&source.config, &full_verify(&manifest.id, stores.clone())).await.unwrap();
     assert_eq!(report.compared_with.as_deref(), Some("the manifest's exact counts"));
     let listed = pg_backup::list(&stores).await.unwrap();
     assert!(listed.iter().any(|l| l.id == manifest.id && l.verified && l.stored_in == ["s3"]));
@@ -137,18 +141,7 @@ async fn directory_format_dumps_and_restores_in_parallel() {
     .await
     .unwrap();
     assert_eq!(fingerprint(&target.config).await, fingerprint(&source.config).await);
-    let verify = VerifyOptions {
-        selector: Selector::Id(manifest.id.clone()),
-        compare: true,
-        checksums: true,
-        against_live: false,
-        jobs: 2,
-        maintenance_work_mem: "64MB".into(),
-        tools: tools(),
-        stores,
-        maintenance_db: "postgres".into(),
-    };
-    let report = pg_backup::verify(&source.config, &verify).await.unwrap();
+    let report = pg_backup::verify(&source.config, &full_verify(&manifest.id, stores)).await.unwrap();
     assert!(report.checks.iter().any(|c| c.contains("row for row")), "{:?}", report.checks);
 }
 

@@ -1,22 +1,10 @@
 //! Backups over TLS: pg_dump and pg_restore get the same verification as the Rust side, and
 //! client tools that cannot speak TLS are refused before anything is written.
 
-use std::path::PathBuf;
-
 use datastores::SslMode;
 use pg_backup::{Selector, Stores, Tools};
 use testkit::servers::TestPostgres;
 use testkit::tls::TestCa;
-
-/// Debian's PostgreSQL 15: its client tools are built with OpenSSL (the PyPI wheel's are not).
-fn debian_15() -> PathBuf {
-    let bin = PathBuf::from("/usr/lib/postgresql/15/bin");
-    assert!(
-        bin.join("pg_dump").exists(),
-        "Debian's postgresql-15 is not installed: the TLS backup test needs its SSL-enabled client tools"
-    );
-    bin
-}
 
 #[tokio::test]
 async fn backup_and_restore_over_verified_tls() {
@@ -24,7 +12,7 @@ async fn backup_and_restore_over_verified_tls() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("dbkit test CA");
     let files = ca.server_files(dir.path(), "server", &["localhost"]);
-    let bin = debian_15();
+    let bin = testkit::servers::debian_postgres15_bin();
     let server = TestPostgres::start(&bin, Some(&files));
     let mut pg = server.config("localhost");
     pg.sslmode = SslMode::VerifyFull;
@@ -78,7 +66,7 @@ async fn tools_without_tls_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("dbkit test CA");
     let files = ca.server_files(dir.path(), "server", &["localhost"]);
-    let server = TestPostgres::start(&debian_15(), Some(&files));
+    let server = TestPostgres::start(&testkit::servers::debian_postgres15_bin(), Some(&files));
     let mut pg = server.config("localhost");
     pg.sslmode = SslMode::Require;
     let backups = dir.path().join("backups");
