@@ -272,7 +272,17 @@ async fn migrate_locked(
         for script in plan(scripts, &applied, config).pending {
             prepare(script, config, &placeholders)?;
         }
+        // In one transaction holding a transaction-level advisory lock: that lock holds even
+        // behind a transaction-pooling proxy, where two migrators may both pass the session lock.
+        let key = crate::checksum::flyway_lock_key(&table.schema, &table.name).wrapping_add(1);
+        session.client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+        session
+            .client
+            .query_typed("SELECT pg_advisory_xact_lock($1)", &[(&key, Type::INT8)])
+            .await
+            .map_err(|e| MigrateError::db("cannot lock the history table's creation", &e))?;
         prepare_history(session, config, table, &mut report).await?;
+        session.client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot create the history", &e))?;
         applied = history::read(&session.client, table).await?;
     }
     let plan = plan(scripts, &applied, config);
@@ -312,7 +322,10 @@ async fn migrate_locked(
             script.name
         )));
     }
-    wait_for_orphans(session, lock, config).await?;
+    if lock.warning.is_none() {
+        // Behind a transaction-pooling proxy other live migrators run too: nothing to wait for.
+        wait_for_orphans(session, lock, config).await?;
+    }
     for (script, statements) in prepared.iter().filter(|(s, _)| !s.transactional) {
         report.rebuilt_indexes.extend(check_invalid_indexes(session, config, script, statements).await?);
     }

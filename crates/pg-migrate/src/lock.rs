@@ -9,6 +9,11 @@
 //! the migration connection can run statements that must not be inside a transaction.
 //!
 //! The key is Flyway's for the same history table, so pg-migrate and Flyway exclude each other.
+//!
+//! Behind a transaction-pooling proxy (PgBouncer `pool_mode=transaction`) a session-level lock
+//! protects nothing, and worse, it leaks: the unlock runs on another server connection, and the
+//! pooled one keeps the lock for ever. So the proxy is detected first, and then no session lock is
+//! taken; each migration's transaction guards itself instead (see `engine::applied_guard`).
 
 use std::time::{Duration, Instant};
 
@@ -24,11 +29,12 @@ use crate::history::Table;
 pub struct MigrationLock {
     client: Client,
     key: i64,
-    /// The server process that holds the lock.
+    /// The server process that holds the lock (0 when none is held).
     pub pid: i32,
-    /// Set when the lock is not visible on the server: the connection goes through a
-    /// transaction-pooling proxy (PgBouncer), where advisory locks do not protect anything.
+    /// Set when the connection goes through a transaction-pooling proxy: then no session lock
+    /// is held, since it would protect nothing.
     pub warning: Option<String>,
+    held: bool,
 }
 
 impl MigrationLock {
@@ -36,6 +42,9 @@ impl MigrationLock {
     pub async fn acquire(pg: &PostgresConfig, table: &Table, timeout: Duration) -> Result<MigrationLock, MigrateError> {
         let key = crate::checksum::flyway_lock_key(&table.schema, &table.name);
         let client = pg.connect().await?;
+        if transaction_pooled(pg, &client).await? {
+            return Ok(MigrationLock { client, key, pid: 0, warning: Some(POOLED.into()), held: false });
+        }
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         let mut announced = false;
@@ -45,13 +54,12 @@ impl MigrationLock {
                 .await
                 .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
             if row.get::<_, bool>(0) {
-                let warning = check_visible(pg, &client, key).await?;
                 let pid: i32 = client
                     .query_typed_one("SELECT pg_backend_pid()", &[])
                     .await
                     .map_err(|e| MigrateError::db("cannot read the lock session", &e))?
                     .get(0);
-                return Ok(MigrationLock { client, key, pid, warning });
+                return Ok(MigrationLock { client, key, pid, warning: None, held: true });
             }
             if started.elapsed() >= timeout {
                 let holders = holders(&client, key).await.unwrap_or_default();
@@ -81,6 +89,9 @@ impl MigrationLock {
     }
 
     pub async fn release(self) -> Result<(), MigrateError> {
+        if !self.held {
+            return Ok(());
+        }
         self.client
             .query_typed_one("SELECT pg_advisory_unlock($1)", &[(&self.key, Type::INT8)])
             .await
@@ -93,48 +104,34 @@ fn split_key(key: i64) -> (u32, u32) {
     ((key >> 32) as u32, key as u32)
 }
 
-/// Checks that this session's server connection holds the lock. Through a transaction-pooling
-/// proxy each statement may run on another server connection, which does not. To tell for sure,
-/// a second connection keeps a transaction open meanwhile: a proxy that pools by transaction
-/// (last used, first reused, as PgBouncer does) gives it the server connection that took the
-/// lock, and the check then runs elsewhere. A proxy whose pool has no other connection to spare
-/// is counted as pooling too.
-async fn check_visible(pg: &PostgresConfig, client: &Client, key: i64) -> Result<Option<String>, MigrateError> {
-    let probe = pg.connect().await?;
-    probe
-        .batch_execute("BEGIN; SELECT 1")
-        .await
-        .map_err(|e| MigrateError::db("cannot check the migration lock", &e))?;
-    let visible = tokio::time::timeout(Duration::from_secs(3), holds(client, key)).await;
-    let _ = probe.batch_execute("ROLLBACK").await;
-    let visible = match visible {
-        Ok(held) => held?,
-        Err(_) => false,
-    };
-    if visible {
-        return Ok(None);
-    }
-    Ok(Some(
-        "the migration lock is not held by the server connection this session uses now: the connection seems to go \
-         through a transaction-pooling proxy (PgBouncer pool_mode=transaction), where advisory locks do not hold. \
-         Each migration checks the history inside its own transaction, so none is applied twice, but scripts that \
-         run outside a transaction are refused. Connect directly to PostgreSQL, or through a session-pooling port."
-            .into(),
-    ))
-}
+const POOLED: &str = "this connection goes through a transaction-pooling proxy (PgBouncer pool_mode=transaction): \
+    statements of one session run on different server connections, so the migration lock cannot hold. Each \
+    migration checks the history inside its own transaction, so none is applied twice, but scripts that run \
+    outside a transaction are refused. Connect directly to PostgreSQL, or through a session-pooling port.";
 
-/// Whether the server connection that answers holds the lock.
-async fn holds(client: &Client, key: i64) -> Result<bool, MigrateError> {
-    let (classid, objid) = split_key(key);
-    let row = client
-        .query_typed_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() \
-             AND classid = $1 AND objid = $2 AND objsubid = 1",
-            &[(&classid, Type::OID), (&objid, Type::OID)],
-        )
+/// Whether `client`'s statements may run on different server connections: a transaction-pooling
+/// proxy. A session setting is made, a second connection keeps a transaction open (a pooling
+/// proxy gives it the server connection just used, last used first reused, as PgBouncer does),
+/// and the setting is read back. A proxy with no other connection to spare counts as pooling.
+async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool, MigrateError> {
+    let token = format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    client
+        .query_typed_one("SELECT set_config('pg_migrate.session_probe', $1, false)", &[(&token, Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db("cannot check the migration lock", &e))?;
-    Ok(row.get::<_, i64>(0) == 1)
+        .map_err(|e| MigrateError::db("cannot check the session", &e))?;
+    let probe = pg.connect().await?;
+    probe.batch_execute("BEGIN; SELECT 1").await.map_err(|e| MigrateError::db("cannot check the session", &e))?;
+    let read = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.query_typed_one("SELECT current_setting('pg_migrate.session_probe', true)", &[]),
+    )
+    .await;
+    let _ = probe.batch_execute("ROLLBACK").await;
+    match read {
+        Ok(Ok(row)) => Ok(row.get::<_, Option<String>>(0).as_deref() != Some(token.as_str())),
+        Ok(Err(e)) => Err(MigrateError::db("cannot check the session", &e)),
+        Err(_) => Ok(true),
+    }
 }
 
 async fn holders(client: &Client, key: i64) -> Result<Vec<LockHolder>, MigrateError> {

@@ -203,14 +203,23 @@ pub async fn cleanup(
     let mut trimmed = Vec::new();
     for table in &mut report.tables {
         let parent = table.table.clone();
+        // A table can have one pending detach at a time: after one is left pending, the older
+        // partitions that follow wait for the next run.
+        let mut pending: Option<String> = None;
         for p in &mut table.partitions {
             match p.action {
+                "drop" if pending.is_some() => {
+                    p.outcome = Some(format!("deferred: {} is still being detached", pending.as_deref().unwrap_or("")));
+                }
                 "drop" => {
                     let outcome = if version >= 140_000 {
                         detach_concurrently(client, &parent, &p.partition, options).await?
                     } else {
                         detach_and_drop(client, &parent, &p.partition, options).await?
                     };
+                    if outcome == "detach pending" {
+                        pending = Some(p.partition.clone());
+                    }
                     p.outcome = Some(outcome.into());
                 }
                 _ => {

@@ -240,6 +240,16 @@ impl TestPostgres {
             postgres.arg("-c").arg(setting);
         }
         let daemon = Daemon::spawn("postgres", postgres, &scratch.path, port);
+        // The port opens before the server accepts sessions ("the database system is starting up").
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Command::new(bin_dir.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(Instant::now() < deadline, "PostgreSQL did not become ready:\n{}", daemon.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         TestPostgres { port, bin_dir: bin_dir.to_owned(), daemon, _scratch: scratch }
     }
 

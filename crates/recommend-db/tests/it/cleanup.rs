@@ -150,16 +150,25 @@ async fn cleanup_does_not_fail_while_a_backup_holds_its_locks() {
     let behaviours = report.tables.iter().find(|t| t.table == "user_behaviors").unwrap();
     let pending: Vec<&str> =
         behaviours.partitions.iter().filter(|p| p.action == "drop").map(|p| p.outcome.as_deref().unwrap()).collect();
-    assert!(!pending.is_empty() && pending.iter().all(|o| o.contains("pending")), "{pending:?}");
-    // New queries no longer see the old partitions' rows, though the backup still does.
-    let visible: i64 =
-        client.query_one("SELECT count(*) FROM user_behaviors WHERE created_at < $1", &[&cutoff]).await.unwrap().get(0);
+    // The oldest waits for the backup to end; the others wait their turn (one pending detach per table).
+    assert!(pending.first().is_some_and(|o| *o == "detach pending"), "{pending:?}");
+    assert!(pending.iter().skip(1).all(|o| o.starts_with("deferred")), "{pending:?}");
+    // New queries no longer see the pending partition's rows, though the backup still does.
+    let oldest = &behaviours.partitions[0];
+    let visible: i64 = client
+        .query_one("SELECT count(*) FROM user_behaviors WHERE created_at < $1", &[&oldest.range_end])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(visible, 0);
     assert!(count(&backup, "SELECT count(*) FROM user_behaviors").await > keep, "the backup's snapshot is intact");
 
     // Once the backup is over, the next run finishes the job.
     backup.batch_execute("COMMIT").await.unwrap();
     let again = recommend_db::cleanup(&client, &options, false, now).await.unwrap();
+    let left_old: i64 =
+        client.query_one("SELECT count(*) FROM user_behaviors WHERE created_at < $1", &[&cutoff]).await.unwrap().get(0);
+    assert_eq!(left_old, 0);
     for p in again.tables.iter().flat_map(|t| &t.partitions).filter(|p| p.action == "drop") {
         assert_eq!(p.outcome.as_deref(), Some("dropped"), "{p:?}");
     }
