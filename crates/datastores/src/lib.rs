@@ -37,13 +37,15 @@ mod weaviate;
 pub use crate::error::{ConfigError, ConnectError, Datastore, chain as error_chain};
 pub use crate::health::{CheckOptions, ConfigErrors, DatastoresConfig, HealthReport, Status, check, triggers};
 pub use crate::kafka::{KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol};
-pub use crate::milvus::MilvusConfig;
+pub use crate::milvus::{GrpcMetadata, MilvusConfig, MilvusGrpc};
 pub use crate::mongodb::MongoConfig;
 pub use crate::postgres::{PoolConfig, PostgresConfig, SslMode};
 pub use crate::redis::{Node as RedisNode, RedisConfig, RedisConnection, RedisTls, Topology as RedisTopology};
 pub use crate::s3::{S3Config, S3Credentials, Sse, valid_bucket_name};
 pub use crate::settings::{Origin, Secret, Settings, Source, Value, parse_bool, parse_duration};
-pub use crate::weaviate::{Meta as WeaviateMeta, WeaviateClient, WeaviateConfig};
+pub use crate::weaviate::{
+    Meta as WeaviateMeta, WeaviateClient, WeaviateConfig, error_detail as weaviate_error_detail,
+};
 
 /// Re-exported so callers use the same driver versions as this crate.
 pub use {::mongodb as mongodb_driver, ::redis as redis_driver, deadpool_postgres, rdkafka, tokio_postgres};

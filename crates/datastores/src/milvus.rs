@@ -6,6 +6,12 @@ use std::time::Duration;
 
 use milvus::v2::prelude::{CheckHealthRequest, ClientV2, ConnectConfig, GetServerVersionRequest, TelemetryConfig};
 
+use base64::Engine as _;
+use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid, parse_port};
 
@@ -128,6 +134,55 @@ impl MilvusConfig {
         .await
     }
 
+    /// A connection to Milvus' generated gRPC service, with the same credentials, database, TLS
+    /// and timeouts as [`MilvusConfig::connect`]. For the calls where the SDK's wrappers do not
+    /// fit (bulk inserts without copies, flush polled at a fine grain, Milvus 2.3's expressions).
+    pub async fn grpc(&self) -> Result<MilvusGrpc, ConnectError> {
+        let endpoint = self.endpoint();
+        let failed = |e: &(dyn std::error::Error + 'static)| ConnectError::failed(Datastore::Milvus, &endpoint, e);
+        let mut channel = Endpoint::from_shared(self.uri.clone())
+            .map_err(|e| failed(&e))?
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.request_timeout)
+            .tcp_nodelay(true);
+        if self.uri.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &self.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    ConnectError::message(Datastore::Milvus, &endpoint, format!("cannot read {}: {e}", ca.display()))
+                })?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some(name) = &self.tls_server_name {
+                tls = tls.domain_name(name.clone());
+            }
+            channel = channel.tls_config(tls).map_err(|e| failed(&e))?;
+        }
+        let channel = with_timeout(Datastore::Milvus, &endpoint, self.connect_timeout, async {
+            channel.connect().await.map_err(|e| failed(&e))
+        })
+        .await?;
+        let credentials = match (&self.token, &self.username, &self.password) {
+            (Some(token), _, _) => Some(token.expose().to_owned()),
+            (None, Some(user), Some(password)) => Some(format!("{user}:{}", password.expose())),
+            _ => None,
+        };
+        let metadata = GrpcMetadata {
+            authorization: credentials
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c).parse())
+                .transpose()
+                .map_err(|_| {
+                    ConnectError::message(Datastore::Milvus, &endpoint, "credentials are not valid metadata")
+                })?,
+            database: self.database.as_deref().map(str::parse).transpose().map_err(|_| {
+                ConnectError::message(Datastore::Milvus, &endpoint, "MILVUS_DB_NAME is not valid metadata")
+            })?,
+        };
+        Ok(MilvusServiceClient::with_interceptor(channel, metadata)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20))
+    }
+
     /// Connects, asks the server whether it is healthy and reads its version.
     pub async fn health(&self) -> Result<String, ConnectError> {
         let endpoint = self.endpoint();
@@ -149,6 +204,38 @@ impl MilvusConfig {
             Ok(format!("Milvus {}", version.version()))
         })
         .await
+    }
+}
+
+/// Milvus' generated gRPC client on a channel that sends the configured credentials and database.
+pub type MilvusGrpc = MilvusServiceClient<InterceptedService<Channel, GrpcMetadata>>;
+
+/// The metadata Milvus reads on every call: `authorization` (base64 of `user:password` or the
+/// token) and `dbname`. `Debug` does not show the credentials.
+#[derive(Clone)]
+pub struct GrpcMetadata {
+    authorization: Option<MetadataValue<Ascii>>,
+    database: Option<MetadataValue<Ascii>>,
+}
+
+impl fmt::Debug for GrpcMetadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcMetadata")
+            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .finish()
+    }
+}
+
+impl tonic::service::Interceptor for GrpcMetadata {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        if let Some(value) = &self.database {
+            request.metadata_mut().insert("dbname", value.clone());
+        }
+        Ok(request)
     }
 }
 

@@ -136,8 +136,7 @@ impl WeaviateClient {
         if status.is_success() {
             return Ok(response);
         }
-        let text = response.text().await.unwrap_or_default();
-        let detail = error_messages(&text).unwrap_or_else(|| text.chars().take(300).collect());
+        let detail = error_detail(&response.bytes().await.unwrap_or_default());
         let hint = match status {
             StatusCode::UNAUTHORIZED => " (check WEAVIATE_API_KEY)",
             StatusCode::FORBIDDEN => " (the API key lacks permission)",
@@ -148,6 +147,25 @@ impl WeaviateClient {
             &endpoint,
             format!("{method} /v1/{path} answered {status}{hint}: {detail}"),
         ))
+    }
+
+    /// Sends a request and returns the status and body whatever the status; for callers that
+    /// treat some non-2xx answers as data (404 for a missing class).
+    pub async fn exchange(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(StatusCode, Vec<u8>), ConnectError> {
+        let endpoint = self.config.endpoint();
+        let mut builder = self.request(method, path)?;
+        if let Some(body) = body {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        Ok((status, bytes.to_vec()))
     }
 
     /// `GET /v1/.well-known/live`: the process is up.
@@ -172,6 +190,13 @@ impl WeaviateClient {
             ConnectError::message(Datastore::Weaviate, &endpoint, format!("GET /v1/{path}: unexpected answer: {e}"))
         })
     }
+}
+
+/// Weaviate's own message from an error body, or the start of the body when it is not an
+/// `ErrorResponse`.
+pub fn error_detail(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    error_messages(&text).unwrap_or_else(|| text.chars().take(300).collect())
 }
 
 /// Weaviate's `ErrorResponse`: `{"error": [{"message": "..."}]}`.

@@ -10,13 +10,15 @@
 //! A test whose datastore is not configured fails with a message saying how to start the stack;
 //! nothing is skipped silently.
 //!
-//! There is no Docker on the build machines, so this crate does not start containers.
+//! There is no Docker on the build machines, so this crate does not start containers. Weaviate,
+//! which has no server here, is played by [`weaviate_fake::FakeWeaviate`], an in-memory fake
+//! checked against Weaviate's OpenAPI documents.
 
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
-pub mod openapi;
 pub mod servers;
 pub mod tls;
+pub mod weaviate_fake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -7,3 +7,4 @@ mod pg_backup_cli;
 mod pg_migrate_cli;
 mod recommend_db_cli;
 mod secrets;
+mod vector_admin_cli;

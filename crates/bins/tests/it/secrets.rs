@@ -81,6 +81,8 @@ fn no_binary_prints_a_secret_when_everything_fails() {
         ("pg-backup", vec!["backup", "--backup-dir", backups], vec![]),
         ("pg-backup", vec!["list"], vec![]),
         ("pg-backup", vec!["prune", "--backup-dir", backups], vec![]),
+        ("vector-admin", vec!["drop", "no_such_collection", "--yes"], vec![]),
+        ("vector-admin", vec!["--backend", "weaviate", "health"], vec![]),
     ];
     for (bin, args, extra) in runs {
         let (code, text) = run(bin, &args, &secrets, &extra);

@@ -1,9 +1,10 @@
 //! Weaviate has no server on the build machines: the client is checked against the official
-//! OpenAPI documents through a fake server, and against a real server when WEAVIATE_URL is set.
+//! OpenAPI documents through testkit's fake Weaviate, and against a real server when
+//! WEAVIATE_URL is set.
 
 use datastores::{Datastore, DatastoresConfig, Settings, Source, WeaviateConfig};
 use serde_json::json;
-use testkit::openapi::{FakeServer, weaviate_spec};
+use testkit::weaviate_fake::{FakeOptions, FakeWeaviate};
 
 const VERSIONS: [&str; 2] = ["1.22.13", "1.39.0"];
 
@@ -14,27 +15,24 @@ fn config(url: &str, key: &str) -> WeaviateConfig {
     WeaviateConfig::from_settings(&settings).unwrap()
 }
 
-async fn server(version: &str) -> FakeServer {
-    let server = FakeServer::start(weaviate_spec(version)).await;
-    server.route("GET", "/v1/.well-known/live", 200, None);
-    server.route("GET", "/v1/.well-known/ready", 200, None);
-    let meta = json!({
-        "hostname": "http://[::]:8080",
-        "version": version,
-        "modules": {"text2vec-transformers": {"model": {"model_type": "xlm-roberta"}}}
-    });
-    server.route("GET", "/v1/meta", 200, Some(meta));
-    server
+/// A fake Weaviate of `version` that takes `key`, with the module of the real deployment.
+async fn server(version: &str, key: &str) -> FakeWeaviate {
+    FakeWeaviate::start(FakeOptions {
+        version: version.into(),
+        api_key: Some(key.into()),
+        modules: vec!["text2vec-transformers".into()],
+    })
+    .await
 }
 
 #[tokio::test]
 async fn health_follows_the_documents_of_both_versions() {
     for version in VERSIONS {
-        let server = server(version).await;
+        let server = server(version, "changeThisToYourApiKey").await;
         let health = config(&server.url, "changeThisToYourApiKey").health().await.unwrap();
         assert_eq!(health, format!("Weaviate {version}"));
         assert_eq!(server.violations(), Vec::<String>::new(), "against the {version} document");
-        let received = server.received();
+        let received = server.requests();
         let paths: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(paths, ["/v1/.well-known/live", "/v1/.well-known/ready", "/v1/meta"]);
         for request in &received {
@@ -46,8 +44,8 @@ async fn health_follows_the_documents_of_both_versions() {
 #[tokio::test]
 async fn a_node_that_is_not_ready_is_unhealthy() {
     for version in VERSIONS {
-        let server = server(version).await;
-        server.route("GET", "/v1/.well-known/ready", 503, None);
+        let server = server(version, "k").await;
+        server.set_ready(false);
         let err = config(&server.url, "k").health().await.unwrap_err().to_string();
         assert!(err.contains("503"), "{err}");
         assert_eq!(server.violations(), Vec::<String>::new());
@@ -57,8 +55,7 @@ async fn a_node_that_is_not_ready_is_unhealthy() {
 #[tokio::test]
 async fn a_rejected_key_is_reported_without_the_key() {
     for version in VERSIONS {
-        let server = server(version).await;
-        server.route("GET", "/v1/meta", 401, None);
+        let server = server(version, "the-right-key").await;
         let err = config(&server.url, "wrong-key-123").health().await.unwrap_err().to_string();
         assert!(err.contains("401") && err.contains("WEAVIATE_API_KEY"), "{err}");
         assert!(!err.contains("wrong-key-123"), "{err}");
@@ -69,8 +66,8 @@ async fn a_rejected_key_is_reported_without_the_key() {
 #[tokio::test]
 async fn server_error_messages_are_passed_on() {
     for version in VERSIONS {
-        let server = server(version).await;
-        server.route("GET", "/v1/meta", 500, Some(json!({"error": [{"message": "disk full"}]})));
+        let server = server(version, "k").await;
+        server.set_status("GET", "/v1/meta", 500, Some(json!({"error": [{"message": "disk full"}]})));
         let err = config(&server.url, "k").health().await.unwrap_err().to_string();
         assert!(err.contains("disk full"), "{err}");
         assert_eq!(server.violations(), Vec::<String>::new());
