@@ -178,7 +178,11 @@ fn check(status: Option<Status>, operation: &str, collection: Option<&str>) -> R
     }
     if let Some(name) = collection {
         // 2.3.5 answers error_code CollectionNotExists (4) or code 100 "can't find collection".
-        if status.error_code == 4 || status.code == 100 || status.reason.contains("can't find collection") {
+        if status.error_code == 4
+            || status.code == 100
+            || status.reason.contains("can't find collection")
+            || status.reason.contains("collection not found")
+        {
             return Err(Error::NotFound { backend: Backend::Milvus, collection: name.into() });
         }
     }
@@ -642,12 +646,18 @@ impl VectorStore for MilvusStore {
             .map_err(|s| self.rpc("statistics", s))?
             .into_inner();
         check(answer.status, "statistics", Some(name))?;
-        let rows = answer.stats.iter().find(|p| p.key == "row_count").and_then(|p| p.value.parse().ok()).unwrap_or(0);
+        let load = self.load_state(name).await?;
+        // The statistics count every row written, deleted or replaced ones too, until a
+        // compaction; a loaded collection is counted exactly.
+        let rows = match load {
+            LoadState::Loaded => self.count_rows(name).await?,
+            _ => answer.stats.iter().find(|p| p.key == "row_count").and_then(|p| p.value.parse().ok()).unwrap_or(0),
+        };
         Ok(Stats {
             collection: name.into(),
             rows,
             index: self.describe_index(name).await?,
-            load: self.load_state(name).await?,
+            load,
             shards: self.segments(name).await?,
         })
     }
@@ -683,14 +693,7 @@ impl VectorStore for MilvusStore {
         params: &SearchParams,
     ) -> Result<Vec<Vec<Hit>>> {
         crate::preset::validate_search(index.kind, &index.build, params, k)?;
-        let dim = spec.dim.unwrap_or_default() as usize;
-        if let Some(q) = queries.iter().find(|q| q.len() != dim) {
-            return Err(Error::invalid(format!(
-                "collection {}: a query vector has dimension {}, the collection has {dim}",
-                spec.name,
-                q.len()
-            )));
-        }
+        crate::store::check_queries(spec, queries)?;
         let group = PlaceholderGroup {
             placeholders: vec![PlaceholderValue {
                 tag: "$0".into(),

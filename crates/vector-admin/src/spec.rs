@@ -240,15 +240,15 @@ impl CollectionSpec {
                 return bad("Milvus has no vectorizer modules; set vectorizer: none".into());
             }
         }
-        if let Vectorizer::Module { module, image_fields } = &self.vectorizer {
-            if module == "img2vec-neural" {
-                if image_fields.is_empty() {
-                    return bad("img2vec-neural needs image_fields naming blob properties".into());
-                }
-                for f in image_fields {
-                    if !self.fields.iter().any(|p| &p.name == f && p.kind == FieldKind::Blob) {
-                        return bad(format!("image field {f} must be a blob property of the class"));
-                    }
+        if let Vectorizer::Module { module, image_fields } = &self.vectorizer
+            && module == "img2vec-neural"
+        {
+            if image_fields.is_empty() {
+                return bad("img2vec-neural needs image_fields naming blob properties".into());
+            }
+            for f in image_fields {
+                if !self.fields.iter().any(|p| &p.name == f && p.kind == FieldKind::Blob) {
+                    return bad(format!("image field {f} must be a blob property of the class"));
                 }
             }
         }

@@ -208,10 +208,10 @@ impl Batch {
     /// column names.
     pub fn check(&self, spec: &CollectionSpec) -> Result<()> {
         let invalid = |why: String| Err(crate::Error::invalid(format!("collection {}: {why}", spec.name)));
-        if let Some(dim) = spec.dim {
-            if self.dim != dim as usize {
-                return invalid(format!("vectors have dimension {}, the collection has {dim}", self.dim));
-            }
+        if let Some(dim) = spec.dim
+            && self.dim != dim as usize
+        {
+            return invalid(format!("vectors have dimension {}, the collection has {dim}", self.dim));
         }
         if self.dim == 0 || self.vectors.len() != self.rows() * self.dim {
             return invalid(format!(
@@ -233,6 +233,18 @@ impl Batch {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks query vectors against the collection's dimension before a search is sent.
+pub(crate) fn check_queries(spec: &CollectionSpec, queries: &[Vec<f32>]) -> Result<()> {
+    match (spec.dim, queries.iter().find(|q| Some(q.len()) != spec.dim.map(|d| d as usize))) {
+        (Some(dim), Some(q)) => Err(crate::Error::invalid(format!(
+            "collection {}: a query vector has dimension {}, the collection has {dim}",
+            spec.name,
+            q.len()
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -517,15 +517,9 @@ impl VectorStore for WeaviateStore {
                 why: "Weaviate's ef is a setting of the class: set index.search.ef in the spec and apply it".into(),
             });
         }
+        crate::store::check_queries(spec, queries)?;
         let mut out = Vec::with_capacity(queries.len());
         for query in queries {
-            if let Some(dim) = spec.dim.filter(|d| *d as usize != query.len()) {
-                return Err(Error::invalid(format!(
-                    "class {}: a query vector has dimension {}, the class has {dim}",
-                    spec.name,
-                    query.len()
-                )));
-            }
             let vector = serde_json::to_string(query).map_err(|e| Error::invalid(e.to_string()))?;
             let answer = self
                 .graphql(format!(

@@ -102,46 +102,22 @@ pub fn diff(
 ) -> (Vec<Action>, Vec<Drift>) {
     let (mut actions, mut drifts) = (Vec::new(), Vec::new());
     let recreate = "recreate collection";
+    let mut compare = |what: &str, server: String, wanted: String| {
+        if server != wanted {
+            drifts.push(drift(what, server, wanted, recreate));
+        }
+    };
+    let key = |k: &Option<FieldSpec>| k.as_ref().map(|k| format!("{} {:?}", k.name, k.kind)).unwrap_or_default();
+    compare("shards", observed.shards.to_string(), spec.shards.to_string());
     if backend == Backend::Milvus {
-        if spec.dim != observed.dim {
-            drifts.push(drift("dimension", fmt_opt(observed.dim), fmt_opt(spec.dim), recreate));
-        }
-        let key = |k: &Option<FieldSpec>| k.as_ref().map(|k| format!("{} {:?}", k.name, k.kind)).unwrap_or_default();
-        if key(&spec.key) != key(&observed.key) {
-            drifts.push(drift("key", key(&observed.key), key(&spec.key), recreate));
-        }
-        if spec.vector_field != observed.vector_field {
-            drifts.push(drift("vector field", &observed.vector_field, &spec.vector_field, recreate));
-        }
-        if spec.shards != observed.shards {
-            drifts.push(drift("shards", observed.shards, spec.shards, recreate));
-        }
-        if spec.consistency != observed.consistency {
-            drifts.push(drift(
-                "consistency",
-                format!("{:?}", observed.consistency),
-                format!("{:?}", spec.consistency),
-                recreate,
-            ));
-        }
-        if spec.ttl_seconds != observed.ttl_seconds {
-            drifts.push(drift("ttl_seconds", fmt_opt(observed.ttl_seconds), fmt_opt(spec.ttl_seconds), recreate));
-        }
+        compare("dimension", fmt_opt(observed.dim), fmt_opt(spec.dim));
+        compare("key", key(&observed.key), key(&spec.key));
+        compare("vector field", observed.vector_field.clone(), spec.vector_field.clone());
+        compare("consistency", format!("{:?}", observed.consistency), format!("{:?}", spec.consistency));
+        compare("ttl_seconds", fmt_opt(observed.ttl_seconds), fmt_opt(spec.ttl_seconds));
     } else {
-        if spec.vectorizer != observed.vectorizer {
-            drifts.push(drift(
-                "vectorizer",
-                format!("{:?}", observed.vectorizer),
-                format!("{:?}", spec.vectorizer),
-                recreate,
-            ));
-        }
-        if spec.shards != observed.shards {
-            drifts.push(drift("shards", observed.shards, spec.shards, recreate));
-        }
-        if spec.replicas != observed.replicas {
-            drifts.push(drift("replicas", observed.replicas, spec.replicas, recreate));
-        }
+        compare("vectorizer", format!("{:?}", observed.vectorizer), format!("{:?}", spec.vectorizer));
+        compare("replicas", observed.replicas.to_string(), spec.replicas.to_string());
     }
     let mut missing = Vec::new();
     for field in &spec.fields {

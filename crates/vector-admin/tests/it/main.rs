@@ -1,6 +1,8 @@
 //! Tests of vector-admin against the stack's Milvus and a stateful fake Weaviate checked against
 //! Weaviate's OpenAPI documents.
 
+#![allow(clippy::unwrap_used)]
+
 mod milvus;
 mod weaviate;
 
@@ -11,6 +13,8 @@ use vector_admin::{Batch, CollectionSpec, Column, FieldKind, FieldSpec, Keys, Me
 pub fn test_spec(name: &str, dim: u32, metric: Metric) -> CollectionSpec {
     let mut spec = CollectionSpec::new(name, "id", dim, metric);
     spec.fields = vec![FieldSpec::new("category", FieldKind::Varchar), FieldSpec::new("updated_at", FieldKind::Int64)];
+    // Searches see every write acknowledged before them (Bounded lags by a few seconds).
+    spec.consistency = vector_admin::Consistency::Strong;
     spec
 }
 

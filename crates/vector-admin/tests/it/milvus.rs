@@ -20,15 +20,21 @@ async fn store() -> MilvusStore {
     expect_up(MilvusStore::connect(&config).await)
 }
 
-/// Drops the collection when the test ends, whatever happened.
-struct Cleanup(MilvusStore, String);
+/// Drops the collection when the test ends, whatever happened. It connects anew on a runtime
+/// of its own: the test's channel is served by the test's runtime, which is blocked here.
+struct Cleanup(String);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (store, name) = (self.0.clone(), self.1.clone());
+        let name = self.0.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let _ = rt.block_on(store.drop_collection(&name));
+            rt.block_on(async {
+                let config = MilvusConfig::from_settings(&testkit::settings()).unwrap();
+                if let Ok(store) = MilvusStore::connect(&config).await {
+                    let _ = store.drop_collection(&name).await;
+                }
+            });
         })
         .join();
     }
@@ -38,7 +44,7 @@ impl Drop for Cleanup {
 async fn every_operation_on_a_real_milvus() {
     let store = store().await;
     let name = unique_name("va_ops");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let spec = test_spec(&name, 16, Metric::L2);
     let specs = [spec.clone()];
 
@@ -124,7 +130,7 @@ async fn every_operation_on_a_real_milvus() {
 async fn drift_is_reported_and_left_alone() {
     let store = store().await;
     let name = unique_name("va_drift");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let existing = test_spec(&name, 8, Metric::L2);
     workflow::apply(&store, std::slice::from_ref(&existing), &waits(), &quiet).await.unwrap();
     store.insert(&existing, &test_batch(20, 8, 2)).await.unwrap();
@@ -143,7 +149,7 @@ async fn drift_is_reported_and_left_alone() {
 async fn every_preset_this_milvus_builds_is_built_and_searched() {
     let store = store().await;
     let name = unique_name("va_presets");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let mut spec = test_spec(&name, 32, Metric::L2);
     spec.index.preset = PresetChoice::Named(Preset::SmallExact);
     workflow::apply(&store, std::slice::from_ref(&spec), &waits(), &quiet).await.unwrap();
@@ -169,7 +175,7 @@ async fn every_preset_this_milvus_builds_is_built_and_searched() {
 async fn a_diskann_build_that_cannot_finish_is_reported_stuck() {
     let store = store().await;
     let name = unique_name("va_diskann");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let mut spec = test_spec(&name, 16, Metric::L2);
     spec.index.preset = PresetChoice::Named(Preset::XlargeDiskann);
     store.create(&spec, &workflow::wanted_index(&spec, None).unwrap()).await.unwrap();
@@ -190,7 +196,7 @@ async fn a_diskann_build_that_cannot_finish_is_reported_stuck() {
 async fn replacing_an_index_needs_consent() {
     let store = store().await;
     let name = unique_name("va_replace");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let mut spec = test_spec(&name, 8, Metric::L2);
     workflow::apply(&store, std::slice::from_ref(&spec), &waits(), &quiet).await.unwrap();
     spec.index.preset = PresetChoice::Named(Preset::LargeHnsw);
@@ -212,7 +218,7 @@ async fn replacing_an_index_needs_consent() {
 async fn bad_input_is_refused_before_anything_changes() {
     let store = store().await;
     let name = unique_name("va_bad");
-    let _cleanup = Cleanup(store.clone(), name.clone());
+    let _cleanup = Cleanup(name.clone());
     let mut spec = test_spec(&name, 8, Metric::L2);
     assert!("fastest".parse::<PresetChoice>().unwrap_err().to_string().contains("unknown index preset"));
 
