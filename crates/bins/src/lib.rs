@@ -177,10 +177,23 @@ pub fn fail(error: &anyhow::Error, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// A failure whose report is already on stdout (an unhealthy `health`, a failed `maintain`):
+/// with `--output json` no second JSON document follows it.
+#[derive(Debug)]
+pub struct Reported(pub String);
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Reported {}
+
 /// As [`fail`]; with `--output json`, also prints `{"error": ..., "exit_code": ...}` on stdout,
-/// so that a caller parsing stdout always gets JSON.
+/// so that a caller parsing stdout always gets JSON (once: not after a [`Reported`] report).
 pub fn fail_as(error: &anyhow::Error, code: u8, output: Output) -> ExitCode {
-    if output == Output::Json {
+    if output == Output::Json && error.downcast_ref::<Reported>().is_none() {
         let object = serde_json::json!({ "error": format!("{error:#}"), "exit_code": code });
         let _ = print(&format!("{object}\n"));
     }

@@ -52,6 +52,9 @@ pub enum Error {
     /// An index build made no progress for longer than its stall limit.
     #[error("index build on {collection} is stuck at {progress}{hint}")]
     IndexStuck { collection: String, progress: String, hint: String },
+    /// A multi-step operation stopped part-way: what was done and how to finish.
+    #[error("{source}; done before it failed: {done}; {next}")]
+    Interrupted { done: String, next: String, source: Box<Error> },
     /// Some objects of a batch were refused (Weaviate answers 200 and reports them per object).
     #[error("{backend}: {failed} of {total} objects were refused, first: {first}")]
     Rejected { backend: Backend, failed: usize, total: usize, first: String },

@@ -190,7 +190,7 @@ fn check(status: Option<Status>, operation: &str, collection: Option<&str>) -> R
 }
 
 fn is_index_missing(e: &Error) -> bool {
-    matches!(e, Error::Server { message, .. } if message.contains("index not found") || message.contains("index doesn't exist") || message.contains("not exist"))
+    matches!(e, Error::Server { message, .. } if message.contains("index") && (message.contains("not found") || message.contains("not exist")))
 }
 
 fn kv(key: &str, value: impl ToString) -> KeyValuePair {
@@ -622,7 +622,7 @@ impl VectorStore for MilvusStore {
         Ok(Some(answer.compaction_id))
     }
 
-    async fn compaction_done(&self, id: i64) -> Result<(bool, u64)> {
+    async fn compaction_done(&self, id: i64) -> Result<(bool, u64, u64)> {
         let request = pm::GetCompactionStateRequest { compaction_id: id };
         let answer = self
             .grpc
@@ -633,7 +633,8 @@ impl VectorStore for MilvusStore {
             .into_inner();
         check(answer.status, "compaction state", None)?;
         // State 2 is Completed.
-        Ok((answer.state == 2, answer.completed_plan_no.max(0) as u64))
+        let failed = (answer.failed_plan_no.max(0) + answer.timeout_plan_no.max(0)) as u64;
+        Ok((answer.state == 2, answer.completed_plan_no.max(0) as u64, failed))
     }
 
     async fn stats(&self, name: &str) -> Result<Stats> {

@@ -230,6 +230,14 @@ impl CollectionSpec {
                 _ => {}
             }
         }
+        if backend == crate::Backend::Weaviate {
+            if !self.name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                return bad("a Weaviate class name starts with an upper-case letter".into());
+            }
+            if let Some(f) = self.fields.iter().find(|f| f.kind == FieldKind::Json) {
+                return bad(format!("field {}: Weaviate has no json property type", f.name));
+            }
+        }
         if backend == crate::Backend::Milvus {
             match &self.key {
                 Some(FieldSpec { kind: FieldKind::Varchar | FieldKind::Int64, .. }) => {}

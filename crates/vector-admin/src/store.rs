@@ -269,6 +269,12 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
         *index
     }
 
+    /// Checks what creating `spec` needs from the server (Weaviate: its vectorizer module).
+    async fn preflight(&self, spec: &CollectionSpec) -> Result<()> {
+        let _ = spec;
+        Ok(())
+    }
+
     /// Server version and health.
     async fn server(&self) -> Result<ServerInfo>;
 
@@ -308,8 +314,9 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
     /// backend compacts on its own.
     async fn start_compaction(&self, name: &str) -> Result<Option<i64>>;
 
-    /// Whether compaction `id` has finished, and how many plans it executed.
-    async fn compaction_done(&self, id: i64) -> Result<(bool, u64)>;
+    /// Whether compaction `id` has finished, the plans it completed, and those that failed or
+    /// timed out.
+    async fn compaction_done(&self, id: i64) -> Result<(bool, u64, u64)>;
 
     async fn stats(&self, name: &str) -> Result<Stats>;
 
@@ -321,7 +328,8 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
 
     async fn delete(&self, spec: &CollectionSpec, keys: &Keys) -> Result<()>;
 
-    /// Top-`k` search of each query vector; `index` says which parameters apply.
+    /// Top-`k` search of each query vector; `index` says which parameters apply (pass what
+    /// [`VectorStore::describe_index`] returned: an `nprobe` is checked against its `nlist`).
     async fn search(
         &self,
         spec: &CollectionSpec,

@@ -353,7 +353,7 @@ impl VectorStore for WeaviateStore {
         Ok(self.class(name).await?.map(|c| observe(&c)))
     }
 
-    async fn create(&self, spec: &CollectionSpec, index: &ResolvedIndex) -> Result<()> {
+    async fn preflight(&self, spec: &CollectionSpec) -> Result<()> {
         if let Vectorizer::Module { module, .. } = &spec.vectorizer {
             // An unknown module is answered 422 only after the request; say it before, with the list.
             let modules = self.modules().await?;
@@ -365,6 +365,11 @@ impl VectorStore for WeaviateStore {
                 )));
             }
         }
+        Ok(())
+    }
+
+    async fn create(&self, spec: &CollectionSpec, index: &ResolvedIndex) -> Result<()> {
+        self.preflight(spec).await?;
         let class = class_json(spec, index)?;
         self.call(Method::POST, "schema", Some(&class)).await?;
         Ok(())
@@ -399,10 +404,15 @@ impl VectorStore for WeaviateStore {
             || (want.build.ef_construction.is_some() && have.build.ef_construction != want.build.ef_construction)
             || have.compression != want.compression
         {
-            return Err(Error::NeedsConsent(format!(
-                "class {name}: Weaviate cannot change its index type, distance, maxConnections, efConstruction or compression in place (has {:?}, wants {:?}); recreate the class",
-                have, want
-            )));
+            return Err(Error::Unsupported {
+                backend: Backend::Weaviate,
+                what: format!(
+                    "changing the index of class {name} from {} to {}",
+                    crate::workflow::describe_index(&have),
+                    crate::workflow::describe_index(&want)
+                ),
+                why: "Weaviate cannot change a class's index type, distance, maxConnections, efConstruction or compression in place: drop the class and run init".into(),
+            });
         }
         if let Some(ef) = want.search.ef {
             class["vectorIndexConfig"]["ef"] = ef.into();
@@ -456,8 +466,8 @@ impl VectorStore for WeaviateStore {
         Ok(None)
     }
 
-    async fn compaction_done(&self, _id: i64) -> Result<(bool, u64)> {
-        Ok((true, 0))
+    async fn compaction_done(&self, _id: i64) -> Result<(bool, u64, u64)> {
+        Ok((true, 0, 0))
     }
 
     async fn stats(&self, name: &str) -> Result<Stats> {

@@ -27,7 +27,9 @@ impl Default for Waits {
     fn default() -> Waits {
         Waits {
             index_deadline: Duration::from_secs(3600),
-            index_stall: Duration::from_secs(120),
+            // Milvus reports indexed rows per finished segment: a large segment's HNSW build
+            // moves nothing for minutes.
+            index_stall: Duration::from_secs(600),
             load_deadline: Duration::from_secs(600),
             compaction_deadline: Duration::from_secs(600),
             poll: Duration::from_millis(250),
@@ -119,12 +121,19 @@ pub fn diff(
         compare("vectorizer", format!("{:?}", observed.vectorizer), format!("{:?}", spec.vectorizer));
         compare("replicas", observed.replicas.to_string(), spec.replicas.to_string());
     }
+    // Weaviate has one integer, one number and one text type.
+    let kind = |k: &crate::FieldKind| match (backend, k) {
+        (Backend::Weaviate, crate::FieldKind::Int32) => crate::FieldKind::Int64,
+        (Backend::Weaviate, crate::FieldKind::Float) => crate::FieldKind::Double,
+        (Backend::Weaviate, crate::FieldKind::Varchar) => crate::FieldKind::Text,
+        (_, k) => k.clone(),
+    };
     let mut missing = Vec::new();
     for field in &spec.fields {
         match observed.fields.iter().find(|f| f.name == field.name) {
             None => missing.push(field.name.clone()),
             Some(f)
-                if f.kind != field.kind
+                if kind(&f.kind) != kind(&field.kind)
                     || (f.max_length != field.max_length && field.max_length.is_some() && f.max_length.is_some()) =>
             {
                 drifts.push(drift(
@@ -168,7 +177,10 @@ pub fn diff(
                     || have.compression != wanted.compression
                 {
                     drifts.push(drift("index", describe_index(have), describe_index(wanted), "rebuild index"));
-                } else if backend == Backend::Weaviate && have.search != wanted.search {
+                } else if backend == Backend::Weaviate
+                    && wanted.search.ef.is_some()
+                    && have.search.ef != wanted.search.ef
+                {
                     actions.push(Action::TuneIndex { index: *wanted });
                 }
             }
@@ -208,7 +220,12 @@ pub async fn plan<S: VectorStore>(store: &S, specs: &[CollectionSpec]) -> Result
     let mut collections = Vec::new();
     for spec in specs {
         spec.validate(backend)?;
+    }
+    for spec in specs {
         let Some(observed) = store.describe(&spec.name).await? else {
+            // What the server must offer (Weaviate's vectorizer modules), checked for every
+            // spec before apply writes anything.
+            store.preflight(spec).await?;
             let mut actions = vec![Action::Create];
             let index = wanted_index(spec, None)?;
             if backend == Backend::Milvus {
@@ -223,6 +240,11 @@ pub async fn plan<S: VectorStore>(store: &S, specs: &[CollectionSpec]) -> Result
         let (mut actions, drift) = diff(backend, spec, &observed, stats.index.as_ref(), &wanted);
         if stats.load == LoadState::NotLoaded {
             actions.push(Action::Load);
+        }
+        // A collection that must be recreated is left entirely alone: building or loading
+        // the wrong shape would only make it more used.
+        if drift.iter().any(|d| d.needs == "recreate collection") {
+            actions.clear();
         }
         collections.push(CollectionPlan { collection: spec.name.clone(), exists: true, actions, drift });
     }
@@ -365,7 +387,16 @@ pub async fn replace_index<S: VectorStore>(
     if current.is_none() {
         store.create_index(name, spec, index).await?;
         wait_for_index(store, name, waits, progress).await?;
-        return Ok(vec![format!("built index {} on {name}", describe_index(index))]);
+        store.load(name).await?;
+        wait_for_load(store, name, waits, progress).await?;
+        return Ok(vec![format!("built index {} on {name}", describe_index(index)), format!("loaded {name}")]);
+    }
+    if store.backend() == Backend::Weaviate {
+        return Err(Error::Unsupported {
+            backend: Backend::Weaviate,
+            what: format!("rebuilding the index of {name}"),
+            why: "a class's index type, distance, maxConnections and efConstruction never change: drop the class (vector-admin drop NAME --yes) and run init".into(),
+        });
     }
     if !consent {
         return Err(Error::NeedsConsent(format!(
@@ -374,21 +405,33 @@ pub async fn replace_index<S: VectorStore>(
         )));
     }
     let mut steps = Vec::new();
-    let was_loaded = store.load_state(name).await? != LoadState::NotLoaded;
-    if was_loaded {
-        store.release(name).await?;
-        steps.push(format!("released {name}"));
+    let outcome = async {
+        if store.load_state(name).await? != LoadState::NotLoaded {
+            store.release(name).await?;
+            steps.push(format!("released {name}"));
+        }
+        store.drop_index(name).await?;
+        steps.push(format!("dropped the index of {name}"));
+        store.create_index(name, spec, index).await?;
+        steps.push(format!("created index {} on {name}", describe_index(index)));
+        wait_for_index(store, name, waits, progress).await?;
+        steps.push(format!("index on {name} built"));
+        store.load(name).await?;
+        wait_for_load(store, name, waits, progress).await?;
+        steps.push(format!("loaded {name}"));
+        Ok(())
     }
-    store.drop_index(name).await?;
-    steps.push(format!("dropped the index of {name}"));
-    store.create_index(name, spec, index).await?;
-    steps.push(format!("created index {} on {name}", describe_index(index)));
-    wait_for_index(store, name, waits, progress).await?;
-    steps.push(format!("index on {name} built"));
-    store.load(name).await?;
-    wait_for_load(store, name, waits, progress).await?;
-    steps.push(format!("loaded {name}"));
-    Ok(steps)
+    .await;
+    match outcome {
+        Ok(()) => Ok(steps),
+        // Part-way, the collection is released and perhaps without an index: say where it is.
+        Err(e) if !steps.is_empty() => Err(Error::Interrupted {
+            done: steps.join("; "),
+            next: format!("run `vector-admin index create {name}` again to finish, then check `vector-admin health`"),
+            source: Box::new(e),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Drops a collection and all its rows, only with `consent`.
@@ -430,7 +473,14 @@ pub async fn compact<S: VectorStore>(
     };
     let started = Instant::now();
     loop {
-        let (done, plans) = store.compaction_done(id).await?;
+        let (done, plans, failed) = store.compaction_done(id).await?;
+        if done && failed > 0 {
+            return Err(Error::server(
+                store.backend(),
+                format!("compaction {id} of {name}"),
+                format!("{failed} plan(s) failed or timed out, {plans} completed"),
+            ));
+        }
         if done {
             let after = store.stats(name).await?.shards.len();
             return Ok(CompactionReport {
@@ -590,9 +640,16 @@ pub async fn maintain<S: VectorStore>(
         Err(_) => Vec::new(),
     };
     let healthy = health_report.as_ref().map(|h| h.server.healthy).unwrap_or(false);
+    let missing: Vec<String> = match &health_report {
+        Ok(h) => h.collections.iter().filter(|c| !c.exists).map(|c| c.collection.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
     step("health".into(), health_report.and_then(|h| to_json(&h)));
     if !healthy {
         return Ok(MaintainReport { backend: store.backend(), ok: false, steps });
+    }
+    for name in missing {
+        step(format!("exists {name}"), Err(Error::NotFound { backend: store.backend(), collection: name }));
     }
     step("flush".into(), store.flush(&existing).await.and_then(|r| to_json(&r)));
     for name in &existing {
@@ -618,6 +675,21 @@ pub async fn maintain<S: VectorStore>(
         };
         step(format!("load {name}"), load.await);
     }
+    // The end state is what a CronJob alerts on: a collection still unloaded, an index still
+    // building or failed.
+    let after = health(store, specs, false).await.and_then(|h| {
+        let problems: Vec<String> = h
+            .collections
+            .iter()
+            .filter(|c| c.exists)
+            .flat_map(|c| c.problems.iter().map(move |p| format!("{}: {p}", c.collection)))
+            .collect();
+        match problems.is_empty() && h.server.healthy {
+            true => to_json(&h),
+            false => Err(Error::server(store.backend(), "health after maintenance", problems.join("; "))),
+        }
+    });
+    step("health after".into(), after);
     let ok = steps.iter().all(|s| s.ok);
     Ok(MaintainReport { backend: store.backend(), steps, ok })
 }

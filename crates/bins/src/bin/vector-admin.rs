@@ -42,7 +42,7 @@ struct Global {
     #[arg(long, global = true, value_enum, default_value_t)]
     output: Output,
     /// Report an index build as stuck when its progress has not moved for this long
-    #[arg(long, global = true, default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, global = true, default_value = "10m", value_parser = parse_duration)]
     index_stall: Duration,
     /// The longest any single wait (index build, load, compaction) may take
     #[arg(long, global = true, default_value = "1h", value_parser = parse_duration)]
@@ -257,8 +257,10 @@ async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec])
             let report = workflow::apply(store, specs, &waits, progress).await?;
             emit(output, &report, |r| {
                 let mut out = plan_table(&r.plan);
-                if r.done.is_empty() {
+                if r.done.is_empty() && r.plan.drift() == 0 {
                     out.push_str("nothing to do: every collection is as specified\n");
+                } else if r.done.is_empty() {
+                    out.push_str(&format!("nothing changed; {} drift(s) left alone (see above)\n", r.plan.drift()));
                 }
                 for step in &r.done {
                     out.push_str(&format!("done: {step}\n"));
@@ -365,7 +367,7 @@ async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec])
                 out.push_str(&bins::table(&["COLLECTION", "ROWS", "INDEX", "LOAD", "STATUS"], &rows));
                 out
             })?;
-            if report.healthy { Ok(()) } else { Err(anyhow::anyhow!("unhealthy: see the report above")) }
+            if report.healthy { Ok(()) } else { Err(bins::Reported("unhealthy: see the report".into()).into()) }
         }
         Command::Flush { collections } => {
             let report = store.flush(&names(collections, specs)).await?;
@@ -401,7 +403,7 @@ async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec])
                     .map(|s| format!("{} {}: {}\n", if s.ok { "ok  " } else { "FAIL" }, s.step, s.detail))
                     .collect()
             })?;
-            if report.ok { Ok(()) } else { Err(anyhow::anyhow!("maintenance failed: see the report above")) }
+            if report.ok { Ok(()) } else { Err(bins::Reported("maintenance failed: see the report".into()).into()) }
         }
         Command::Drop { collection, yes } => {
             let rows = workflow::drop_collection(store, collection, *yes).await?;

@@ -61,7 +61,14 @@ fn init_twice_then_health_maintain_and_drop() {
     let steps: Vec<&str> = report["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(
         steps,
-        ["health", "flush", &format!("compact {name}"), &format!("index {name}"), &format!("load {name}")]
+        [
+            "health",
+            "flush",
+            &format!("compact {name}"),
+            &format!("index {name}"),
+            &format!("load {name}"),
+            "health after"
+        ]
     );
     assert_eq!(report["ok"], true);
 
@@ -81,6 +88,18 @@ fn init_twice_then_health_maintain_and_drop() {
     let (code, out, _) = vector_admin(&["health", "--spec", &spec]);
     assert_eq!(code, 1, "a missing collection is unhealthy: {out}");
     assert!(out.contains("does not exist"), "{out}");
+    // A CronJob's maintain fails on it too, with one JSON document on stdout.
+    let (code, out, _) = vector_admin(&["maintain", "--spec", &spec, "--output", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let report: Value = serde_json::from_str(&out).expect("exactly one JSON document");
+    let failed: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, [format!("exists {name}")], "{out}");
 }
 
 #[test]
@@ -104,17 +123,24 @@ fn bad_input_exits_2_with_a_clear_error() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "milvus:\n  - {name: item_embeddings, index: {preset: fastest}}\n").unwrap();
     let bad = bad.display().to_string();
-    let cases: [(&[&str], &str); 4] = [
-        (&["plan", "--spec", &bad], "unknown index preset \"fastest\""),
-        (&["plan", "--spec", "/nonexistent/spec.yaml"], "cannot read spec file"),
-        (&["index", "create", "item_embeddings", "--preset", "large_hnsw", "--m", "1"], "M = 1 is out of range"),
-        (&["stats", "no_such_collection_here"], "does not exist"),
+    let before = vector_admin(&["plan", "--output", "json"]).1;
+    let cases: [(&[&str], &str, i32); 5] = [
+        (&["plan", "--spec", &bad], "unknown index preset \"fastest\"", 2),
+        (&["plan", "--spec", "/nonexistent/spec.yaml"], "cannot read spec file", 2),
+        (
+            &["index", "create", "item_embeddings", "--preset", "large_hnsw", "--m", "1", "--replace"],
+            "M = 1 is out of range",
+            2,
+        ),
+        (&["drop", "item_embeddings"], "--yes", 2),
+        (&["stats", "no_such_collection_here"], "does not exist", 1),
     ];
-    for (args, expected) in cases {
+    for (args, expected, exit) in cases {
         let (code, out, err) = vector_admin(args);
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert_ne!(code, 0, "{args:?}: {out}");
+        assert_eq!(code, exit, "{args:?}: {out}");
     }
+    assert_eq!(vector_admin(&["plan", "--output", "json"]).1, before, "bad input changed the server");
 }
 
 #[test]
@@ -138,8 +164,12 @@ fn the_cronjob_runs_maintain_with_a_json_report() {
     let env = container["env"].as_array().unwrap();
     assert!(env.iter().any(|e| e["name"] == "MILVUS_PASSWORD_FILE"));
     assert!(env.iter().all(|e| e["name"] != "MILVUS_PASSWORD"), "no literal password");
-    // Every flag the manifests pass exists.
-    let (code, out, err) = vector_admin(&["maintain", "--help"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("--index-stall") && out.contains("--output"), "{out}");
+    // Every command line of the manifests parses (clap rejects an unknown flag or value before
+    // it prints the help).
+    for command in [&job["spec"]["template"]["spec"]["containers"][0]["command"], &container["command"]] {
+        let mut args: Vec<&str> = command.as_array().unwrap().iter().skip(1).map(|a| a.as_str().unwrap()).collect();
+        args.push("--help");
+        let (code, out, err) = vector_admin(&args);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+    }
 }

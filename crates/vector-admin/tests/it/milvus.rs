@@ -114,7 +114,14 @@ async fn every_operation_on_a_real_milvus() {
     let steps: Vec<&str> = maintained.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(
         steps,
-        ["health", "flush", &format!("compact {name}"), &format!("index {name}"), &format!("load {name}")]
+        [
+            "health",
+            "flush",
+            &format!("compact {name}"),
+            &format!("index {name}"),
+            &format!("load {name}"),
+            "health after"
+        ]
     );
     assert_eq!(store.load_state(&name).await.unwrap(), LoadState::Loaded, "maintain loads what is not loaded");
     assert!(workflow::health(&store, &specs, false).await.unwrap().healthy);
@@ -143,6 +150,17 @@ async fn drift_is_reported_and_left_alone() {
     assert_eq!(drift, ["dimension", "fields", "metric"]);
     let observed = store.describe(&name).await.unwrap().unwrap();
     assert_eq!((observed.dim, observed.metric), (Some(8), Metric::L2), "drift must be left alone");
+
+    // A collection of the wrong shape without an index gets none: it must be recreated first.
+    let bare = unique_name("va_drift_bare");
+    let _cleanup_bare = Cleanup(bare.clone());
+    let small = test_spec(&bare, 8, Metric::L2);
+    store.create(&small, &workflow::wanted_index(&small, None).unwrap()).await.unwrap();
+    let report = workflow::apply(&store, &[test_spec(&bare, 16, Metric::L2)], &waits(), &quiet).await.unwrap();
+    assert!(report.done.is_empty(), "{:?}", report.done);
+    assert_eq!(report.plan.collections[0].drift[0].needs, "recreate collection");
+    assert!(store.describe_index(&bare).await.unwrap().is_none(), "an index was built on a collection to recreate");
+    assert_eq!(store.load_state(&bare).await.unwrap(), LoadState::NotLoaded);
 }
 
 #[tokio::test]
@@ -184,8 +202,9 @@ async fn a_diskann_build_that_cannot_finish_is_reported_stuck() {
     let short = Waits { index_stall: Duration::from_secs(8), ..waits() };
     let err = workflow::apply(&store, std::slice::from_ref(&spec), &short, &quiet).await.unwrap_err();
     match &err {
-        Error::IndexStuck { collection, hint, .. } => {
+        Error::IndexStuck { collection, hint, progress } => {
             assert_eq!(collection, &name);
+            assert!(progress.contains("rows indexed") && progress.contains("no progress"), "{err}");
             assert!(hint.contains("DISKANN"), "{err}");
         }
         other => panic!("expected a stuck build, got {other}"),

@@ -110,7 +110,8 @@ async fn a_vectorizer_the_server_has_not_enabled_is_refused_before_any_write() {
             err.is_usage() && text.contains("img2vec-neural is not enabled") && text.contains("text2vec-transformers"),
             "{text}"
         );
-        assert!(fake.class("Image").is_none());
+        assert!(fake.class("Image").is_none() && fake.class("Document").is_none());
+        assert_eq!(changes(&fake), 0, "nothing may be created when one class cannot be");
         assert_clean(&fake, version);
     }
 }
@@ -248,7 +249,7 @@ async fn a_refused_key_and_an_unready_node_are_reported() {
 
 /// Talks to a real Weaviate when WEAVIATE_URL is set (with vectors supplied by the test, so no
 /// vectorizer module is needed). Without it (none can run on the build machines) it checks that
-/// the binary's default backend is then Milvus, and says so.
+/// Weaviate then counts as not configured, and says so.
 #[tokio::test]
 async fn real_weaviate_when_configured() {
     let settings = testkit::settings();
