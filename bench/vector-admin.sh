@@ -5,7 +5,8 @@
 #   search: IVF_FLAT nlist 1024, 1,000 sequential top-10 searches at nprobe 16 (goal: p50 and
 #           p99 no higher than pymilvus')
 #   presets: each preset this Milvus builds (all but DISKANN): build time, p50/p99 and recall@10
-#           against the exact (FLAT) answers, on vectors around 2,000 centres with wide noise.
+#           against the exact (FLAT) answers, on vectors around 2,000 centres with noise wider
+#           than their spread.
 # Rounds alternate which side goes first.
 #
 # Usage: bench/vector-admin.sh [ROUNDS] [ROWS]   (needs `cargo xtask stack up`)
