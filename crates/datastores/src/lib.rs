@@ -21,6 +21,7 @@
 //! endpoints, never passwords. It is not a datastore administration tool: migrations, backups
 //! and schema management live in their own crates.
 
+pub mod bootstrap;
 mod error;
 mod health;
 mod kafka;

@@ -6,9 +6,9 @@
 //! What it does differently from Flyway:
 //!
 //! - a malformed script name is an error, not a silently skipped file;
-//! - the lock is a session-level advisory lock polled with `pg_try_advisory_lock` on a
-//!   connection of its own, so concurrent migrators never deadlock with `CREATE INDEX
-//!   CONCURRENTLY`, and a timeout names the holder;
+//! - the lock is an advisory lock polled with `pg_try_advisory_xact_lock` in a transaction of
+//!   its own connection, so concurrent migrators never deadlock with `CREATE INDEX
+//!   CONCURRENTLY`, a pooling proxy cannot leak it, and a timeout names the holder;
 //! - a statement that cannot run in a transaction, in a script that runs in one, is caught
 //!   before anything runs;
 //! - a failure names the script, the line and the server's message;

@@ -1,5 +1,6 @@
-//! The migration lock: a session-level advisory lock, taken by polling `pg_try_advisory_lock` on
-//! a connection of its own.
+//! The migration lock: a transaction-level advisory lock, taken by polling
+//! `pg_try_advisory_xact_lock` in a transaction that stays open on a connection of its own until
+//! the migration ends.
 //!
 //! Why polling and why its own connection: a migrator blocked inside `pg_advisory_lock()` sits in
 //! a running statement with a snapshot, and `CREATE INDEX CONCURRENTLY` in the lock holder waits
@@ -8,12 +9,21 @@
 //! the index build only ever waits a moment. Keeping the lock on a separate, idle connection means
 //! the migration connection can run statements that must not be inside a transaction.
 //!
-//! The key is Flyway's for the same history table, so pg-migrate and Flyway exclude each other.
+//! The key is Flyway's for the same history table (session and transaction advisory locks share
+//! one key space), so pg-migrate and Flyway exclude each other.
 //!
-//! Behind a transaction-pooling proxy (PgBouncer `pool_mode=transaction`) a session-level lock
-//! protects nothing, and worse, it leaks: the unlock runs on another server connection, and the
-//! pooled one keeps the lock for ever. So the proxy is detected first, and then no session lock is
-//! taken; each migration's transaction guards itself instead (see `engine::applied_guard`).
+//! Why a transaction and not a session lock: behind a transaction-pooling proxy (PgBouncer
+//! `pool_mode=transaction`) a session-level lock leaks: the unlock runs on another server
+//! connection and the pooled one keeps the lock for ever, blocking every later migration. An open
+//! transaction pins its server connection, and ending it (commit, or the client going away) ends
+//! the lock, so no proxy can leave it behind. The transaction is READ COMMITTED, so between the
+//! polls it holds no snapshot that `CREATE INDEX CONCURRENTLY` would wait for, and the server's
+//! idle-in-transaction and transaction timeouts are lifted for it alone.
+//!
+//! The proxy is still detected first (the detection is a heuristic under concurrent load, which
+//! the lock no longer depends on): behind one, statements of the migration session may run on
+//! different server connections, so no lock is taken and each migration's transaction guards
+//! itself instead (see `engine::applied_guard`), and scripts outside a transaction are refused.
 
 use std::time::{Duration, Instant};
 
@@ -49,18 +59,33 @@ impl MigrationLock {
         let mut pause = Duration::from_millis(50);
         let mut announced = false;
         loop {
-            let row = client
-                .query_typed_one("SELECT pg_try_advisory_lock($1)", &[(&key, Type::INT8)])
+            // Each try is a transaction of its own, ended when the lock is not free: a waiting
+            // migrator pins no server connection of a pooling proxy.
+            let rows = client
+                .simple_query(&format!(
+                    "BEGIN ISOLATION LEVEL READ COMMITTED; \
+                     SELECT set_config(name, '0', true) FROM pg_settings \
+                     WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout'); \
+                     SELECT pg_try_advisory_xact_lock({key}), pg_backend_pid()"
+                ))
                 .await
                 .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
-            if row.get::<_, bool>(0) {
-                let pid: i32 = client
-                    .query_typed_one("SELECT pg_backend_pid()", &[])
-                    .await
-                    .map_err(|e| MigrateError::db("cannot read the lock session", &e))?
-                    .get(0);
+            let (taken, pid) = rows
+                .iter()
+                .rev()
+                .find_map(|m| match m {
+                    datastores::tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0) == Some("t"), r.get(1))),
+                    _ => None,
+                })
+                .ok_or_else(|| MigrateError::Refused("the server did not answer the lock query".into()))?;
+            if taken {
+                let pid = pid.and_then(|p| p.parse().ok()).unwrap_or(0);
                 return Ok(MigrationLock { client, key, pid, warning: None, held: true });
             }
+            client
+                .batch_execute("ROLLBACK")
+                .await
+                .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
             if started.elapsed() >= timeout {
                 let holders = holders(&client, key).await.unwrap_or_default();
                 return Err(MigrateError::LockTimeout { table: table.qualified(), waited: timeout, holders });
@@ -93,7 +118,7 @@ impl MigrationLock {
             return Ok(());
         }
         self.client
-            .query_typed_one("SELECT pg_advisory_unlock($1)", &[(&self.key, Type::INT8)])
+            .batch_execute("COMMIT")
             .await
             .map_err(|e| MigrateError::db("cannot release the migration lock", &e))?;
         Ok(())

@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod bootstrap_kafka;
+mod bootstrap_mongodb;
+mod bootstrap_postgres;
+mod bootstrap_redis;
 mod health;
 mod kafka;
 mod live_topologies;

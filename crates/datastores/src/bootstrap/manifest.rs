@@ -1,0 +1,278 @@
+//! The manifest file: `${VAR}` expansion that keeps line numbers, and the typed sections.
+
+use serde::Deserialize;
+
+use crate::settings::Settings;
+
+/// The built-in manifest: seed 003's platform.
+pub const BUILTIN: &str = include_str!("platform.yaml");
+
+/// The desired state of the platform's datastores. A section left out is not touched.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub postgres: Option<super::postgres::Section>,
+    pub mongodb: Option<super::mongodb::Section>,
+    pub redis: Option<super::redis::Section>,
+    pub kafka: Option<super::kafka::Section>,
+    /// Weaviate classes as `vector-admin` specs: `{defaults: extend|replace, classes: [...]}`.
+    pub weaviate: Option<serde_json::Value>,
+    /// Milvus collections as `vector-admin` specs: `{defaults: extend|replace, collections: [...]}`.
+    pub milvus: Option<serde_json::Value>,
+}
+
+/// A manifest that cannot be used, with the place named.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read manifest {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{origin} line {line}{}: {message}", key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default())]
+    Variable { origin: String, line: usize, key: Option<String>, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Manifest {
+    /// Parses `text` (named `origin` in errors), expanding `${VAR}` and `${VAR:-default}` from
+    /// `vars` (`VAR_FILE` reads a file, as everywhere in dbkit).
+    pub fn parse(text: &str, origin: &str, vars: &Settings) -> Result<Manifest, ManifestError> {
+        let expanded = expand(text, origin, &|name| {
+            let value = vars.get(name).map_err(|e| e.to_string())?.map(|v| {
+                let from_file = v.origin.to_string().contains("_FILE");
+                (v.text, from_file || looks_secret(name))
+            });
+            Ok(value)
+        })?;
+        let manifest: Manifest = serde_norway::from_str(&expanded.text)
+            .map_err(|e| ManifestError::Invalid { origin: origin.into(), message: expanded.redact(&e.to_string()) })?;
+        manifest.validate().map_err(|message| ManifestError::Invalid { origin: origin.into(), message })?;
+        Ok(manifest)
+    }
+
+    /// Reads and parses the manifest at `path`.
+    pub fn load(path: &std::path::Path, vars: &Settings) -> Result<Manifest, ManifestError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        Manifest::parse(&text, &path.display().to_string(), vars)
+    }
+
+    /// The built-in manifest.
+    pub fn builtin(vars: &Settings) -> Result<Manifest, ManifestError> {
+        Manifest::parse(BUILTIN, "the built-in manifest", vars)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(s) = &self.postgres {
+            s.validate().map_err(|e| format!("postgres: {e}"))?;
+        }
+        if let Some(s) = &self.mongodb {
+            s.validate().map_err(|e| format!("mongodb: {e}"))?;
+        }
+        if let Some(s) = &self.redis {
+            s.validate().map_err(|e| format!("redis: {e}"))?;
+        }
+        if let Some(s) = &self.kafka {
+            s.validate().map_err(|e| format!("kafka: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["PASSWORD", "SECRET", "TOKEN", "API_KEY", "APIKEY", "CREDENTIAL", "PRIVATE"].iter().any(|w| upper.contains(w))
+}
+
+/// Expanded text, and the secret values put into it (to keep them out of error messages).
+#[derive(Debug)]
+pub struct Expanded {
+    pub text: String,
+    secrets: Vec<String>,
+}
+
+impl Expanded {
+    pub fn redact(&self, message: &str) -> String {
+        let mut out = message.to_owned();
+        for secret in &self.secrets {
+            if !secret.is_empty() {
+                out = out.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        out
+    }
+}
+
+/// A variable's value and whether it is secret.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Result<Option<(String, bool)>, String>;
+
+/// Expands `${VAR}` and `${VAR:-default}` (default when unset or empty) in `text`, line by line,
+/// so that line numbers stay those of the file. `$${` is a literal `${`. Comment lines are left
+/// alone. A value YAML would read as structure is written quoted when the variable is the whole
+/// value, and refused otherwise.
+pub fn expand(text: &str, origin: &str, lookup: Lookup<'_>) -> Result<Expanded, ManifestError> {
+    let mut out = String::with_capacity(text.len());
+    let mut secrets = Vec::new();
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let fail = |message: String| ManifestError::Variable {
+            origin: origin.into(),
+            line: number,
+            key: line_key(line),
+            message,
+        };
+        if line.trim_start().starts_with('#') || !line.contains('$') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        let mut done = String::new();
+        let mut quote: Option<char> = None;
+        while let Some(pos) = rest.find(['$', '\'', '"', '#']) {
+            let (before, at) = rest.split_at(pos);
+            done.push_str(before);
+            let c = at.chars().next().unwrap_or('$');
+            match c {
+                '\'' | '"' => {
+                    quote = match quote {
+                        None => Some(c),
+                        Some(q) if q == c => None,
+                        other => other,
+                    };
+                    done.push(c);
+                    rest = &at[1..];
+                }
+                '#' if quote.is_none() && (done.is_empty() || done.ends_with([' ', '\t'])) => {
+                    // A comment: the rest of the line is not expanded.
+                    done.push_str(at);
+                    rest = "";
+                }
+                '#' => {
+                    done.push('#');
+                    rest = &at[1..];
+                }
+                _ if at.starts_with("$${") => {
+                    done.push_str("${");
+                    rest = &at[3..];
+                }
+                _ if at.starts_with("${") => {
+                    let end = at.find('}').ok_or_else(|| fail("an unclosed ${".into()))?;
+                    let inner = &at[2..end];
+                    let (name, default) = match inner.split_once(":-") {
+                        Some((n, d)) => (n, Some(d)),
+                        None => (inner, None),
+                    };
+                    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid {
+                        return Err(fail(format!(
+                            "${{{inner}}} is not a variable (use ${{NAME}} or ${{NAME:-default}})"
+                        )));
+                    }
+                    let found = lookup(name).map_err(fail)?;
+                    let (value, secret) = match (found, default) {
+                        (Some((v, secret)), _) => (v, secret),
+                        (None, Some(d)) => (d.to_owned(), false),
+                        (None, None) => {
+                            return Err(fail(format!(
+                                "${{{name}}} is not set: set {name} (or {name}_FILE), or give a default as ${{{name}:-...}}"
+                            )));
+                        }
+                    };
+                    let after = &at[end + 1..];
+                    let whole = quote.is_none()
+                        && (done.trim_end().is_empty() || done.trim_end().ends_with([':', '-']))
+                        && (after.trim().is_empty() || after.trim_start().starts_with('#'));
+                    let inserted = match quote {
+                        _ if plain_safe(&value) => value.clone(),
+                        None if whole => serde_json::to_string(&value).unwrap_or_default(),
+                        Some('"') => {
+                            let quoted = serde_json::to_string(&value).unwrap_or_default();
+                            quoted[1..quoted.len() - 1].to_owned()
+                        }
+                        Some(_) => value.replace('\'', "''"),
+                        None => {
+                            return Err(fail(format!(
+                                "the value of {name} has characters YAML reads as structure; make ${{{name}}} the \
+                                 whole value, or put it in quotes"
+                            )));
+                        }
+                    };
+                    if secret {
+                        secrets.push(value);
+                    }
+                    done.push_str(&inserted);
+                    rest = after;
+                }
+                _ => {
+                    done.push('$');
+                    rest = &at[1..];
+                }
+            }
+        }
+        done.push_str(rest);
+        out.push_str(&done);
+    }
+    Ok(Expanded { text: out, secrets })
+}
+
+/// Whether `value` reads as the same plain YAML scalar wherever it is put.
+fn plain_safe(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/@+=%~:,".contains(c))
+        && !value.starts_with(['@', '%', '-', ':', ','])
+        && !value.ends_with(':')
+        && !value.contains(": ")
+        && bytes.iter().all(|b| *b != b'\n')
+        && !value.contains(',')
+}
+
+/// The key a line sets (`  replication_factor: ...` or `- name: ...`), for error messages.
+fn line_key(line: &str) -> Option<String> {
+    let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+    let (key, _) = trimmed.split_once(':')?;
+    let key = key.trim().trim_matches(['"', '\'']);
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then(|| key.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Result<Option<(String, bool)>, String> {
+        move |name| Ok(pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| ((*v).to_owned(), looks_secret(name))))
+    }
+
+    #[test]
+    fn expansion_keeps_lines_and_quotes_what_needs_it() {
+        let lookup = vars(&[("RF", "1"), ("PASSWORD", "p: a#ss'\"x"), ("EMPTY", "")]);
+        let text = "# ${NOT_EXPANDED}\na: ${RF}\nb: ${MISSING:-3} # ${ALSO_NOT}\nc: ${PASSWORD}\nd: \"x ${PASSWORD} y\"\ne: $${RF}\nf: ${EMPTY:-dflt}\n";
+        let out = expand(text, "m.yaml", &lookup).unwrap();
+        assert_eq!(
+            out.text,
+            "# ${NOT_EXPANDED}\na: 1\nb: 3 # ${ALSO_NOT}\nc: \"p: a#ss'\\\"x\"\nd: \"x p: a#ss'\\\"x y\"\ne: ${RF}\nf: \
+             dflt\n"
+        );
+        let parsed: serde_json::Value = serde_norway::from_str(&out.text).unwrap();
+        assert_eq!(parsed["c"], "p: a#ss'\"x");
+        assert_eq!(parsed["d"], "x p: a#ss'\"x y");
+        assert_eq!(parsed["a"], 1);
+        assert_eq!(out.redact("bad p: a#ss'\"x here"), "bad [redacted] here");
+    }
+
+    #[test]
+    fn undefined_and_malformed_variables_name_line_and_key() {
+        let lookup = vars(&[]);
+        let err = expand("kafka:\n  topics:\n    - replication_factor: ${KAFKA_RF}\n", "m.yaml", &lookup)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("m.yaml line 3 (key replication_factor): ${KAFKA_RF} is not set"), "{err}");
+        let err = expand("a:\n  b: ${1X}\n", "m.yaml", &lookup).err().unwrap().to_string();
+        assert!(err.contains("line 2 (key b)") && err.contains("not a variable"), "{err}");
+        let err = expand("a: ${OPEN\n", "m.yaml", &lookup).err().unwrap().to_string();
+        assert!(err.contains("line 1") && err.contains("unclosed"), "{err}");
+        let lookup = vars(&[("V", "a: b")]);
+        let err = expand("a: x${V}\n", "m.yaml", &lookup).err().unwrap().to_string();
+        assert!(err.contains("line 1 (key a)") && err.contains("quotes"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! The `kafka` section of the bootstrap manifest against the stack's server.

@@ -1,0 +1,1 @@
+//! The `postgres` section of the bootstrap manifest against the stack's server.
