@@ -206,6 +206,15 @@ pub fn env_vars(layout: &Layout) -> Vec<(String, String)> {
         ("RECOMMEND_OWNER_PASSWORD_FILE", secret("recommend-owner-password")),
         ("RECOMMEND_APP_PASSWORD_FILE", secret("recommend-app-password")),
         ("RECOMMEND_READONLY_PASSWORD_FILE", secret("recommend-readonly-password")),
+        // The platform bootstrap's manifest (`datastores apply`): its roles' passwords, and the
+        // values the one-node stack has instead of production's (one broker; the server's own
+        // max_connections and shared_buffers, which only a restart would change).
+        ("AI_PLATFORM_APP_PASSWORD_FILE", secret("ai-platform-app-password")),
+        ("AI_PLATFORM_READONLY_PASSWORD_FILE", secret("ai-platform-readonly-password")),
+        ("MONGODB_APP_PASSWORD_FILE", secret("mongodb-app-password")),
+        ("KAFKA_REPLICATION_FACTOR", "1".to_owned()),
+        ("PLATFORM_PG_MAX_CONNECTIONS", "300".to_owned()),
+        ("PLATFORM_PG_SHARED_BUFFERS", "128MB".to_owned()),
         ("REDIS_URL", format!("redis://127.0.0.1:{REDIS_PORT}/0")),
         ("REDIS_PASSWORD_FILE", secret("redis-password")),
         ("MILVUS_HOST", "127.0.0.1".to_owned()),
@@ -260,6 +269,12 @@ pub fn up(layout: &Layout, services: &[Service]) -> Result<(), String> {
         for role in ["owner", "app", "readonly"] {
             layout.ensure_secret(&format!("recommend-{role}-password"))?;
         }
+        for role in ["app", "readonly"] {
+            layout.ensure_secret(&format!("ai-platform-{role}-password"))?;
+        }
+    }
+    if services.contains(&Service::MongoDb) {
+        layout.ensure_secret("mongodb-app-password")?;
     }
     install_debian_peers()?;
     for &service in services {

@@ -1,13 +1,15 @@
-//! `datastores`: configuration and health of the platform's datastores.
+//! `datastores`: configuration, health and declarative bootstrap of the platform's datastores.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bins::{ConnectOpts, Output, exit};
 use clap::{Parser, Subcommand};
+use datastores::bootstrap::{Manifest, Mode, SectionReport, State};
 use datastores::{Datastore, DatastoresConfig, HealthReport, Status};
 
 #[derive(Parser, Debug)]
@@ -22,6 +24,35 @@ enum Command {
     /// Check every configured datastore concurrently. Exits 1 when a checked datastore is
     /// unhealthy, 2 on bad configuration.
     Health(HealthArgs),
+    /// Show what `apply` would change to reach the manifest; changes nothing. Exits 1 when a
+    /// section cannot run or has a conflict.
+    Plan(BootstrapArgs),
+    /// Create what is missing and converge what can be converged safely; never drops or
+    /// shrinks anything. Exits 1 when a section fails or has a conflict.
+    Apply(BootstrapArgs),
+    /// Report drift from the manifest; changes nothing. Exits 1 when anything differs.
+    Check(BootstrapArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BootstrapArgs {
+    /// The manifest (YAML); the built-in one (seed 003's platform) when not given.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Print the built-in manifest and exit.
+    #[arg(long, conflicts_with = "manifest")]
+    print_builtin: bool,
+    /// Run only these sections (comma-separated: postgres, mongodb, redis, kafka, weaviate, milvus).
+    #[arg(long, value_delimiter = ',', value_parser = parse_datastore)]
+    only: Vec<Datastore>,
+    /// Fail when a section of these datastores cannot run because the datastore is not
+    /// configured (by default such a section is skipped with a warning).
+    #[arg(long, value_delimiter = ',', value_parser = parse_datastore)]
+    require: Vec<Datastore>,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+    #[command(flatten)]
+    connect: ConnectOpts,
 }
 
 #[derive(clap::Args, Debug)]
@@ -69,6 +100,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Health(args) => runtime.block_on(health(&args)),
+        Command::Plan(args) => runtime.block_on(bootstrap(&args, Mode::Plan)),
+        Command::Apply(args) => runtime.block_on(bootstrap(&args, Mode::Apply)),
+        Command::Check(args) => runtime.block_on(bootstrap(&args, Mode::Check)),
     }
 }
 
@@ -125,4 +159,132 @@ fn render(reports: &[HealthReport]) -> String {
         })
         .collect();
     bins::table(&["DATASTORE", "STATUS", "LATENCY", "VERSION", "ENDPOINT", "ERROR"], &rows)
+}
+
+async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
+    if args.print_builtin {
+        return match bins::print(datastores::bootstrap::BUILTIN) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => bins::fail(&anyhow::Error::new(e), exit::FAILURE),
+        };
+    }
+    let settings = args.connect.settings();
+    let usage = |e: anyhow::Error| bins::fail_as(&e, exit::USAGE, args.output);
+    let manifest = match &args.manifest {
+        Some(path) => Manifest::load(path, &settings),
+        None => Manifest::builtin(&settings),
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(e) => return usage(anyhow::Error::new(e).context("invalid manifest")),
+    };
+    // Vector sections are parsed before anything runs, like the rest of the manifest.
+    for (section, backend) in
+        [(&manifest.weaviate, vector_admin::Backend::Weaviate), (&manifest.milvus, vector_admin::Backend::Milvus)]
+    {
+        if let Some(value) = section
+            && let Err(e) = vector_admin::bootstrap::section_specs(value, backend)
+        {
+            return usage(anyhow::Error::new(e).context("invalid manifest"));
+        }
+    }
+    let config = match DatastoresConfig::from_settings(&settings) {
+        Ok(config) => config,
+        Err(errors) => return usage(anyhow::Error::new(errors).context("invalid configuration")),
+    };
+    let on = |d: Datastore| args.only.is_empty() || args.only.contains(&d);
+    let vector = |d: Datastore, present: bool, configured: bool| present && on(d) && !configured;
+    let weaviate = async {
+        match (&manifest.weaviate, &config.weaviate) {
+            (Some(section), Some(c)) if on(Datastore::Weaviate) => {
+                Some(vector_admin::bootstrap::weaviate(c, section, mode).await)
+            }
+            _ => None,
+        }
+    };
+    let milvus = async {
+        match (&manifest.milvus, &config.milvus) {
+            (Some(section), Some(c)) if on(Datastore::Milvus) => Some(vector_admin::bootstrap::milvus(c, section, mode).await),
+            _ => None,
+        }
+    };
+    let (mut reports, weaviate, milvus) = tokio::join!(
+        datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require),
+        weaviate,
+        milvus
+    );
+    reports.extend(weaviate.into_iter().chain(milvus));
+    for (d, present, configured) in [
+        (Datastore::Weaviate, manifest.weaviate.is_some(), config.weaviate.is_some()),
+        (Datastore::Milvus, manifest.milvus.is_some(), config.milvus.is_some()),
+    ] {
+        if vector(d, present, configured) {
+            reports.push(SectionReport::not_configured(d, mode, args.require.contains(&d)));
+        }
+    }
+    let text = match args.output {
+        Output::Json => serde_json::to_string_pretty(&reports).context("cannot encode the report").map(|j| j + "\n"),
+        Output::Table => Ok(render_sections(&reports)),
+    };
+    if let Err(e) = text.and_then(|t| bins::print(&t).context("cannot write the report")) {
+        return bins::fail(&e, exit::FAILURE);
+    }
+    for report in &reports {
+        for warning in &report.warnings {
+            eprintln!("warning: {}: {warning}", report.datastore);
+        }
+    }
+    let failed = match mode {
+        Mode::Check => reports.iter().any(|r| r.drift() > 0),
+        Mode::Plan | Mode::Apply => reports.iter().any(SectionReport::has_errors),
+    };
+    if failed { ExitCode::from(exit::FAILURE) } else { ExitCode::SUCCESS }
+}
+
+fn render_sections(reports: &[SectionReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        let counts = |state: State| report.items.iter().filter(|i| i.state == state).count();
+        let mut summary: Vec<String> = [
+            State::Ok,
+            State::Missing,
+            State::Drift,
+            State::Created,
+            State::Changed,
+            State::NeedsRestart,
+            State::Conflict,
+            State::Failed,
+        ]
+        .into_iter()
+        .filter(|s| counts(*s) > 0)
+        .map(|s| format!("{} {s}", counts(s)))
+        .collect();
+        if report.skipped {
+            summary.push("skipped".into());
+        }
+        let identity = report.identity.as_deref().map(|i| format!(" ({i})")).unwrap_or_default();
+        out.push_str(&format!("== {} {}{identity}: {}\n", report.datastore, report.endpoint, summary.join(", ")));
+        if let Some(error) = &report.error {
+            out.push_str(&format!("error: {error}\n"));
+        }
+        if !report.items.is_empty() {
+            let rows: Vec<Vec<String>> = report
+                .items
+                .iter()
+                .map(|i| vec![i.state.to_string(), i.kind.to_owned(), i.name.clone(), i.detail.clone()])
+                .collect();
+            out.push_str(&bins::table(&["STATE", "KIND", "NAME", "DETAIL"], &rows));
+        }
+        out.push('\n');
+    }
+    let changes: usize = reports.iter().map(SectionReport::changes).sum();
+    let drift: usize = reports.iter().map(SectionReport::drift).sum();
+    let mode = reports.first().map(|r| r.mode);
+    out.push_str(&match mode {
+        Some(Mode::Apply) => format!("{changes} change(s) made; {drift} object(s) still differ from the manifest\n"),
+        Some(_) if drift == 0 => "everything is as the manifest says\n".to_owned(),
+        Some(_) => format!("{drift} object(s) differ from the manifest\n"),
+        None => "the manifest has no section to run\n".to_owned(),
+    });
+    out
 }

@@ -134,6 +134,8 @@ pub struct SectionReport {
     pub warnings: Vec<String>,
     /// Set when the section could not run at all (unreachable server, identity refused).
     pub error: Option<String>,
+    /// Set when the section was not run because its datastore is not configured.
+    pub skipped: bool,
 }
 
 impl SectionReport {
@@ -146,7 +148,24 @@ impl SectionReport {
             items: Vec::new(),
             warnings: Vec::new(),
             error: None,
+            skipped: false,
         }
+    }
+
+    /// A section whose datastore is not configured: not run, and an error only when `required`.
+    pub fn not_configured(datastore: Datastore, mode: Mode, required: bool) -> SectionReport {
+        let hint = format!(
+            "{datastore} is not configured (set {}): section not run",
+            crate::health::triggers(datastore).join(" or ")
+        );
+        let mut report = SectionReport::new(datastore, "-", mode);
+        report.skipped = true;
+        if required {
+            report.error = Some(hint);
+        } else {
+            report.warnings.push(hint);
+        }
+        report
     }
 
     pub fn failed(mut self, error: impl Into<String>) -> SectionReport {
@@ -172,6 +191,75 @@ impl SectionReport {
     pub fn push(&mut self, item: Item) {
         self.items.push(item);
     }
+}
+
+/// A section's run, boxed so that sections of different types run side by side.
+pub type SectionFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = SectionReport> + Send + 'a>>;
+
+/// Runs the sections this crate owns (PostgreSQL, MongoDB, Redis, Kafka) that the manifest has
+/// and `selected` names, concurrently. A section whose datastore `config` lacks is skipped, or
+/// fails when `required` names it. The vector sections are `vector-admin`'s.
+pub async fn run(
+    manifest: &Manifest,
+    config: &crate::DatastoresConfig,
+    mode: Mode,
+    selected: &[Datastore],
+    required: &[Datastore],
+) -> Vec<SectionReport> {
+    let one = async |datastore: Datastore, present: bool, configured: bool, work: SectionFuture<'_>| {
+        let on = present && (selected.is_empty() || selected.contains(&datastore));
+        match (on, configured) {
+            (false, _) => None,
+            (true, true) => Some(work.await),
+            (true, false) => Some(SectionReport::not_configured(datastore, mode, required.contains(&datastore))),
+        }
+    };
+    let postgres = one(
+        Datastore::Postgres,
+        manifest.postgres.is_some(),
+        config.postgres.is_some(),
+        Box::pin(async move {
+            match (&manifest.postgres, &config.postgres) {
+                (Some(s), Some(c)) => postgres::run(c, s, mode).await,
+                _ => SectionReport::not_configured(Datastore::Postgres, mode, false),
+            }
+        }),
+    );
+    let mongodb = one(
+        Datastore::MongoDb,
+        manifest.mongodb.is_some(),
+        config.mongodb.is_some(),
+        Box::pin(async move {
+            match (&manifest.mongodb, &config.mongodb) {
+                (Some(s), Some(c)) => mongodb::run(c, s, mode).await,
+                _ => SectionReport::not_configured(Datastore::MongoDb, mode, false),
+            }
+        }),
+    );
+    let redis = one(
+        Datastore::Redis,
+        manifest.redis.is_some(),
+        config.redis.is_some(),
+        Box::pin(async move {
+            match (&manifest.redis, &config.redis) {
+                (Some(s), Some(c)) => redis::run(c, s, mode).await,
+                _ => SectionReport::not_configured(Datastore::Redis, mode, false),
+            }
+        }),
+    );
+    let kafka = one(
+        Datastore::Kafka,
+        manifest.kafka.is_some(),
+        config.kafka.is_some(),
+        Box::pin(async move {
+            match (&manifest.kafka, &config.kafka) {
+                (Some(s), Some(c)) => kafka::run(c, s, mode).await,
+                _ => SectionReport::not_configured(Datastore::Kafka, mode, false),
+            }
+        }),
+    );
+    let (postgres, mongodb, redis, kafka) = futures::join!(postgres, mongodb, redis, kafka);
+    [postgres, mongodb, redis, kafka].into_iter().flatten().collect()
 }
 
 /// Checks a pinned identity. `expected` empty means not pinned: a warning is recorded and the
@@ -202,7 +290,7 @@ pub(crate) fn guard_identity(
 
 /// The verdict of a section's comparison of one object: `Ok` when equal, else `Missing`/`Drift`
 /// in plan and check, and the state after the change in apply.
-pub(crate) fn converge_state(mode: Mode, missing: bool) -> State {
+pub fn converge_state(mode: Mode, missing: bool) -> State {
     match (mode.writes(), missing) {
         (false, true) => State::Missing,
         (false, false) => State::Drift,

@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Mode, Scalar, SectionReport};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::{Item, Mode, Scalar, SectionReport, State, converge_state, guard_identity};
+use crate::Datastore;
+use crate::pgadmin::{self, quote_ident, quote_literal};
 use crate::postgres::PostgresConfig;
 use crate::settings::Secret;
 
@@ -132,6 +137,666 @@ impl Section {
 
 /// Reads the server, compares it with `section`, and in [`Mode::Apply`] converges it.
 pub async fn run(config: &PostgresConfig, section: &Section, mode: Mode) -> SectionReport {
-    let _ = section;
-    SectionReport::new(crate::Datastore::Postgres, config.to_string(), mode).failed("not implemented yet")
+    let mut report = SectionReport::new(Datastore::Postgres, config.endpoint(), mode);
+    let client = match config.connect().await {
+        Ok(c) => c,
+        Err(e) => return report.failed(e.to_string()),
+    };
+    let identity = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await {
+        Ok(row) => row.get::<_, String>(0),
+        Err(e) => return report.failed(db_error("cannot read the system identifier", &e)),
+    };
+    let expected = section.expect.system_identifier.as_ref().map(|s| s.0.as_str());
+    if let Err(refused) = guard_identity(&mut report, "system identifier", expected, &identity) {
+        return report.failed(refused);
+    }
+    // Roles first: databases, schemas and grants name them.
+    roles(&client, section, mode, &mut report).await;
+    let databases =
+        futures::future::join_all(section.databases.iter().map(|db| database(config, &client, section, db, mode)));
+    let (databases, settings) = futures::join!(databases, settings(&client, &section.settings, mode));
+    for items in databases {
+        report.items.extend(items);
+    }
+    report.items.extend(settings);
+    report
+}
+
+fn db_error(what: &str, error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{what}: {} [SQLSTATE {}]", db.message(), db.code().code()),
+        None => format!("{what}: {}", crate::error::chain(error)),
+    }
+}
+
+/// Runs `sql`, turning the outcome into the item's state after an apply.
+async fn exec(client: &Client, sql: &str, what: &str, converged: State) -> (State, Option<String>) {
+    match client.batch_execute(sql).await {
+        Ok(()) => (converged, None),
+        Err(e) => (State::Failed, Some(db_error(what, &e))),
+    }
+}
+
+fn attributes(role: &Role) -> [(&'static str, bool); 6] {
+    [
+        ("LOGIN", role.login),
+        ("SUPERUSER", role.superuser),
+        ("CREATEDB", role.createdb),
+        ("CREATEROLE", role.createrole),
+        ("REPLICATION", role.replication),
+        ("BYPASSRLS", role.bypassrls),
+    ]
+}
+
+fn describe_attributes(attrs: &[(&str, bool)]) -> String {
+    attrs
+        .iter()
+        .map(|(name, on)| if *on { name.to_string() } else { format!("NO{name}") })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn roles(client: &Client, section: &Section, mode: Mode, report: &mut SectionReport) {
+    let names: Vec<&str> = section.roles.iter().map(|r| r.name.as_str()).collect();
+    let rows = match client
+        .query(
+            "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, \
+             rolconnlimit FROM pg_roles WHERE rolname = ANY($1)",
+            &[&names],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            let message = db_error("cannot read roles", &e);
+            for role in &section.roles {
+                report.push(Item::new("role", &role.name, State::Failed, &message));
+            }
+            return;
+        }
+    };
+    for role in &section.roles {
+        let name = &role.name;
+        let wanted = attributes(role);
+        let Some(row) = rows.iter().find(|r| r.get::<_, &str>(0) == name) else {
+            if role.login && role.password.is_none() {
+                report.push(Item::new(
+                    "role",
+                    name,
+                    if mode.writes() { State::Failed } else { State::Missing },
+                    "missing, and the manifest gives no password to create this login role with",
+                ));
+                continue;
+            }
+            let mut state = converge_state(mode, true);
+            let mut detail = format!("{} CONNECTION LIMIT {}", describe_attributes(&wanted), role.connection_limit);
+            if mode.writes() {
+                let mut sql = format!("CREATE ROLE {} {}", quote_ident(name), detail);
+                if let Some(password) = &role.password {
+                    // A SCRAM verifier computed here: the clear text never reaches the server's log.
+                    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+                    sql.push_str(&format!(" PASSWORD {}", quote_literal(&verifier)));
+                }
+                let (s, error) = exec(client, &sql, &format!("cannot create role {name}"), state).await;
+                state = s;
+                if let Some(e) = error {
+                    detail = e;
+                }
+            }
+            report.push(Item::new("role", name, state, detail));
+            continue;
+        };
+        let actual: Vec<(&str, bool)> =
+            wanted.iter().enumerate().map(|(i, (attr, _))| (*attr, row.get::<_, bool>(i + 1))).collect();
+        if actual != wanted {
+            report.push(Item::new(
+                "role",
+                name,
+                State::Conflict,
+                format!(
+                    "exists as {}, the manifest wants {}; apply does not change a role's attributes (ALTER ROLE by \
+                     hand, or name another role)",
+                    describe_attributes(&actual),
+                    describe_attributes(&wanted)
+                ),
+            ));
+            continue;
+        }
+        let limit: i32 = row.get(7);
+        if limit == role.connection_limit {
+            report.push(Item::ok("role", name));
+            continue;
+        }
+        let mut state = converge_state(mode, false);
+        let mut detail = format!("connection limit: server {limit}, manifest {}", role.connection_limit);
+        if mode.writes() {
+            let sql = format!("ALTER ROLE {} CONNECTION LIMIT {}", quote_ident(name), role.connection_limit);
+            let (s, error) = exec(client, &sql, &format!("cannot alter role {name}"), state).await;
+            state = s;
+            if let Some(e) = error {
+                detail = e;
+            }
+        }
+        report.push(Item::new("role", name, state, detail));
+    }
+}
+
+async fn database(config: &PostgresConfig, client: &Client, section: &Section, db: &Database, mode: Mode) -> Vec<Item> {
+    let mut items = Vec::new();
+    let name = &db.name;
+    let row =
+        match client.query_opt("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1", &[name]).await {
+            Ok(row) => row,
+            Err(e) => return vec![Item::new("database", name, State::Failed, db_error("cannot read databases", &e))],
+        };
+    match (row, &db.owner) {
+        (None, owner) => {
+            let mut state = converge_state(mode, true);
+            let mut detail = String::new();
+            if mode.writes() {
+                match pgadmin::ensure_database(client, name, owner.as_deref()).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        state = State::Failed;
+                        detail = e.to_string();
+                    }
+                }
+            }
+            items.push(Item::new("database", name, state, detail));
+            if !mode.writes() || state == State::Failed {
+                // Everything in it is missing too.
+                for schema in &db.schemas {
+                    items.push(Item::new(
+                        "schema",
+                        format!("{name}.{schema}"),
+                        State::Missing,
+                        "in a missing database",
+                    ));
+                }
+                for ext in &db.extensions {
+                    items.push(Item::new(
+                        "extension",
+                        format!("{name}.{ext}"),
+                        State::Missing,
+                        "in a missing database",
+                    ));
+                }
+                for grant in &db.grants {
+                    items.push(Item::new(
+                        "grant",
+                        format!("{name} to {}", grant.role),
+                        State::Missing,
+                        "in a missing database",
+                    ));
+                }
+                return items;
+            }
+        }
+        (Some(row), Some(owner)) if row.get::<_, String>(0) != *owner => {
+            let actual: String = row.get(0);
+            let mut state = converge_state(mode, false);
+            let mut detail = format!("owner: server {actual}, manifest {owner}");
+            if mode.writes() {
+                let sql = format!("ALTER DATABASE {} OWNER TO {}", quote_ident(name), quote_ident(owner));
+                let (s, error) = exec(client, &sql, &format!("cannot change the owner of {name}"), state).await;
+                state = s;
+                if let Some(e) = error {
+                    detail = e;
+                }
+            }
+            items.push(Item::new("database", name, state, detail));
+        }
+        (Some(_), _) => items.push(Item::ok("database", name)),
+    }
+    let mut in_db = config.clone();
+    in_db.dbname = name.clone();
+    let conn = match in_db.connect().await {
+        Ok(c) => c,
+        Err(e) => {
+            items.push(Item::new("database", name, State::Failed, format!("cannot connect to it: {e}")));
+            return items;
+        }
+    };
+    for ext in &db.extensions {
+        let item_name = format!("{name}.{ext}");
+        items.push(match pgadmin::extension_version(&conn, ext).await {
+            Err(e) => Item::new("extension", item_name, State::Failed, e.to_string()),
+            Ok(Some(version)) => Item::new("extension", item_name, State::Ok, format!("version {version}")),
+            Ok(None) if !mode.writes() => Item::new("extension", item_name, State::Missing, ""),
+            Ok(None) => match pgadmin::ensure_extension(&conn, ext).await {
+                Ok((_, version)) => Item::new("extension", item_name, State::Created, format!("version {version}")),
+                Err(e) => Item::new("extension", item_name, State::Failed, e.to_string()),
+            },
+        });
+    }
+    let owner = match &db.owner {
+        Some(o) => o.clone(),
+        None => match conn
+            .query_one("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()", &[])
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(e) => {
+                items.push(Item::new("database", name, State::Failed, db_error("cannot read its owner", &e)));
+                return items;
+            }
+        },
+    };
+    for schema in &db.schemas {
+        items.push(ensure_schema(&conn, name, schema, &owner, mode).await);
+    }
+    items.push(public_connect(&conn, name, mode).await);
+    for grant in &db.grants {
+        let schemas = grant.schemas.as_ref().unwrap_or(&db.schemas);
+        for schema in schemas {
+            items.push(grant_item(&conn, section, name, schema, &owner, grant, mode).await);
+        }
+    }
+    items
+}
+
+async fn ensure_schema(conn: &Client, db: &str, schema: &str, owner: &str, mode: Mode) -> Item {
+    let item_name = format!("{db}.{schema}");
+    let row =
+        match conn.query_opt("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = $1", &[&schema]).await
+        {
+            Ok(row) => row,
+            Err(e) => return Item::new("schema", item_name, State::Failed, db_error("cannot read schemas", &e)),
+        };
+    let (sql, missing, detail) = match row {
+        Some(row) if row.get::<_, String>(0) == owner => return Item::ok("schema", item_name),
+        Some(row) => (
+            format!("ALTER SCHEMA {} OWNER TO {}", quote_ident(schema), quote_ident(owner)),
+            false,
+            format!("owner: server {}, manifest {owner}", row.get::<_, String>(0)),
+        ),
+        None => (
+            format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", quote_ident(schema), quote_ident(owner)),
+            true,
+            format!("owned by {owner}"),
+        ),
+    };
+    let mut state = converge_state(mode, missing);
+    let mut detail = detail;
+    if mode.writes() {
+        let (s, error) = exec(conn, &sql, &format!("cannot create or alter schema {schema}"), state).await;
+        state = s;
+        if let Some(e) = error {
+            detail = e;
+        }
+    }
+    Item::new("schema", item_name, state, detail)
+}
+
+/// Least privilege: nobody connects to the database unless granted.
+async fn public_connect(conn: &Client, db: &str, mode: Mode) -> Item {
+    let item_name = format!("{db} PUBLIC");
+    let row = conn
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database d, aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
+             WHERE d.datname = current_database() AND a.grantee = 0 AND a.privilege_type IN ('CONNECT', 'TEMPORARY'))",
+            &[],
+        )
+        .await;
+    match row {
+        Err(e) => Item::new("grant", item_name, State::Failed, db_error("cannot read the database's privileges", &e)),
+        Ok(row) if !row.get::<_, bool>(0) => Item::ok("grant", item_name),
+        Ok(_) => {
+            let mut state = converge_state(mode, false);
+            let mut detail = "PUBLIC may connect; the manifest grants CONNECT to its roles only".to_owned();
+            if mode.writes() {
+                let sql = format!("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(db));
+                let (s, error) = exec(conn, &sql, "cannot revoke CONNECT from PUBLIC", state).await;
+                state = s;
+                if let Some(e) = error {
+                    detail = e;
+                }
+            }
+            Item::new("grant", item_name, state, detail)
+        }
+    }
+}
+
+fn table_privileges(access: Access) -> &'static [&'static str] {
+    match access {
+        Access::ReadWrite => &["SELECT", "INSERT", "UPDATE", "DELETE"],
+        Access::ReadOnly => &["SELECT"],
+    }
+}
+
+/// What `grant.role` lacks in `schema`: CONNECT, USAGE, privileges on existing tables and
+/// sequences, and the owner's default privileges for later ones.
+async fn missing_privileges(
+    conn: &Client,
+    schema: &str,
+    owner: &str,
+    role: &str,
+    access: Access,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let table_privs: Vec<String> = table_privileges(access).iter().map(|p| p.to_string()).collect();
+    let sequence_privs: Vec<String> =
+        if access == Access::ReadWrite { vec!["USAGE".into(), "SELECT".into()] } else { Vec::new() };
+    let row = conn
+        .query_one(
+            "SELECT \
+               has_database_privilege($1::text, current_database(), 'CONNECT'), \
+               has_schema_privilege($1::text, $2::text, 'USAGE'), \
+               (SELECT coalesce(array_agg(p || ' on ' || c.oid::regclass::text ORDER BY c.relname, p), '{}') \
+                  FROM pg_class c CROSS JOIN unnest($3::text[]) p \
+                  WHERE c.relnamespace = $2::text::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                  AND NOT has_table_privilege($1::text, c.oid, p)), \
+               (SELECT coalesce(array_agg(p || ' on sequence ' || c.oid::regclass::text ORDER BY c.relname, p), '{}') \
+                  FROM pg_class c CROSS JOIN unnest($4::text[]) p \
+                  WHERE c.relnamespace = $2::text::regnamespace AND c.relkind = 'S' \
+                  AND NOT has_sequence_privilege($1::text, c.oid, p)), \
+               (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM unnest($3::text[]) p WHERE p NOT IN ( \
+                  SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a \
+                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $2::text::regnamespace \
+                  AND d.defaclobjtype = 'r' AND a.grantee = $1::text::regrole)), \
+               (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM unnest($4::text[]) p WHERE p NOT IN ( \
+                  SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a \
+                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $2::text::regnamespace \
+                  AND d.defaclobjtype = 'S' AND a.grantee = $1::text::regrole))",
+            &[&role, &schema, &table_privs, &sequence_privs, &owner],
+        )
+        .await?;
+    let mut lacks = Vec::new();
+    if !row.get::<_, bool>(0) {
+        lacks.push("CONNECT on the database".to_owned());
+    }
+    if !row.get::<_, bool>(1) {
+        lacks.push(format!("USAGE on schema {schema}"));
+    }
+    lacks.extend(row.get::<_, Vec<String>>(2));
+    lacks.extend(row.get::<_, Vec<String>>(3));
+    let tables: Vec<String> = row.get(4);
+    if !tables.is_empty() {
+        lacks.push(format!("default {} on tables {owner} creates", tables.join(", ")));
+    }
+    let sequences: Vec<String> = row.get(5);
+    if !sequences.is_empty() {
+        lacks.push(format!("default {} on sequences {owner} creates", sequences.join(", ")));
+    }
+    Ok(lacks)
+}
+
+async fn grant_item(
+    conn: &Client,
+    section: &Section,
+    db: &str,
+    schema: &str,
+    owner: &str,
+    grant: &Grant,
+    mode: Mode,
+) -> Item {
+    let item_name = format!("{db}.{schema} to {}", grant.role);
+    let role_known = section.roles.iter().any(|r| r.name == grant.role);
+    let lacks = match missing_privileges(conn, schema, owner, &grant.role, grant.access).await {
+        Ok(lacks) => lacks,
+        // A role or schema that does not exist yet (plan before the first apply).
+        Err(e)
+            if !mode.writes()
+                && matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_OBJECT || *c == SqlState::INVALID_SCHEMA_NAME) =>
+        {
+            return Item::new("grant", item_name, State::Missing, format!("{:?} access", grant.access));
+        }
+        Err(e) => return Item::new("grant", item_name, State::Failed, db_error("cannot read privileges", &e)),
+    };
+    if lacks.is_empty() {
+        return Item::ok("grant", item_name);
+    }
+    let mut state = converge_state(mode, false);
+    let mut detail = format!("lacks {}", lacks.join("; "));
+    if mode.writes() && role_known {
+        let (read_write, read_only): (Vec<&str>, Vec<&str>) = match grant.access {
+            Access::ReadWrite => (vec![grant.role.as_str()], vec![]),
+            Access::ReadOnly => (vec![], vec![grant.role.as_str()]),
+        };
+        let grants = pgadmin::Grants {
+            database: db,
+            schema,
+            owner,
+            read_write: &read_write,
+            read_only: &read_only,
+            protected_tables: &[],
+        };
+        match pgadmin::apply_grants(conn, &grants).await {
+            Ok(_) => detail = format!("granted what it lacked: {}", lacks.join("; ")),
+            Err(e) => {
+                state = State::Failed;
+                detail = e.to_string();
+            }
+        }
+    }
+    Item::new("grant", item_name, state, detail)
+}
+
+/// A setting as read from `pg_settings`.
+struct ServerSetting {
+    setting: String,
+    shown: String,
+    unit: Option<String>,
+    vartype: String,
+    context: String,
+    source: String,
+    pending_restart: bool,
+    /// The last value written in the configuration files (postgresql.auto.conf included).
+    file_value: Option<String>,
+}
+
+async fn read_settings(client: &Client, names: &[&str]) -> Result<Vec<(String, ServerSetting)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT s.name, s.setting, current_setting(s.name), s.unit, s.vartype, s.context, s.source, \
+             s.pending_restart, (SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name \
+             ORDER BY f.seqno DESC LIMIT 1) \
+             FROM pg_settings s WHERE s.name = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                ServerSetting {
+                    setting: r.get(1),
+                    shown: r.get(2),
+                    unit: r.get(3),
+                    vartype: r.get(4),
+                    context: r.get(5),
+                    source: r.get(6),
+                    pending_restart: r.get(7),
+                    file_value: r.get(8),
+                },
+            )
+        })
+        .collect())
+}
+
+async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode) -> Vec<Item> {
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = wanted.keys().map(String::as_str).collect();
+    let server = match read_settings(client, &names).await {
+        Ok(s) => s,
+        Err(e) => {
+            let message = db_error("cannot read pg_settings", &e);
+            return wanted.keys().map(|n| Item::new("setting", n, State::Failed, &message)).collect();
+        }
+    };
+    let mut items = Vec::new();
+    let mut written = Vec::new();
+    for (name, value) in wanted {
+        let Some((_, s)) = server.iter().find(|(n, _)| n == name) else {
+            items.push(Item::new("setting", name, State::Failed, "the server has no such setting"));
+            continue;
+        };
+        let want = match normalize(&value.0, s.unit.as_deref(), &s.vartype) {
+            Ok(v) => v,
+            Err(e) => {
+                items.push(Item::new("setting", name, State::Failed, format!("manifest value {value}: {e}")));
+                continue;
+            }
+        };
+        let have = normalize(&s.setting, s.unit.as_deref(), &s.vartype).unwrap_or_else(|_| s.setting.clone());
+        if have == want {
+            items.push(Item::ok("setting", name));
+            continue;
+        }
+        let detail = format!("server {}, manifest {value}", s.shown);
+        let pending = s.file_value.as_deref().and_then(|f| normalize(f, s.unit.as_deref(), &s.vartype).ok());
+        if s.pending_restart && pending.as_ref() == Some(&want) {
+            items.push(Item::new(
+                "setting",
+                name,
+                State::NeedsRestart,
+                format!("{detail}; written, takes effect on restart"),
+            ));
+            continue;
+        }
+        if matches!(s.source.as_str(), "command line" | "environment variable" | "override") {
+            items.push(Item::new(
+                "setting",
+                name,
+                State::Conflict,
+                format!("{detail}; set on the server's {}, which ALTER SYSTEM cannot override", s.source),
+            ));
+            continue;
+        }
+        if !mode.writes() {
+            items.push(Item::new("setting", name, State::Drift, detail));
+            continue;
+        }
+        let sql = format!("ALTER SYSTEM SET {name} = {}", quote_literal(&value.0));
+        match client.batch_execute(&sql).await {
+            Ok(()) => written.push((name, want, detail)),
+            Err(e) => {
+                items.push(Item::new("setting", name, State::Failed, db_error(&format!("cannot set {name}"), &e)))
+            }
+        }
+    }
+    if written.is_empty() {
+        return items;
+    }
+    if let Err(e) = client.batch_execute("SELECT pg_reload_conf()").await {
+        let message = db_error("written, but the configuration reload failed", &e);
+        items.extend(written.into_iter().map(|(n, _, _)| Item::new("setting", n, State::Failed, &message)));
+        return items;
+    }
+    // The reload is asynchronous: wait until this session sees it.
+    let names: Vec<&str> = written.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut after = Vec::new();
+    for _ in 0..50 {
+        after = read_settings(client, &names).await.unwrap_or_default();
+        let settled = written.iter().all(|(n, want, _)| {
+            after.iter().any(|(an, s)| {
+                an == *n
+                    && (s.context == "postmaster"
+                        || normalize(&s.setting, s.unit.as_deref(), &s.vartype).ok().as_ref() == Some(want))
+            })
+        });
+        if settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for (name, want, detail) in written {
+        let now = after.iter().find(|(n, _)| n == name).map(|(_, s)| s);
+        let state = match now {
+            Some(s) if normalize(&s.setting, s.unit.as_deref(), &s.vartype).ok() == Some(want.clone()) => {
+                State::Changed
+            }
+            Some(s) if s.context == "postmaster" || s.pending_restart => State::NeedsRestart,
+            _ => State::Failed,
+        };
+        let detail = match state {
+            State::NeedsRestart => format!("{detail}; written with ALTER SYSTEM, takes effect on restart"),
+            State::Failed => {
+                format!("{detail}; written with ALTER SYSTEM, but the server still has the old value after a reload")
+            }
+            _ => format!("{detail}; set with ALTER SYSTEM and reloaded"),
+        };
+        items.push(Item::new("setting", name, state, detail));
+    }
+    items
+}
+
+/// A setting's value in the server's unit, so that `1GB` and `131072` (8kB pages) compare
+/// equal. Booleans become `on`/`off`; enums compare case-insensitively.
+pub fn normalize(value: &str, unit: Option<&str>, vartype: &str) -> Result<String, String> {
+    let value = value.trim();
+    match vartype {
+        "bool" => match value.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" | "1" | "t" | "y" => Ok("on".into()),
+            "off" | "false" | "no" | "0" | "f" | "n" => Ok("off".into()),
+            _ => Err("not a boolean".into()),
+        },
+        "integer" | "real" => {
+            let split = value
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'))
+                .unwrap_or(value.len());
+            let (number, suffix) = value.split_at(split);
+            let number: f64 = number.parse().map_err(|_| format!("{value:?} is not a number"))?;
+            let suffix = suffix.trim();
+            let amount = match (unit, suffix) {
+                (_, "") => number,
+                (Some(unit), suffix) => {
+                    let base = unit_base(unit).ok_or_else(|| format!("unknown server unit {unit}"))?;
+                    let given = unit_base(suffix).ok_or_else(|| format!("unknown unit {suffix}"))?;
+                    if base.1 != given.1 {
+                        return Err(format!("{suffix} is not a unit of {unit}"));
+                    }
+                    number * given.0 / base.0
+                }
+                (None, suffix) => return Err(format!("this setting takes no unit ({suffix})")),
+            };
+            if vartype == "integer" { Ok(format!("{}", amount.round() as i64)) } else { Ok(format!("{amount}")) }
+        }
+        "enum" => Ok(value.to_ascii_lowercase()),
+        _ => Ok(value.to_owned()),
+    }
+}
+
+/// A unit's size in bytes or milliseconds, and which of the two it measures.
+fn unit_base(unit: &str) -> Option<(f64, bool)> {
+    let (count, unit) = match unit.find(|c: char| !c.is_ascii_digit()) {
+        Some(0) | None => (1.0, unit),
+        Some(i) => (unit[..i].parse().ok()?, &unit[i..]),
+    };
+    let (size, memory) = match unit {
+        "B" => (1.0, true),
+        "kB" => (1024.0, true),
+        "MB" => (1024.0 * 1024.0, true),
+        "GB" => (1024.0 * 1024.0 * 1024.0, true),
+        "TB" => (1024.0 * 1024.0 * 1024.0 * 1024.0, true),
+        "us" => (0.001, false),
+        "ms" => (1.0, false),
+        "s" => (1000.0, false),
+        "min" => (60_000.0, false),
+        "h" => (3_600_000.0, false),
+        "d" => (86_400_000.0, false),
+        _ => return None,
+    };
+    Some((count * size, memory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn settings_compare_in_the_servers_unit() {
+        assert_eq!(normalize("1GB", Some("8kB"), "integer").unwrap(), "131072");
+        assert_eq!(normalize("131072", Some("8kB"), "integer").unwrap(), "131072");
+        assert_eq!(normalize("64MB", Some("kB"), "integer").unwrap(), "65536");
+        assert_eq!(normalize("1000", Some("ms"), "integer").unwrap(), "1000");
+        assert_eq!(normalize("1s", Some("ms"), "integer").unwrap(), "1000");
+        assert_eq!(normalize("1.1", None, "real").unwrap(), "1.1");
+        assert_eq!(normalize("DDL", None, "enum").unwrap(), "ddl");
+        assert_eq!(normalize("yes", None, "bool").unwrap(), "on");
+        assert!(normalize("1GB", Some("ms"), "integer").unwrap_err().contains("not a unit"));
+        assert!(normalize("lots", Some("kB"), "integer").is_err());
+    }
 }
