@@ -170,12 +170,14 @@ impl KafkaConfig {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         let timeout_ms = self.request_timeout.as_millis().to_string();
+        // librdkafka refuses a connection set-up timeout under one second.
+        let setup_ms = self.request_timeout.as_millis().max(1000).to_string();
         config
             .set("bootstrap.servers", self.endpoint())
             .set("client.id", &self.client_id)
             .set("security.protocol", self.security_protocol.as_str())
             .set("socket.timeout.ms", &timeout_ms)
-            .set("socket.connection.setup.timeout.ms", &timeout_ms)
+            .set("socket.connection.setup.timeout.ms", &setup_ms)
             // librdkafka logs every failed connection attempt; the caller gets the error instead.
             .set("log_level", "3");
         if let Some(sasl) = &self.sasl {

@@ -38,7 +38,6 @@ use crate::history::Table;
 #[derive(Debug)]
 pub struct MigrationLock {
     client: Client,
-    key: i64,
     /// The server process that holds the lock (0 when none is held).
     pub pid: i32,
     /// Set when the connection goes through a transaction-pooling proxy: then no session lock
@@ -53,7 +52,7 @@ impl MigrationLock {
         let key = crate::checksum::flyway_lock_key(&table.schema, &table.name);
         let client = pg.connect().await?;
         if transaction_pooled(pg, &client).await? {
-            return Ok(MigrationLock { client, key, pid: 0, warning: Some(POOLED.into()), held: false });
+            return Ok(MigrationLock { client, pid: 0, warning: Some(POOLED.into()), held: false });
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
@@ -80,7 +79,7 @@ impl MigrationLock {
                 .ok_or_else(|| MigrateError::Refused("the server did not answer the lock query".into()))?;
             if taken {
                 let pid = pid.and_then(|p| p.parse().ok()).unwrap_or(0);
-                return Ok(MigrationLock { client, key, pid, warning: None, held: true });
+                return Ok(MigrationLock { client, pid, warning: None, held: true });
             }
             client
                 .batch_execute("ROLLBACK")

@@ -204,15 +204,14 @@ async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
     };
     let milvus = async {
         match (&manifest.milvus, &config.milvus) {
-            (Some(section), Some(c)) if on(Datastore::Milvus) => Some(vector_admin::bootstrap::milvus(c, section, mode).await),
+            (Some(section), Some(c)) if on(Datastore::Milvus) => {
+                Some(vector_admin::bootstrap::milvus(c, section, mode).await)
+            }
             _ => None,
         }
     };
-    let (mut reports, weaviate, milvus) = tokio::join!(
-        datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require),
-        weaviate,
-        milvus
-    );
+    let (mut reports, weaviate, milvus) =
+        tokio::join!(datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require), weaviate, milvus);
     reports.extend(weaviate.into_iter().chain(milvus));
     for (d, present, configured) in [
         (Datastore::Weaviate, manifest.weaviate.is_some(), config.weaviate.is_some()),

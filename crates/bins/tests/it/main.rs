@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bootstrap_cli;
 mod datastores_cli;
 mod pg_backup_cli;
 mod pg_migrate_cli;

@@ -43,8 +43,10 @@ impl Manifest {
             });
             Ok(value)
         })?;
-        let manifest: Manifest = serde_norway::from_str(&expanded.text)
-            .map_err(|e| ManifestError::Invalid { origin: origin.into(), message: expanded.redact(&e.to_string()) })?;
+        let manifest: Manifest = serde_norway::from_str(&expanded.text).map_err(|e| ManifestError::Invalid {
+            origin: origin.into(),
+            message: expanded.redact(&locate(&e.to_string(), &expanded.text)),
+        })?;
         manifest.validate().map_err(|message| ManifestError::Invalid { origin: origin.into(), message })?;
         Ok(manifest)
     }
@@ -75,6 +77,25 @@ impl Manifest {
             s.validate().map_err(|e| format!("kafka: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// Adds the line to a message that names an unknown field but no place (the parser gives none
+/// for the top level).
+fn locate(message: &str, text: &str) -> String {
+    if message.contains(" line ") {
+        return message.to_owned();
+    }
+    let field = message.split_once("unknown field `").and_then(|(_, rest)| rest.split_once('`')).map(|(f, _)| f);
+    let line = field.and_then(|field| {
+        text.lines().position(|l| {
+            let l = l.trim_start().trim_start_matches("- ");
+            l.strip_prefix(field).is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+    });
+    match line {
+        Some(n) => format!("{message} at line {}", n + 1),
+        None => message.to_owned(),
     }
 }
 
@@ -170,6 +191,7 @@ pub fn expand(text: &str, origin: &str, lookup: Lookup<'_>) -> Result<Expanded, 
                     }
                     let found = lookup(name).map_err(fail)?;
                     let (value, secret) = match (found, default) {
+                        (Some((v, _)), Some(d)) if v.is_empty() => (d.to_owned(), false),
                         (Some((v, secret)), _) => (v, secret),
                         (None, Some(d)) => (d.to_owned(), false),
                         (None, None) => {
@@ -274,5 +296,68 @@ mod tests {
         let lookup = vars(&[("V", "a: b")]);
         let err = expand("a: x${V}\n", "m.yaml", &lookup).err().unwrap().to_string();
         assert!(err.contains("line 1 (key a)") && err.contains("quotes"), "{err}");
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        Settings::new().layer(crate::Source::Environment, vars.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    #[test]
+    fn the_builtin_manifest_is_seed_003s_platform() {
+        let m = Manifest::builtin(&settings(&[])).unwrap();
+        let pg = m.postgres.unwrap();
+        assert_eq!(pg.databases[0].name, "ai_platform");
+        assert_eq!(pg.databases[0].extensions, ["vector"]);
+        assert_eq!(pg.settings.len(), 8);
+        assert_eq!(pg.settings["shared_buffers"].0, "1GB");
+        assert_eq!(pg.settings["max_connections"].0, "200");
+        let mongo = m.mongodb.unwrap();
+        let indexes: usize = mongo.databases[0].collections.iter().map(|c| c.indexes.len()).sum();
+        assert_eq!(indexes, 9);
+        let ttl = &mongo.databases[0].collections[2].indexes[3];
+        assert_eq!(ttl.expire_after_seconds, Some(86_400));
+        let kafka = m.kafka.unwrap();
+        assert_eq!(
+            kafka.topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["data-ingestion", "model-events", "system-logs"]
+        );
+        assert!(kafka.topics.iter().all(|t| t.partitions == 3 && kafka.factor(t) == 2));
+        let redis = m.redis.unwrap();
+        assert_eq!(redis.persistence.unwrap().save.unwrap().0, "3600 1 300 100 60 10000");
+        assert!(m.weaviate.is_some());
+
+        // The one-broker stack overrides what it cannot have.
+        let m =
+            Manifest::builtin(&settings(&[("KAFKA_REPLICATION_FACTOR", "1"), ("AI_PLATFORM_APP_PASSWORD", "p: w#d")]))
+                .unwrap();
+        let kafka = m.kafka.unwrap();
+        assert!(kafka.topics.iter().all(|t| kafka.factor(t) == 1));
+        let pg = m.postgres.unwrap();
+        assert_eq!(pg.roles[1].password.as_ref().unwrap().expose(), "p: w#d");
+        assert!(!format!("{pg:?}").contains("w#d"));
+    }
+
+    #[test]
+    fn bad_manifests_name_the_line_and_key() {
+        let vars = settings(&[("SECRET_PASSWORD", "hunter2-not-a-number")]);
+        let err = Manifest::parse("kafka:\n  topics:\n    - name: t\n      partitons: 3\n", "m.yaml", &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.yaml") && err.contains("line 4") && err.contains("partitons"), "{err}");
+        let err = Manifest::parse("kafka:\n  topics:\n    - name: t\n      partitions: three\n", "m.yaml", &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4") && err.contains("partitions"), "{err}");
+        let err = Manifest::parse("redis:\n  maxmemory: ${REDIS_LIMIT}\n", "m.yaml", &vars).unwrap_err().to_string();
+        assert!(err.contains("line 2 (key maxmemory)") && err.contains("REDIS_LIMIT"), "{err}");
+        let err = Manifest::parse("cassandra: {}\n", "m.yaml", &vars).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("cassandra"), "{err}");
+        // A secret put where a number belongs is not echoed.
+        let err = Manifest::parse("kafka:\n  replication_factor: ${SECRET_PASSWORD}\n", "m.yaml", &vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && !err.contains("hunter2"), "{err}");
+        let err = Manifest::parse("redis:\n  maxmemory: 0\n", "m.yaml", &vars).unwrap_err().to_string();
+        assert!(err.contains("redis: maxmemory must not be 0"), "{err}");
     }
 }

@@ -65,7 +65,7 @@ impl Section {
             }
             if let Some(save) = &p.save {
                 let parts: Vec<&str> = save.0.split_whitespace().collect();
-                if parts.len() % 2 != 0 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+                if !parts.len().is_multiple_of(2) || parts.iter().any(|p| p.parse::<u64>().is_err()) {
                     return Err(format!("persistence.save {:?} is not pairs of seconds and changes", save.0));
                 }
             }

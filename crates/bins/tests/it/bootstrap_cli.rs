@@ -1,0 +1,126 @@
+//! `datastores plan|apply|check` with the built-in manifest (seed 003's platform) against the
+//! stack, and Weaviate through the testkit fake: the acceptance run.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use testkit::weaviate_fake::{FakeOptions, FakeWeaviate};
+
+const API_KEY: &str = "weaviate-bootstrap-key-5f2c";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn datastores(args: &[&str], envs: &[(&str, &str)]) -> Run {
+    testkit::require(datastores::Datastore::Postgres);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let output = Command::cargo_bin("datastores")
+            .unwrap()
+            .args(&args)
+            .env_remove("WEAVIATE_URL")
+            .env_remove("MILVUS_HOST")
+            .envs(envs)
+            .timeout(std::time::Duration::from_secs(600))
+            .output()
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+async fn fake() -> FakeWeaviate {
+    FakeWeaviate::start(FakeOptions {
+        api_key: Some(API_KEY.into()),
+        modules: vec!["text2vec-transformers".into(), "img2vec-neural".into()],
+        ..FakeOptions::default()
+    })
+    .await
+}
+
+fn sections(stdout: &str) -> Vec<Value> {
+    serde_json::from_str::<Value>(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")).as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_then_check_bring_up_the_platform_and_a_second_apply_changes_nothing() {
+    let weaviate = fake().await;
+    let env = [("WEAVIATE_URL", weaviate.url.as_str()), ("WEAVIATE_API_KEY", API_KEY)];
+    let required = "postgres,mongodb,redis,kafka,weaviate";
+
+    let apply = datastores(&["apply", "--require", required], &env).await;
+    assert_eq!(apply.code, 0, "{}\n{}", apply.stdout, apply.stderr);
+    let check = datastores(&["check", "--require", required, "--output", "json"], &env).await;
+    assert_eq!(check.code, 0, "{}\n{}", check.stdout, check.stderr);
+    let reports = sections(&check.stdout);
+    let names: Vec<&str> = reports.iter().map(|r| r["datastore"].as_str().unwrap()).collect();
+    assert_eq!(names, ["postgres", "mongodb", "redis", "kafka", "weaviate"]);
+    for report in &reports {
+        assert!(report["error"].is_null(), "{report}");
+        for item in report["items"].as_array().unwrap() {
+            assert_eq!(item["state"], "ok", "{item}");
+        }
+    }
+    let items = |datastore: &str, kind: &str| -> Vec<String> {
+        let report = reports.iter().find(|r| r["datastore"] == datastore).unwrap();
+        report["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == kind)
+            .map(|i| i["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(items("kafka", "topic"), ["data-ingestion", "model-events", "system-logs"]);
+    assert_eq!(items("mongodb", "index").len(), 9);
+    assert_eq!(items("weaviate", "class"), ["Document", "Image"]);
+    assert_eq!(items("postgres", "setting").len(), 8);
+    assert!(weaviate.class("Document").is_some() && weaviate.class("Image").is_some());
+    assert!(weaviate.violations().is_empty(), "{:?}", weaviate.violations());
+
+    let again = datastores(&["apply", "--require", required], &env).await;
+    assert_eq!(again.code, 0, "{}\n{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("0 change(s) made; 0 object(s) still differ"), "{}", again.stdout);
+    for run in [&apply, &check, &again] {
+        assert!(!run.stdout.contains(API_KEY) && !run.stderr.contains(API_KEY), "the API key leaked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_section_that_is_not_configured_is_skipped_unless_required() {
+    let plan = datastores(&["plan", "--only", "weaviate"], &[]).await;
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stderr.contains("Weaviate is not configured (set WEAVIATE_URL)"), "{}", plan.stderr);
+    let plan = datastores(&["plan", "--only", "weaviate", "--require", "weaviate"], &[]).await;
+    assert_eq!(plan.code, 1, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("error: Weaviate is not configured"), "{}", plan.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_manifests_are_refused_with_the_line_and_key_named_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("kafka:\n  topics:\n    - name: t1\n      partitions: 3\n      retention: 7d\n", "line 5", "retention"),
+        ("kafka:\n  topics:\n    - name: t1\n      partitions: many\n", "line 4", "partitions"),
+        ("redis:\n  maxmemory: ${DBKIT_UNSET_LIMIT}\n", "line 2 (key maxmemory)", "DBKIT_UNSET_LIMIT"),
+    ];
+    for (text, line, key) in cases {
+        let path = dir.path().join("manifest.yaml");
+        std::fs::write(&path, text).unwrap();
+        let run = datastores(&["apply", "--manifest", path.to_str().unwrap()], &[]).await;
+        assert_eq!(run.code, 2, "{text}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(line) && run.stderr.contains(key), "{text}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "nothing ran: {}", run.stdout);
+    }
+    let run = datastores(&["check", "--manifest", "/nonexistent/manifest.yaml"], &[]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("cannot read manifest /nonexistent/manifest.yaml"), "{}", run.stderr);
+}
