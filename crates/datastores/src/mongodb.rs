@@ -79,6 +79,16 @@ impl MongoConfig {
     }
 
     /// The hosts of the URI, for messages.
+    /// `authSource` of the URI's options.
+    pub fn auth_source(&self) -> Option<String> {
+        let query = self.uri.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key.eq_ignore_ascii_case("authSource") && !value.is_empty())
+                .then(|| percent_decode(value).unwrap_or_else(|_| value.to_owned()))
+        })
+    }
+
     pub fn endpoint(&self) -> String {
         let rest = self.uri.split_once("://").map(|(_, r)| r).unwrap_or(&self.uri);
         rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
@@ -99,6 +109,11 @@ impl MongoConfig {
             let mut credential = options.credential.take().unwrap_or_default();
             credential.username = Some(user.clone());
             credential.password = self.password.as_ref().map(|p| p.expose().to_owned());
+            // The driver keeps `authSource` only from a URI that carries credentials, and ours
+            // are taken out of it: without this, every user would authenticate against `admin`.
+            if credential.source.is_none() {
+                credential.source = self.auth_source();
+            }
             options.credential = Some(credential);
         } else if options.credential.as_ref().is_some_and(|c: &Credential| c.username.is_none()) {
             options.credential = None;
@@ -164,6 +179,7 @@ mod tests {
         )]))
         .unwrap();
         assert_eq!(config.uri, "mongodb://m1:27017,m2:27017/ai_platform?replicaSet=rs0&authSource=ai_platform");
+        assert_eq!(config.auth_source().as_deref(), Some("ai_platform"));
         assert_eq!(config.username.as_deref(), Some("ai_platform"));
         assert_eq!(config.password.as_ref().unwrap().expose(), "p@ss");
         assert_eq!(config.database.as_deref(), Some("ai_platform"));

@@ -124,3 +124,15 @@ async fn bad_manifests_are_refused_with_the_line_and_key_named_and_nothing_runs(
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("cannot read manifest /nonexistent/manifest.yaml"), "{}", run.stderr);
 }
+
+#[test]
+fn the_readme_shows_the_builtin_manifest_as_it_is() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```yaml\n{}```", datastores::bootstrap::BUILTIN)),
+        "README's manifest example differs from crates/datastores/src/bootstrap/platform.yaml"
+    );
+    let printed = Command::cargo_bin("datastores").unwrap().args(["plan", "--print-builtin"]).output().unwrap();
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout), datastores::bootstrap::BUILTIN);
+}

@@ -170,8 +170,11 @@ const USER_ALREADY_EXISTS: i32 = 51003;
 ///   a manifest TTL on an index without one is drift that apply converges; there is no way to
 ///   remove a TTL short of dropping the index, so a TTL the manifest lacks is a conflict;
 /// - `createIndexes` refuses `text` and `hashed` keys (code 67), reported as a failure;
-/// - it accepts a second index on the same keys with other options (mongod refuses some of those
-///   with code 85); such duplicates are compared one by one, the closest match first.
+/// - it accepts a second index on the same keys that differs only in `unique`; with several
+///   server indexes on the manifest's keys, the closest match is compared, and a TTL change
+///   names the index rather than its key pattern;
+/// - run `--standalone` (as the stack runs it), `hello` has neither `setName` nor `me`: the
+///   identity is then the host of the configuration's URI.
 pub async fn run(config: &MongoConfig, section: &Section, mode: Mode) -> SectionReport {
     let endpoint = config.endpoint();
     let mut report = SectionReport::new(Datastore::MongoDb, &endpoint, mode);

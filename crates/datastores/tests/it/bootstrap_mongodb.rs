@@ -10,7 +10,6 @@ use datastores::bootstrap::mongodb::{
 use datastores::bootstrap::{Item, Mode, SectionReport, State, mongodb::run};
 use datastores::mongodb_driver::Client;
 use datastores::mongodb_driver::bson::{Bson, Document, doc};
-use datastores::mongodb_driver::options::{ClientOptions, Credential};
 use datastores::{MongoConfig, Secret};
 use futures::{FutureExt, TryStreamExt};
 use testkit::{TestMongoDatabase, closed_port, expect_up};
@@ -144,13 +143,19 @@ async fn user_roles(client: &Client, db: &str, user: &str) -> Option<Vec<(String
 
 /// A client that authenticates as `user` against `db`. Built here rather than with
 /// `MongoConfig::client`, which keeps the URI without credentials and so loses its `authSource`.
+/// A client that logs in as `user` of `db` through dbkit's own configuration
+/// (`authSource=<db>`), as the platform's services do.
 async fn login(endpoint: &str, db: &str, user: &str, password: &str) -> Client {
-    let mut options = ClientOptions::parse(format!("mongodb://{endpoint}/")).await.unwrap();
-    options.server_selection_timeout = Some(Duration::from_secs(3));
-    options.credential = Some(
-        Credential::builder().username(user.to_owned()).password(password.to_owned()).source(db.to_owned()).build(),
-    );
-    Client::with_options(options).unwrap()
+    let vars = [
+        ("MONGODB_URI".to_owned(), format!("mongodb://{endpoint}/{db}?authSource={db}&serverSelectionTimeoutMS=3000")),
+        ("MONGODB_USERNAME".to_owned(), user.to_owned()),
+        ("MONGODB_PASSWORD".to_owned(), password.to_owned()),
+    ];
+    let config = datastores::MongoConfig::from_settings(
+        &datastores::Settings::new().layer(datastores::Source::Environment, vars),
+    )
+    .unwrap();
+    config.client().await.unwrap()
 }
 
 /// Runs `body`, then drops `users` from `db` whether it passed or not: users outlive their
