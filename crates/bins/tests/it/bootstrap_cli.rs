@@ -136,3 +136,56 @@ fn the_readme_shows_the_builtin_manifest_as_it_is() {
     assert!(printed.status.success());
     assert_eq!(String::from_utf8_lossy(&printed.stdout), datastores::bootstrap::BUILTIN);
 }
+
+#[test]
+fn the_job_applies_and_the_cronjob_checks_with_secrets_as_files() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/platform-bootstrap.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let docs: Vec<Value> = text
+        .split("\n---\n")
+        .map(|d| serde_json::to_value(serde_norway::from_str::<serde_norway::Value>(d).unwrap()).unwrap())
+        .collect();
+    let config = docs.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let job = docs.iter().find(|d| d["kind"] == "Job").unwrap();
+    let cron = docs.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let job_container = &job["spec"]["template"]["spec"]["containers"][0];
+    let cron_container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let command = |c: &Value| -> Vec<String> {
+        c["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(command(job_container)[..2], ["datastores", "apply"]);
+    assert_eq!(command(cron_container)[..2], ["datastores", "check"]);
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    for container in [job_container, cron_container] {
+        let env = container["env"].as_array().unwrap();
+        for name in
+            ["POSTGRES_PASSWORD", "MONGODB_PASSWORD", "REDIS_PASSWORD", "WEAVIATE_API_KEY", "AI_PLATFORM_APP_PASSWORD"]
+        {
+            let file = format!("{name}_FILE");
+            assert!(env.iter().any(|e| e["name"] == file.as_str()), "{file} is mounted");
+            assert!(env.iter().all(|e| e["name"] != name), "no literal {name}");
+            assert!(config["data"].get(name).is_none(), "no {name} in the ConfigMap");
+        }
+        let mounts = container["volumeMounts"].as_array().unwrap();
+        assert!(mounts.iter().all(|m| m["readOnly"] == true));
+        // The command line parses (clap refuses an unknown flag before printing the help).
+        let mut args: Vec<String> = command(container).into_iter().skip(1).collect();
+        args.push("--help".into());
+        let help = Command::cargo_bin("datastores").unwrap().args(&args).output().unwrap();
+        assert!(help.status.success(), "{args:?}: {}", String::from_utf8_lossy(&help.stderr));
+    }
+    // The ConfigMap's variables configure every section the Jobs require.
+    let vars: Vec<(String, String)> = config["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .chain([("POSTGRES_PASSWORD".to_owned(), "x".to_owned()), ("KAFKA_SASL_PASSWORD".to_owned(), "x".to_owned())])
+        .collect();
+    let settings = datastores::Settings::new().layer(datastores::Source::Environment, vars);
+    let configured = datastores::DatastoresConfig::from_settings(&settings).unwrap();
+    for d in ["postgres", "mongodb", "redis", "kafka", "weaviate"] {
+        assert!(configured.is_configured(datastores::Datastore::from_key(d).unwrap()), "{d} is configured");
+    }
+    datastores::bootstrap::Manifest::builtin(&settings).unwrap();
+}

@@ -22,6 +22,8 @@ fn secrets(dir: &Path) -> Vec<(String, String, String)> {
         ("RECOMMEND_OWNER_PASSWORD", "owner-secret-a1b2c3".to_owned()),
         ("RECOMMEND_APP_PASSWORD", "app-secret-d4e5f6".to_owned()),
         ("RECOMMEND_READONLY_PASSWORD", "readonly-secret-g7h8".to_owned()),
+        ("AI_PLATFORM_APP_PASSWORD", "platform-app-secret-q1r2".to_owned()),
+        ("MONGODB_APP_PASSWORD", "mongo-app-secret-s3t4".to_owned()),
         ("SLACK_WEBHOOK", format!("http://127.0.0.1:{hook_port}/services/T00/B00/hook-secret-4k5l6m")),
         ("PUSHGATEWAY_URL", format!("http://jobs:gateway-secret-7n8o9p@127.0.0.1:{gateway_port}")),
     ];
@@ -76,6 +78,8 @@ fn no_binary_prints_a_secret_when_everything_fails() {
     type Run<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
     let runs: Vec<Run> = vec![
         ("datastores", vec!["health", "--write-probe"], vec![]),
+        ("datastores", vec!["apply", "--output", "json"], vec![]),
+        ("datastores", vec!["check"], vec![]),
         ("pg-migrate", vec!["info"], vec![("FLYWAY_LOCATIONS", migrations)]),
         ("recommend-db", vec!["init", "--full"], vec![]),
         ("pg-backup", vec!["backup", "--backup-dir", backups], vec![]),
