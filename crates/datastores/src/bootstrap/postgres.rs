@@ -138,6 +138,17 @@ impl Section {
 /// Reads the server, compares it with `section`, and in [`Mode::Apply`] converges it.
 pub async fn run(config: &PostgresConfig, section: &Section, mode: Mode) -> SectionReport {
     let mut report = SectionReport::new(Datastore::Postgres, config.endpoint(), mode);
+    // Sessions in the manifest's databases open while the server is read (each costs a SCRAM
+    // exchange); one whose database does not exist yet is opened again after it is created.
+    let early: Vec<_> = section
+        .databases
+        .iter()
+        .map(|db| {
+            let mut in_db = config.clone();
+            in_db.dbname = db.name.clone();
+            tokio::spawn(async move { in_db.connect().await.ok() })
+        })
+        .collect();
     let client = match config.connect().await {
         Ok(c) => c,
         Err(e) => return report.failed(e.to_string()),
@@ -152,8 +163,13 @@ pub async fn run(config: &PostgresConfig, section: &Section, mode: Mode) -> Sect
     }
     // Roles first: databases, schemas and grants name them.
     roles(&client, section, mode, &mut report).await;
-    let databases =
-        futures::future::join_all(section.databases.iter().map(|db| database(config, &client, section, db, mode)));
+    let databases = futures::future::join_all(section.databases.iter().zip(early).map(|(db, early)| {
+        let client = &client;
+        async move {
+            let early = early.await.ok().flatten();
+            database(config, client, section, db, mode, early).await
+        }
+    }));
     let (databases, settings) = futures::join!(databases, settings(&client, &section.settings, mode));
     for items in databases {
         report.items.extend(items);
@@ -281,7 +297,14 @@ async fn roles(client: &Client, section: &Section, mode: Mode, report: &mut Sect
     }
 }
 
-async fn database(config: &PostgresConfig, client: &Client, section: &Section, db: &Database, mode: Mode) -> Vec<Item> {
+async fn database(
+    config: &PostgresConfig,
+    client: &Client,
+    section: &Section,
+    db: &Database,
+    mode: Mode,
+    early: Option<Client>,
+) -> Vec<Item> {
     let mut items = Vec::new();
     let name = &db.name;
     let row =
@@ -350,7 +373,11 @@ async fn database(config: &PostgresConfig, client: &Client, section: &Section, d
     }
     let mut in_db = config.clone();
     in_db.dbname = name.clone();
-    let conn = match in_db.connect().await {
+    let opened = match early {
+        Some(conn) if !conn.is_closed() => Ok(conn),
+        _ => in_db.connect().await,
+    };
+    let conn = match opened {
         Ok(c) => c,
         Err(e) => {
             items.push(Item::new("database", name, State::Failed, format!("cannot connect to it: {e}")));
