@@ -119,20 +119,26 @@ fn the_seed_collections_after_init() {
 
 #[test]
 fn bad_input_exits_2_with_a_clear_error() {
+    // A collection of this test's own: the seed's are created and dropped by other tests running
+    // at the same time.
     let dir = tempfile::tempdir().unwrap();
+    let name = unique_name("va_bad");
+    let spec = spec_file(dir.path(), &name, 8);
+    let (code, out, err) = vector_admin(&["init", "--spec", &spec]);
+    assert_eq!(code, 0, "{out}{err}");
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "milvus:\n  - {name: item_embeddings, index: {preset: fastest}}\n").unwrap();
     let bad = bad.display().to_string();
-    let before = vector_admin(&["plan", "--output", "json"]).1;
+    let before = vector_admin(&["plan", "--spec", &spec, "--output", "json"]).1;
     let cases: [(&[&str], &str, i32); 5] = [
         (&["plan", "--spec", &bad], "unknown index preset \"fastest\"", 2),
         (&["plan", "--spec", "/nonexistent/spec.yaml"], "cannot read spec file", 2),
         (
-            &["index", "create", "item_embeddings", "--preset", "large_hnsw", "--m", "1", "--replace"],
+            &["index", "create", &name, "--spec", &spec, "--preset", "large_hnsw", "--m", "1", "--replace"],
             "M = 1 is out of range",
             2,
         ),
-        (&["drop", "item_embeddings"], "--yes", 2),
+        (&["drop", &name], "--yes", 2),
         (&["stats", "no_such_collection_here"], "does not exist", 1),
     ];
     for (args, expected, exit) in cases {
@@ -140,7 +146,9 @@ fn bad_input_exits_2_with_a_clear_error() {
         assert!(err.contains(expected), "{args:?}: {err}");
         assert_eq!(code, exit, "{args:?}: {out}");
     }
-    assert_eq!(vector_admin(&["plan", "--output", "json"]).1, before, "bad input changed the server");
+    assert_eq!(vector_admin(&["plan", "--spec", &spec, "--output", "json"]).1, before, "bad input changed the server");
+    let (code, out, err) = vector_admin(&["drop", &name, "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]

@@ -131,10 +131,37 @@ async fn a_restore_whose_pg_restore_is_killed_leaves_the_target_as_it_was() {
             if !environ.lines().any(|l| l.starts_with(&scratch_prefix)) {
                 continue;
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // Hold it, and let it run in short steps until its session is loading rows (a COPY
+            // into the scratch database), then kill it there: however fast the machine, the
+            // kill lands half-way through the load.
             let pid = entry.file_name().to_string_lossy().into_owned();
-            let status = std::process::Command::new("kill").args(["-9", &pid]).status().unwrap();
-            killed = status.success();
+            let signal = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success();
+            if !signal("-STOP") {
+                break;
+            }
+            let watcher = source.config.with_dbname("postgres").connect().await.unwrap();
+            loop {
+                let copying: i64 = watcher
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE $1 AND query ILIKE 'COPY %'",
+                        &[&format!("{}_restore_%", target.name)],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if copying > 0 {
+                    killed = signal("-KILL");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "pg_restore never started loading rows");
+                if !signal("-CONT") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if !signal("-STOP") {
+                    break;
+                }
+            }
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
