@@ -113,7 +113,8 @@ impl MigrationLock {
     }
 
     pub async fn release(self) -> Result<(), MigrateError> {
-        if !self.held {
+        // A closed connection has released the lock with its transaction.
+        if !self.held || self.client.is_closed() {
             return Ok(());
         }
         self.client

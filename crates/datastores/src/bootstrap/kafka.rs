@@ -302,18 +302,17 @@ async fn run_with(
                     continue;
                 }
             };
-            if server.as_deref() == Some(wanted) {
+            if server.as_deref().map(normal_config) == Some(normal_config(wanted)) {
                 report.push(Item::ok("config", item_name));
                 continue;
             }
             alters.entry(name).or_default().push((report.items.len(), key.as_str(), wanted));
-            let server = server.unwrap_or_else(|| "not set".into());
-            report.push(Item::new(
-                "config",
-                item_name,
-                converge_state(mode, false),
-                format!("server {server}, manifest {wanted}"),
-            ));
+            let mut detail = format!("server {}, manifest {wanted}", server.as_deref().unwrap_or("not set"));
+            let shrinks = |s: &str| matches!((s.parse::<i64>(), wanted.parse::<i64>()), (Ok(s), Ok(w)) if w >= 0 && (s < 0 || w < s));
+            if matches!(key.as_str(), "retention.ms" | "retention.bytes") && server.as_deref().is_some_and(shrinks) {
+                detail.push_str("; the broker deletes the segments past the new retention at its next check");
+            }
+            report.push(Item::new("config", item_name, converge_state(mode, false), detail));
         }
     }
     if !mode.writes() {
@@ -614,11 +613,11 @@ fn incremental_alter_topic_configs(
         return Err(format!("no answer within {:?}", Duration::from_millis(wait_ms.unsigned_abs().into())));
     }
     // SAFETY: `event` is live.
-    let err = unsafe { rdkafka_sys::rd_kafka_event_error(event.0) };
-    if err != no_error {
+    let err = unsafe { raw::event_error(event.0) };
+    if err != 0 {
         // SAFETY: `event` is live; its string belongs to it and is copied by `text`.
         let message = unsafe { text(rdkafka_sys::rd_kafka_event_error_string(event.0)) };
-        return Err(format!("{}: {message}", describe_code(err.into())));
+        return Err(format!("{}: {message}", raw::name(err)));
     }
     // SAFETY: `event` is live; the result is a view into it, not an object of its own.
     let result = unsafe { rdkafka_sys::rd_kafka_event_IncrementalAlterConfigs_result(event.0) };
@@ -636,18 +635,51 @@ fn incremental_alter_topic_configs(
         let (name, code, message) = unsafe {
             (
                 text(rdkafka_sys::rd_kafka_ConfigResource_name(resource)),
-                rdkafka_sys::rd_kafka_ConfigResource_error(resource),
+                raw::resource_error(resource),
                 text(rdkafka_sys::rd_kafka_ConfigResource_error_string(resource)),
             )
         };
-        let result = if code == no_error {
+        let result = if code == 0 {
             Ok(())
         } else if message.is_empty() {
-            Err(describe_code(code.into()))
+            Err(raw::name(code))
         } else {
-            Err(format!("{}: {message}", describe_code(code.into())))
+            Err(format!("{}: {message}", raw::name(code)))
         };
         outcome.insert(name, result);
     }
     Ok(outcome)
+}
+
+/// librdkafka's error codes as plain integers. The bindings type them as a Rust enum, and a code
+/// the enum does not list (a newer broker's) would be undefined behaviour as that enum.
+#[allow(unsafe_code)]
+mod raw {
+    use std::ffi::{CStr, c_char, c_int};
+
+    unsafe extern "C" {
+        #[link_name = "rd_kafka_event_error"]
+        pub(super) fn event_error(event: *mut rdkafka_sys::rd_kafka_event_t) -> c_int;
+        #[link_name = "rd_kafka_ConfigResource_error"]
+        pub(super) fn resource_error(resource: *const rdkafka_sys::rd_kafka_ConfigResource_t) -> c_int;
+        #[link_name = "rd_kafka_err2name"]
+        fn err2name(code: c_int) -> *const c_char;
+    }
+
+    /// The code's name as librdkafka spells it (`UNSUPPORTED_VERSION`, `_TIMED_OUT`).
+    pub(super) fn name(code: c_int) -> String {
+        // SAFETY: err2name accepts any code and returns a static string (or null).
+        let name = unsafe { err2name(code) };
+        if name.is_null() {
+            return format!("error {code}");
+        }
+        // SAFETY: a NUL-terminated static string.
+        unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
+    }
+}
+
+/// A config value as the broker compares it: list values without the spaces after commas
+/// (`compact, delete` is `compact,delete`).
+fn normal_config(value: &str) -> String {
+    value.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }

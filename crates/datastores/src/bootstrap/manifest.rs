@@ -47,7 +47,9 @@ impl Manifest {
             origin: origin.into(),
             message: expanded.redact(&locate(&e.to_string(), &expanded.text)),
         })?;
-        manifest.validate().map_err(|message| ManifestError::Invalid { origin: origin.into(), message })?;
+        manifest
+            .validate()
+            .map_err(|message| ManifestError::Invalid { origin: origin.into(), message: expanded.redact(&message) })?;
         Ok(manifest)
     }
 
@@ -105,19 +107,26 @@ fn looks_secret(name: &str) -> bool {
 }
 
 /// Expanded text, and the secret values put into it (to keep them out of error messages).
-#[derive(Debug)]
 pub struct Expanded {
     pub text: String,
     secrets: Vec<String>,
 }
 
+impl std::fmt::Debug for Expanded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expanded").field("text", &"[redacted]").field("secrets", &self.secrets.len()).finish()
+    }
+}
+
 impl Expanded {
+    /// `message` without the secret values put into the text, as written or as a parser quotes
+    /// them (escaped).
     pub fn redact(&self, message: &str) -> String {
         let mut out = message.to_owned();
-        for secret in &self.secrets {
-            if !secret.is_empty() {
-                out = out.replace(secret.as_str(), "[redacted]");
-            }
+        for secret in self.secrets.iter().filter(|s| !s.is_empty()) {
+            let escaped = format!("{secret:?}");
+            out = out.replace(&escaped[1..escaped.len() - 1], "[redacted]");
+            out = out.replace(secret.as_str(), "[redacted]");
         }
         out
     }
@@ -153,9 +162,17 @@ pub fn expand(text: &str, origin: &str, lookup: Lookup<'_>) -> Result<Expanded, 
             done.push_str(before);
             let c = at.chars().next().unwrap_or('$');
             match c {
+                '\'' if quote == Some('\'') && at.starts_with("''") => {
+                    // An escaped quote inside a single-quoted scalar.
+                    done.push_str("''");
+                    rest = &at[2..];
+                }
                 '\'' | '"' => {
                     quote = match quote {
-                        None => Some(c),
+                        // A quote opens a quoted scalar only where a scalar starts; elsewhere
+                        // (`it's`) it is text.
+                        None if scalar_starts(&done) => Some(c),
+                        None => None,
                         Some(q) if q == c => None,
                         other => other,
                     };
@@ -202,14 +219,23 @@ pub fn expand(text: &str, origin: &str, lookup: Lookup<'_>) -> Result<Expanded, 
                     };
                     let after = &at[end + 1..];
                     let whole = quote.is_none()
-                        && (done.trim_end().is_empty() || done.trim_end().ends_with([':', '-']))
-                        && (after.trim().is_empty() || after.trim_start().starts_with('#'));
+                        && scalar_starts(&done)
+                        && (after.trim().is_empty()
+                            || (after.starts_with([' ', '\t']) && after.trim_start().starts_with('#')));
                     let inserted = match quote {
-                        _ if plain_safe(&value) => value.clone(),
+                        None if whole && !secret && plain_safe(&value) => value.clone(),
+                        None if !whole && structure_safe(&value) => value.clone(),
+                        Some(_) if structure_safe(&value) => value.clone(),
                         None if whole => serde_json::to_string(&value).unwrap_or_default(),
                         Some('"') => {
                             let quoted = serde_json::to_string(&value).unwrap_or_default();
                             quoted[1..quoted.len() - 1].to_owned()
+                        }
+                        Some(_) if value.contains(['\n', '\r']) => {
+                            return Err(fail(format!(
+                                "the value of {name} spans lines, which a single-quoted value cannot hold; make \
+                                 ${{{name}}} the whole value"
+                            )));
                         }
                         Some(_) => value.replace('\'', "''"),
                         None => {
@@ -237,15 +263,32 @@ pub fn expand(text: &str, origin: &str, lookup: Lookup<'_>) -> Result<Expanded, 
     Ok(Expanded { text: out, secrets })
 }
 
-/// Whether `value` reads as the same plain YAML scalar wherever it is put.
+/// Whether `value` can stand inside a scalar without YAML reading any of it as structure.
+fn structure_safe(value: &str) -> bool {
+    value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/@+=%:".contains(c)) && !value.ends_with(':')
+}
+
+/// Whether a scalar starts after `done`: at the start of the line, or after `key: `, `- `, or
+/// an opening `[`/`{` or `,` of a flow collection.
+fn scalar_starts(done: &str) -> bool {
+    let trimmed = done.trim_end();
+    trimmed.is_empty()
+        || trimmed.ends_with(['[', '{', ','])
+        || (trimmed.ends_with([':', '-']) && done.len() > trimmed.len())
+}
+
+/// Whether `value` reads back as itself when written plain: a plain string, or a number or
+/// boolean in the form YAML writes it (`0x1F`, `1e3`, `True`, `~` and `null` do not).
 fn plain_safe(value: &str) -> bool {
-    let bytes = value.as_bytes();
-    value.chars().all(|c| c.is_ascii_alphanumeric() || "_.-/@+=%~:,".contains(c))
-        && !value.starts_with(['@', '%', '-', ':', ','])
-        && !value.ends_with(':')
-        && !value.contains(": ")
-        && bytes.iter().all(|b| *b != b'\n')
-        && !value.contains(',')
+    structure_safe(value)
+        && !value.starts_with(['@', '%', '-', ':'])
+        && !value.is_empty()
+        && match serde_norway::from_str::<serde_norway::Value>(value) {
+            Ok(serde_norway::Value::String(s)) => s == value,
+            Ok(serde_norway::Value::Number(n)) => n.to_string() == value,
+            Ok(serde_norway::Value::Bool(b)) => b.to_string() == value,
+            _ => false,
+        }
 }
 
 /// The key a line sets (`  replication_factor: ...` or `- name: ...`), for error messages.
@@ -279,6 +322,31 @@ mod tests {
         assert_eq!(parsed["d"], "x p: a#ss'\"x y");
         assert_eq!(parsed["a"], 1);
         assert_eq!(out.redact("bad p: a#ss'\"x here"), "bad [redacted] here");
+    }
+
+    #[test]
+    fn values_yaml_would_retype_or_misread_are_quoted() {
+        let lookup = vars(&[("HEX", "0x1F"), ("EXP", "1e3"), ("NUL", "~"), ("TRUE", "True"), ("DB_PASSWORD", "12345")]);
+        let text = "a: ${HEX}\nb: ${EXP}\nc: ${NUL}\nd: ${TRUE}\ne: ${DB_PASSWORD}\nf: it's ${HEX}\n";
+        let out = expand(text, "m.yaml", &lookup).unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&out.text).unwrap();
+        assert_eq!(parsed["a"], "0x1F");
+        assert_eq!(parsed["b"], "1e3");
+        assert_eq!(parsed["c"], "~");
+        assert_eq!(parsed["d"], "True");
+        assert_eq!(parsed["e"], "12345", "a secret stays a string");
+        assert_eq!(parsed["f"], "it's 0x1F", "an apostrophe in plain text opens no quote");
+        let lookup = vars(&[("RF", "1"), ("COST", "1.1")]);
+        let parsed: serde_json::Value =
+            serde_norway::from_str(&expand("a: ${RF}\nb: ${COST}\n", "m.yaml", &lookup).unwrap().text).unwrap();
+        assert_eq!((parsed["a"].as_u64(), parsed["b"].as_f64()), (Some(1), Some(1.1)));
+        let lookup = vars(&[("ML", "a\nb: c")]);
+        let err = expand("a: 'x ${ML}'\n", "m.yaml", &lookup).err().unwrap().to_string();
+        assert!(err.contains("spans lines"), "{err}");
+        let out = expand("a: ${ML}\n", "m.yaml", &lookup).unwrap();
+        assert_eq!(out.text.lines().count(), 1);
+        let debug = format!("{out:?}");
+        assert!(!debug.contains("b: c"), "{debug}");
     }
 
     #[test]

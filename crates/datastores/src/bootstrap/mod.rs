@@ -178,9 +178,10 @@ impl SectionReport {
         self.items.iter().filter(|i| i.state.is_drift()).count() + usize::from(self.error.is_some())
     }
 
-    /// Objects created or changed by this run.
+    /// Objects created or changed by this run (a setting waiting for a restart is counted among
+    /// the drift, whether this run wrote it or an earlier one).
     pub fn changes(&self) -> usize {
-        self.items.iter().filter(|i| matches!(i.state, State::Created | State::Changed | State::NeedsRestart)).count()
+        self.items.iter().filter(|i| matches!(i.state, State::Created | State::Changed)).count()
     }
 
     /// Whether the section has a conflict, a failure, or could not run.

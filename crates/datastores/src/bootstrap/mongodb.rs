@@ -531,6 +531,11 @@ async fn converge_indexes(
                 if server_name != wanted_name(index) {
                     detail.push_str(&format!(" (exists as {server_name})"));
                 }
+                if server.is_none_or(|s| s > want) {
+                    detail.push_str(&format!(
+                        "; documents older than {want} s are deleted at the server's next TTL sweep"
+                    ));
+                }
                 let target = if ambiguous {
                     doc! { "name": &server_name }
                 } else {
@@ -680,16 +685,28 @@ async fn converge_user(db: &mongodb::Database, user: &User, server: Option<Roles
             }
         }
     };
-    if server == wanted {
-        return Item::ok("user", name);
+    let missing: Roles = wanted.difference(&server).cloned().collect();
+    let extra: Roles = server.difference(&wanted).cloned().collect();
+    // Roles granted outside the manifest are left alone (revoking them could cut a service off);
+    // the report names them.
+    let extra_note = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("; also has {}, which the manifest does not name (left alone)", show_roles(&extra))
+    };
+    if missing.is_empty() {
+        return Item::new("user", name, State::Ok, extra_note.trim_start_matches("; ").to_owned());
     }
-    let detail = format!("server roles {}, manifest roles {}", show_roles(&server), show_roles(&wanted));
+    let detail = format!("lacks {}{extra_note}", show_roles(&missing));
     if !mode.writes() {
         return Item::new("user", name, converge_state(mode, false), detail);
     }
-    match db.run_command(doc! { "updateUser": &user.name, "roles": roles_bson }).await {
+    let grant: Vec<Document> = missing.iter().map(|(role, db)| doc! { "role": role, "db": db }).collect();
+    match db.run_command(doc! { "grantRolesToUser": &user.name, "roles": grant }).await {
         Ok(_) => Item::new("user", name, converge_state(mode, false), detail),
-        Err(e) => Item::new("user", name, State::Failed, format!("{detail}; updateUser failed: {}", describe(&e))),
+        Err(e) => {
+            Item::new("user", name, State::Failed, format!("{detail}; grantRolesToUser failed: {}", describe(&e)))
+        }
     }
 }
 

@@ -357,17 +357,15 @@ async fn database(
         }
         (Some(row), Some(owner)) if row.get::<_, String>(0) != *owner => {
             let actual: String = row.get(0);
-            let mut state = converge_state(mode, false);
-            let mut detail = format!("owner: server {actual}, manifest {owner}");
-            if mode.writes() {
-                let sql = format!("ALTER DATABASE {} OWNER TO {}", quote_ident(name), quote_ident(owner));
-                let (s, error) = exec(client, &sql, &format!("cannot change the owner of {name}"), state).await;
-                state = s;
-                if let Some(e) = error {
-                    detail = e;
-                }
-            }
-            items.push(Item::new("database", name, state, detail));
+            items.push(Item::new(
+                "database",
+                name,
+                State::Conflict,
+                format!(
+                    "owned by {actual}, the manifest says {owner}; apply does not take a database from its owner \
+                     (ALTER DATABASE ... OWNER TO by hand)"
+                ),
+            ));
         }
         (Some(_), _) => items.push(Item::ok("database", name)),
     }
@@ -412,12 +410,16 @@ async fn database(
     for schema in &db.schemas {
         items.push(ensure_schema(&conn, name, schema, &owner, mode).await);
     }
-    items.push(public_connect(&conn, name, mode).await);
     for grant in &db.grants {
         let schemas = grant.schemas.as_ref().unwrap_or(&db.schemas);
         for schema in schemas {
             items.push(grant_item(&conn, section, name, schema, &owner, grant, mode).await);
         }
+    }
+    // Least privilege for a database whose access the manifest lists; after the grants, so that
+    // no listed role loses access in between.
+    if !db.grants.is_empty() {
+        items.push(public_connect(&conn, name, mode).await);
     }
     items
 }
@@ -430,20 +432,26 @@ async fn ensure_schema(conn: &Client, db: &str, schema: &str, owner: &str, mode:
             Ok(row) => row,
             Err(e) => return Item::new("schema", item_name, State::Failed, db_error("cannot read schemas", &e)),
         };
-    let (sql, missing, detail) = match row {
+    let (sql, detail) = match row {
         Some(row) if row.get::<_, String>(0) == owner => return Item::ok("schema", item_name),
-        Some(row) => (
-            format!("ALTER SCHEMA {} OWNER TO {}", quote_ident(schema), quote_ident(owner)),
-            false,
-            format!("owner: server {}, manifest {owner}", row.get::<_, String>(0)),
-        ),
+        Some(row) => {
+            return Item::new(
+                "schema",
+                item_name,
+                State::Conflict,
+                format!(
+                    "owned by {}, the manifest wants {owner}; apply does not take a schema from its owner (ALTER \
+                     SCHEMA ... OWNER TO by hand)",
+                    row.get::<_, String>(0)
+                ),
+            );
+        }
         None => (
             format!("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}", quote_ident(schema), quote_ident(owner)),
-            true,
             format!("owned by {owner}"),
         ),
     };
-    let mut state = converge_state(mode, missing);
+    let mut state = converge_state(mode, true);
     let mut detail = detail;
     if mode.writes() {
         let (s, error) = exec(conn, &sql, &format!("cannot create or alter schema {schema}"), state).await;
@@ -510,21 +518,29 @@ async fn missing_privileges(
                has_schema_privilege($1::text, $2::text, 'USAGE'), \
                (SELECT coalesce(array_agg(p || ' on ' || c.oid::regclass::text ORDER BY c.relname, p), '{}') \
                   FROM pg_class c CROSS JOIN unnest($3::text[]) p \
-                  WHERE c.relnamespace = $2::text::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+                  WHERE c.relnamespace = $7::text::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
                   AND NOT has_table_privilege($1::text, c.oid, p)), \
                (SELECT coalesce(array_agg(p || ' on sequence ' || c.oid::regclass::text ORDER BY c.relname, p), '{}') \
                   FROM pg_class c CROSS JOIN unnest($4::text[]) p \
-                  WHERE c.relnamespace = $2::text::regnamespace AND c.relkind = 'S' \
+                  WHERE c.relnamespace = $7::text::regnamespace AND c.relkind = 'S' \
                   AND NOT has_sequence_privilege($1::text, c.oid, p)), \
                (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM unnest($3::text[]) p WHERE p NOT IN ( \
                   SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a \
-                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $2::text::regnamespace \
-                  AND d.defaclobjtype = 'r' AND a.grantee = $1::text::regrole)), \
+                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $7::text::regnamespace \
+                  AND d.defaclobjtype = 'r' AND a.grantee = $6::text::regrole)), \
                (SELECT coalesce(array_agg(p ORDER BY p), '{}') FROM unnest($4::text[]) p WHERE p NOT IN ( \
                   SELECT a.privilege_type FROM pg_default_acl d, aclexplode(d.defaclacl) a \
-                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $2::text::regnamespace \
-                  AND d.defaclobjtype = 'S' AND a.grantee = $1::text::regrole))",
-            &[&role, &schema, &table_privs, &sequence_privs, &owner],
+                  WHERE d.defaclrole = $5::text::regrole AND d.defaclnamespace = $7::text::regnamespace \
+                  AND d.defaclobjtype = 'S' AND a.grantee = $6::text::regrole))",
+            &[
+                &role,
+                &schema,
+                &table_privs,
+                &sequence_privs,
+                &quote_ident(owner),
+                &quote_ident(role),
+                &quote_ident(schema),
+            ],
         )
         .await?;
     let mut lacks = Vec::new();
@@ -660,20 +676,35 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
             items.push(Item::new("setting", name, State::Failed, "the server has no such setting"));
             continue;
         };
-        let want = match normalize(&value.0, s.unit.as_deref(), &s.vartype) {
+        let want = match normalize_setting(name, &value.0, s.unit.as_deref(), &s.vartype) {
             Ok(v) => v,
             Err(e) => {
                 items.push(Item::new("setting", name, State::Failed, format!("manifest value {value}: {e}")));
                 continue;
             }
         };
-        let have = normalize(&s.setting, s.unit.as_deref(), &s.vartype).unwrap_or_else(|_| s.setting.clone());
-        if have == want {
+        let have =
+            normalize_setting(name, &s.setting, s.unit.as_deref(), &s.vartype).unwrap_or_else(|_| s.setting.clone());
+        let pending =
+            s.file_value.as_deref().and_then(|f| normalize_setting(name, f, s.unit.as_deref(), &s.vartype).ok());
+        // The running value may be right while the files hold another one for the next restart.
+        // (Not when the command line sets it: that wins over the files at the restart too, though
+        // the server still flags the file's other value as pending.)
+        let stale = s.pending_restart && !fixed_source(&s.source) && pending.as_ref().is_some_and(|p| *p != want);
+        if have == want && !stale {
             items.push(Item::ok("setting", name));
             continue;
         }
+        if have == want && !mode.writes() {
+            let held = s.file_value.as_deref().unwrap_or_default();
+            let detail = format!(
+                "server {} as the manifest says, but the configuration files hold {held} for the next restart",
+                s.shown
+            );
+            items.push(Item::new("setting", name, State::Drift, detail));
+            continue;
+        }
         let detail = format!("server {}, manifest {value}", s.shown);
-        let pending = s.file_value.as_deref().and_then(|f| normalize(f, s.unit.as_deref(), &s.vartype).ok());
         if s.pending_restart && pending.as_ref() == Some(&want) {
             items.push(Item::new(
                 "setting",
@@ -683,7 +714,7 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
             ));
             continue;
         }
-        if matches!(s.source.as_str(), "command line" | "environment variable" | "override") {
+        if fixed_source(&s.source) {
             items.push(Item::new(
                 "setting",
                 name,
@@ -696,7 +727,7 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
             items.push(Item::new("setting", name, State::Drift, detail));
             continue;
         }
-        let sql = format!("ALTER SYSTEM SET {name} = {}", quote_literal(&value.0));
+        let sql = format!("ALTER SYSTEM SET {name} = {}", setting_literal(name, &value.0));
         match client.batch_execute(&sql).await {
             Ok(()) => written.push((name, want, detail)),
             Err(e) => {
@@ -720,8 +751,8 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
         let settled = written.iter().all(|(n, want, _)| {
             after.iter().any(|(an, s)| {
                 an == *n
-                    && (s.context == "postmaster"
-                        || normalize(&s.setting, s.unit.as_deref(), &s.vartype).ok().as_ref() == Some(want))
+                    && (!reloads(&s.context)
+                        || normalize_setting(n, &s.setting, s.unit.as_deref(), &s.vartype).ok().as_ref() == Some(want))
             })
         });
         if settled {
@@ -732,14 +763,21 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
     for (name, want, detail) in written {
         let now = after.iter().find(|(n, _)| n == name).map(|(_, s)| s);
         let state = match now {
-            Some(s) if normalize(&s.setting, s.unit.as_deref(), &s.vartype).ok() == Some(want.clone()) => {
+            Some(s)
+                if normalize_setting(name, &s.setting, s.unit.as_deref(), &s.vartype).ok() == Some(want.clone()) =>
+            {
                 State::Changed
             }
             Some(s) if s.context == "postmaster" || s.pending_restart => State::NeedsRestart,
+            // Read by each session when it starts: this one keeps its value.
+            Some(s) if !reloads(&s.context) => State::Changed,
             _ => State::Failed,
         };
         let detail = match state {
             State::NeedsRestart => format!("{detail}; written with ALTER SYSTEM, takes effect on restart"),
+            State::Changed if now.is_some_and(|s| !reloads(&s.context)) => {
+                format!("{detail}; written with ALTER SYSTEM, applies to sessions that start from now on")
+            }
             State::Failed => {
                 format!("{detail}; written with ALTER SYSTEM, but the server still has the old value after a reload")
             }
@@ -748,6 +786,49 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
         items.push(Item::new("setting", name, state, detail));
     }
     items
+}
+
+/// Sources that win over the configuration files, `ALTER SYSTEM`'s included.
+fn fixed_source(source: &str) -> bool {
+    matches!(source, "command line" | "environment variable" | "override")
+}
+
+/// Whether a reload changes the setting for a running session.
+fn reloads(context: &str) -> bool {
+    matches!(context, "sighup" | "superuser" | "user")
+}
+
+/// Settings that hold a list of names, each quoted on its own (`GUC_LIST_QUOTE`).
+const LIST_SETTINGS: &[&str] = &[
+    "search_path",
+    "shared_preload_libraries",
+    "local_preload_libraries",
+    "session_preload_libraries",
+    "temp_tablespaces",
+];
+
+fn list_items(value: &str) -> Vec<String> {
+    value.split(',').map(|v| v.trim().trim_matches('"').to_owned()).filter(|v| !v.is_empty()).collect()
+}
+
+/// The right-hand side of `ALTER SYSTEM SET name = ...`: one literal, or one per element of a
+/// list setting (a single literal `'a,b'` would name one library called "a,b").
+fn setting_literal(name: &str, value: &str) -> String {
+    if LIST_SETTINGS.contains(&name) {
+        let items = list_items(value);
+        if items.is_empty() {
+            return "''".into();
+        }
+        return items.iter().map(|v| quote_literal(v)).collect::<Vec<_>>().join(", ");
+    }
+    quote_literal(value)
+}
+
+fn normalize_setting(name: &str, value: &str, unit: Option<&str>, vartype: &str) -> Result<String, String> {
+    if LIST_SETTINGS.contains(&name) {
+        return Ok(list_items(value).join(","));
+    }
+    normalize(value, unit, vartype)
 }
 
 /// A setting's value in the server's unit, so that `1GB` and `131072` (8kB pages) compare
@@ -825,5 +906,15 @@ mod tests {
         assert_eq!(normalize("yes", None, "bool").unwrap(), "on");
         assert!(normalize("1GB", Some("ms"), "integer").unwrap_err().contains("not a unit"));
         assert!(normalize("lots", Some("kB"), "integer").is_err());
+        assert_eq!(
+            super::setting_literal("shared_preload_libraries", "pg_stat_statements, auto_explain"),
+            "'pg_stat_statements', 'auto_explain'"
+        );
+        assert_eq!(
+            super::normalize_setting("shared_preload_libraries", "\"pg_stat_statements\",auto_explain", None, "string")
+                .unwrap(),
+            "pg_stat_statements,auto_explain"
+        );
+        assert_eq!(super::setting_literal("work_mem", "64MB"), "'64MB'");
     }
 }

@@ -218,13 +218,12 @@ async fn node(
     let mut items = Vec::new();
     let mut warnings = Vec::new();
     if section.require_auth {
-        let reply = query(&mut connection, redis::cmd("ACL").arg("GETUSER").arg("default"))
-            .await
-            .map_err(|e| failed("ACL GETUSER default failed", e))?;
+        let reply = query(&mut connection, redis::cmd("ACL").arg("GETUSER").arg("default")).await;
         let name = format!("{prefix}authentication");
-        items.push(match default_user_open(&reply) {
-            Some(false) => Item::ok("auth", name),
-            Some(true) => Item::new(
+        items.push(match reply.as_ref().map(default_user_open) {
+            Err(e) => Item::new("auth", name, State::Failed, format!("ACL GETUSER default failed: {e}")),
+            Ok(Some(false)) => Item::ok("auth", name),
+            Ok(Some(true)) => Item::new(
                 "auth",
                 name,
                 State::Conflict,
@@ -232,7 +231,7 @@ async fn node(
                  turn authentication on, since it would lock out every client without the password: set \
                  requirepass or ACL users in the server's configuration",
             ),
-            None => Item::new("auth", name, State::Failed, "cannot read the default user's flags"),
+            Ok(None) => Item::new("auth", name, State::Failed, "cannot read the default user's flags"),
         });
     }
     let wanted = section.wanted();
@@ -266,6 +265,19 @@ async fn node(
         };
         let mut state = super::converge_state(mode, false);
         let mut detail = format!("server {shown}, manifest {written}");
+        if *name == "maxmemory" {
+            // A limit below what the server holds evicts keys (or refuses writes) at once.
+            let used = query(&mut connection, redis::cmd("INFO").arg("memory")).await.ok().and_then(|info| {
+                text(&info)?.lines().find_map(|l| l.strip_prefix("used_memory:")?.trim().parse::<u64>().ok())
+            });
+            if let (Some(used), Ok(limit)) = (used, want.parse::<u64>())
+                && used > limit
+            {
+                detail.push_str(&format!(
+                    "; the server holds {used} bytes, more than the new limit: keys are evicted (or writes refused) at once"
+                ));
+            }
+        }
         if mode.writes() {
             match query(&mut connection, redis::cmd("CONFIG").arg("SET").arg(*name).arg(want.as_str())).await {
                 Ok(_) => changed = true,
