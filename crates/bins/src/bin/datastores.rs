@@ -192,35 +192,17 @@ async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
         Ok(config) => config,
         Err(errors) => return usage(anyhow::Error::new(errors).context("invalid configuration")),
     };
-    let on = |d: Datastore| args.only.is_empty() || args.only.contains(&d);
-    let vector = |d: Datastore, present: bool, configured: bool| present && on(d) && !configured;
-    let weaviate = async {
-        match (&manifest.weaviate, &config.weaviate) {
-            (Some(section), Some(c)) if on(Datastore::Weaviate) => {
-                Some(vector_admin::bootstrap::weaviate(c, section, mode).await)
-            }
-            _ => None,
-        }
-    };
-    let milvus = async {
-        match (&manifest.milvus, &config.milvus) {
-            (Some(section), Some(c)) if on(Datastore::Milvus) => {
-                Some(vector_admin::bootstrap::milvus(c, section, mode).await)
-            }
-            _ => None,
-        }
-    };
-    let (mut reports, weaviate, milvus) =
-        tokio::join!(datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require), weaviate, milvus);
+    let pick = datastores::bootstrap::Selection { mode, selected: &args.only, required: &args.require };
+    let (mut reports, weaviate, milvus) = tokio::join!(
+        datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require),
+        pick.run(Datastore::Weaviate, manifest.weaviate.as_ref(), config.weaviate.as_ref(), |c, s| {
+            vector_admin::bootstrap::weaviate(c, s, mode)
+        }),
+        pick.run(Datastore::Milvus, manifest.milvus.as_ref(), config.milvus.as_ref(), |c, s| {
+            vector_admin::bootstrap::milvus(c, s, mode)
+        }),
+    );
     reports.extend(weaviate.into_iter().chain(milvus));
-    for (d, present, configured) in [
-        (Datastore::Weaviate, manifest.weaviate.is_some(), config.weaviate.is_some()),
-        (Datastore::Milvus, manifest.milvus.is_some(), config.milvus.is_some()),
-    ] {
-        if vector(d, present, configured) {
-            reports.push(SectionReport::not_configured(d, mode, args.require.contains(&d)));
-        }
-    }
     let text = match args.output {
         Output::Json => serde_json::to_string_pretty(&reports).context("cannot encode the report").map(|j| j + "\n"),
         Output::Table => Ok(render_sections(&reports)),

@@ -194,8 +194,37 @@ impl SectionReport {
     }
 }
 
-/// A section's run, boxed so that sections of different types run side by side.
-pub type SectionFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = SectionReport> + Send + 'a>>;
+/// Which sections run, and what becomes of one whose datastore is not configured: also for the
+/// sections other crates own (`vector-admin`'s).
+#[derive(Clone, Copy, Debug)]
+pub struct Selection<'a> {
+    pub mode: Mode,
+    /// The sections to run; all when empty.
+    pub selected: &'a [Datastore],
+    /// Sections that fail, instead of being skipped, when their datastore is not configured.
+    pub required: &'a [Datastore],
+}
+
+impl Selection<'_> {
+    /// Runs `work` on the section and the configuration when both are there and the section is
+    /// selected; a section without configuration is skipped (or fails when required).
+    pub async fn run<'s, S, C, F>(
+        &self,
+        datastore: Datastore,
+        section: Option<&'s S>,
+        config: Option<&'s C>,
+        work: impl FnOnce(&'s C, &'s S) -> F,
+    ) -> Option<SectionReport>
+    where
+        F: std::future::Future<Output = SectionReport>,
+    {
+        let section = section.filter(|_| self.selected.is_empty() || self.selected.contains(&datastore))?;
+        Some(match config {
+            Some(config) => work(config, section).await,
+            None => SectionReport::not_configured(datastore, self.mode, self.required.contains(&datastore)),
+        })
+    }
+}
 
 /// Runs the sections this crate owns (PostgreSQL, MongoDB, Redis, Kafka) that the manifest has
 /// and `selected` names, concurrently. A section whose datastore `config` lacks is skipped, or
@@ -207,59 +236,17 @@ pub async fn run(
     selected: &[Datastore],
     required: &[Datastore],
 ) -> Vec<SectionReport> {
-    let one = async |datastore: Datastore, present: bool, configured: bool, work: SectionFuture<'_>| {
-        let on = present && (selected.is_empty() || selected.contains(&datastore));
-        match (on, configured) {
-            (false, _) => None,
-            (true, true) => Some(work.await),
-            (true, false) => Some(SectionReport::not_configured(datastore, mode, required.contains(&datastore))),
-        }
-    };
-    let postgres = one(
-        Datastore::Postgres,
-        manifest.postgres.is_some(),
-        config.postgres.is_some(),
-        Box::pin(async move {
-            match (&manifest.postgres, &config.postgres) {
-                (Some(s), Some(c)) => postgres::run(c, s, mode).await,
-                _ => SectionReport::not_configured(Datastore::Postgres, mode, false),
-            }
-        }),
+    let pick = Selection { mode, selected, required };
+    let (postgres, mongodb, redis, kafka) = futures::join!(
+        pick.run(Datastore::Postgres, manifest.postgres.as_ref(), config.postgres.as_ref(), |c, s| postgres::run(
+            c, s, mode
+        )),
+        pick.run(Datastore::MongoDb, manifest.mongodb.as_ref(), config.mongodb.as_ref(), |c, s| mongodb::run(
+            c, s, mode
+        )),
+        pick.run(Datastore::Redis, manifest.redis.as_ref(), config.redis.as_ref(), |c, s| redis::run(c, s, mode)),
+        pick.run(Datastore::Kafka, manifest.kafka.as_ref(), config.kafka.as_ref(), |c, s| kafka::run(c, s, mode)),
     );
-    let mongodb = one(
-        Datastore::MongoDb,
-        manifest.mongodb.is_some(),
-        config.mongodb.is_some(),
-        Box::pin(async move {
-            match (&manifest.mongodb, &config.mongodb) {
-                (Some(s), Some(c)) => mongodb::run(c, s, mode).await,
-                _ => SectionReport::not_configured(Datastore::MongoDb, mode, false),
-            }
-        }),
-    );
-    let redis = one(
-        Datastore::Redis,
-        manifest.redis.is_some(),
-        config.redis.is_some(),
-        Box::pin(async move {
-            match (&manifest.redis, &config.redis) {
-                (Some(s), Some(c)) => redis::run(c, s, mode).await,
-                _ => SectionReport::not_configured(Datastore::Redis, mode, false),
-            }
-        }),
-    );
-    let kafka = one(
-        Datastore::Kafka,
-        manifest.kafka.is_some(),
-        config.kafka.is_some(),
-        Box::pin(async move {
-            match (&manifest.kafka, &config.kafka) {
-                (Some(s), Some(c)) => kafka::run(c, s, mode).await,
-                _ => SectionReport::not_configured(Datastore::Kafka, mode, false),
-            }
-        }),
-    );
-    let (postgres, mongodb, redis, kafka) = futures::join!(postgres, mongodb, redis, kafka);
     [postgres, mongodb, redis, kafka].into_iter().flatten().collect()
 }
 
