@@ -185,11 +185,24 @@ fn db_error(what: &str, error: &tokio_postgres::Error) -> String {
     }
 }
 
-/// Runs `sql`, turning the outcome into the item's state after an apply.
-async fn exec(client: &Client, sql: &str, what: &str, converged: State) -> (State, Option<String>) {
-    match client.batch_execute(sql).await {
-        Ok(()) => (converged, None),
-        Err(e) => (State::Failed, Some(db_error(what, &e))),
+/// The item of an object that differs from the manifest: its state in plan and check; in apply,
+/// the outcome of running the SQL `sql` builds.
+async fn converge(
+    client: &Client,
+    mode: Mode,
+    missing: bool,
+    (kind, name): (&'static str, &str),
+    detail: String,
+    sql: impl FnOnce() -> String,
+    what: &str,
+) -> Item {
+    let state = converge_state(mode, missing);
+    if !mode.writes() {
+        return Item::new(kind, name, state, detail);
+    }
+    match client.batch_execute(&sql()).await {
+        Ok(()) => Item::new(kind, name, state, detail),
+        Err(e) => Item::new(kind, name, State::Failed, db_error(what, &e)),
     }
 }
 
@@ -244,22 +257,18 @@ async fn roles(client: &Client, section: &Section, mode: Mode, report: &mut Sect
                 ));
                 continue;
             }
-            let mut state = converge_state(mode, true);
-            let mut detail = format!("{} CONNECTION LIMIT {}", describe_attributes(&wanted), role.connection_limit);
-            if mode.writes() {
-                let mut sql = format!("CREATE ROLE {} {}", quote_ident(name), detail);
+            let attributes = format!("{} CONNECTION LIMIT {}", describe_attributes(&wanted), role.connection_limit);
+            let sql = || {
+                let mut sql = format!("CREATE ROLE {} {attributes}", quote_ident(name));
                 if let Some(password) = &role.password {
                     // A SCRAM verifier computed here: the clear text never reaches the server's log.
                     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
                     sql.push_str(&format!(" PASSWORD {}", quote_literal(&verifier)));
                 }
-                let (s, error) = exec(client, &sql, &format!("cannot create role {name}"), state).await;
-                state = s;
-                if let Some(e) = error {
-                    detail = e;
-                }
-            }
-            report.push(Item::new("role", name, state, detail));
+                sql
+            };
+            let what = format!("cannot create role {name}");
+            report.push(converge(client, mode, true, ("role", name), attributes.clone(), sql, &what).await);
             continue;
         };
         let actual: Vec<(&str, bool)> =
@@ -283,17 +292,11 @@ async fn roles(client: &Client, section: &Section, mode: Mode, report: &mut Sect
             report.push(Item::ok("role", name));
             continue;
         }
-        let mut state = converge_state(mode, false);
-        let mut detail = format!("connection limit: server {limit}, manifest {}", role.connection_limit);
-        if mode.writes() {
-            let sql = format!("ALTER ROLE {} CONNECTION LIMIT {}", quote_ident(name), role.connection_limit);
-            let (s, error) = exec(client, &sql, &format!("cannot alter role {name}"), state).await;
-            state = s;
-            if let Some(e) = error {
-                detail = e;
-            }
-        }
-        report.push(Item::new("role", name, state, detail));
+        let detail = format!("connection limit: server {limit}, manifest {}", role.connection_limit);
+        let sql = || format!("ALTER ROLE {} CONNECTION LIMIT {}", quote_ident(name), role.connection_limit);
+        report.push(
+            converge(client, mode, false, ("role", name), detail, sql, &format!("cannot alter role {name}")).await,
+        );
     }
 }
 
@@ -451,16 +454,8 @@ async fn ensure_schema(conn: &Client, db: &str, schema: &str, owner: &str, mode:
             format!("owned by {owner}"),
         ),
     };
-    let mut state = converge_state(mode, true);
-    let mut detail = detail;
-    if mode.writes() {
-        let (s, error) = exec(conn, &sql, &format!("cannot create or alter schema {schema}"), state).await;
-        state = s;
-        if let Some(e) = error {
-            detail = e;
-        }
-    }
-    Item::new("schema", item_name, state, detail)
+    let what = format!("cannot create schema {schema}");
+    converge(conn, mode, true, ("schema", &item_name), detail, || sql, &what).await
 }
 
 /// Least privilege: nobody connects to the database unless granted.
@@ -477,17 +472,9 @@ async fn public_connect(conn: &Client, db: &str, mode: Mode) -> Item {
         Err(e) => Item::new("grant", item_name, State::Failed, db_error("cannot read the database's privileges", &e)),
         Ok(row) if !row.get::<_, bool>(0) => Item::ok("grant", item_name),
         Ok(_) => {
-            let mut state = converge_state(mode, false);
-            let mut detail = "PUBLIC may connect; the manifest grants CONNECT to its roles only".to_owned();
-            if mode.writes() {
-                let sql = format!("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(db));
-                let (s, error) = exec(conn, &sql, "cannot revoke CONNECT from PUBLIC", state).await;
-                state = s;
-                if let Some(e) = error {
-                    detail = e;
-                }
-            }
-            Item::new("grant", item_name, state, detail)
+            let detail = "PUBLIC may connect; the manifest grants CONNECT to its roles only".to_owned();
+            let sql = || format!("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC", quote_ident(db));
+            converge(conn, mode, false, ("grant", &item_name), detail, sql, "cannot revoke CONNECT from PUBLIC").await
         }
     }
 }
