@@ -358,7 +358,7 @@ pub enum RedisConnection {
 }
 
 /// The text of a reply: a plain string, or the first node's answer in a cluster's map of them.
-fn first_text(value: &redis::Value) -> Option<String> {
+pub(crate) fn first_text(value: &redis::Value) -> Option<String> {
     match value {
         redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         redis::Value::SimpleString(text) | redis::Value::VerbatimString { text, .. } => Some(text.clone()),

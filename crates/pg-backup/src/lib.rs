@@ -26,7 +26,7 @@ pub use crate::error::Error;
 pub use crate::manifest::{
     Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id, manifest_name,
 };
-pub use crate::notify::{RunMetrics, push, slack};
+pub use crate::notify::{backup_run, slack};
 pub use crate::ops::{Cluster, Listed, PruneReport, STALE_UPLOAD_AGE, list, prune, prune_replaced_databases};
 pub use crate::restore::{
     DEFAULT_MAINTENANCE_WORK_MEM, OLD_DATABASE_MARK, RestoreOptions, RestoreReport, Selector, Stores, TableCount,

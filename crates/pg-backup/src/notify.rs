@@ -1,13 +1,14 @@
-//! Telling people and monitoring: a Slack-compatible webhook and a Prometheus Pushgateway. These
-//! never fail a backup: callers report their errors as warnings.
+//! Telling people and monitoring: a Slack-compatible webhook, and what a backup run pushes to a
+//! Prometheus Pushgateway (pushed by the shared [`datastores::push`]). These never fail a backup:
+//! callers report their errors as warnings.
 //!
-//! Both addresses can carry secrets (a Slack webhook's path is its token; a Pushgateway URL may
-//! hold `user:password@`), so neither ever appears in an error: reqwest's errors have their URL
-//! removed, and messages name only the host.
+//! A Slack webhook's path is its token, so it never appears in an error: reqwest's errors have
+//! their URL removed, and messages name only the host.
 
 use std::time::Duration;
 
 use datastores::Secret;
+use datastores::push::JobRun;
 
 use crate::Error;
 
@@ -47,82 +48,34 @@ pub async fn slack(webhook: &Secret, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The metrics of one run, in Prometheus' text format.
-#[derive(Clone, Debug)]
-pub struct RunMetrics {
-    pub database: String,
-    pub success: bool,
-    pub finished_unix: i64,
-    pub duration_seconds: f64,
-    pub size_bytes: u64,
-}
-
-impl RunMetrics {
-    /// A failed run sends only what describes the run, never the last-success series: pushed
-    /// with POST, those keep the values of the last good run, so a staleness alert still fires.
-    pub fn exposition(&self) -> String {
-        let mut out = String::new();
-        let metric = |out: &mut String, name: &str, help: &str, value: String| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
-        };
-        metric(
-            &mut out,
-            "pg_backup_last_run_success",
-            "1 if the last backup succeeded, 0 if it failed.",
-            u8::from(self.success).to_string(),
-        );
-        metric(
-            &mut out,
-            "pg_backup_last_run_timestamp_seconds",
-            "When the last backup run ended.",
-            self.finished_unix.to_string(),
-        );
-        if self.success {
-            metric(
-                &mut out,
-                "pg_backup_last_success_timestamp_seconds",
-                "When the last successful backup finished.",
-                self.finished_unix.to_string(),
-            );
-            metric(
-                &mut out,
-                "pg_backup_duration_seconds",
-                "How long the last successful backup took.",
-                format!("{:.3}", self.duration_seconds),
-            );
-            metric(
-                &mut out,
-                "pg_backup_size_bytes",
-                "Size of the last successful backup as stored.",
-                self.size_bytes.to_string(),
-            );
-        }
-        out
+/// A backup run as pushed to a Pushgateway with [`datastores::push`]: job `pg_backup`, grouped
+/// by `instance`, the database. Besides the series of every job, a successful run sends
+/// `pg_backup_size_bytes`; a failed one leaves it out, as it leaves out the last-success time,
+/// so both keep the values of the last good backup.
+pub fn backup_run(database: &str, success: bool, duration: Duration, size_bytes: u64) -> JobRun {
+    let run = JobRun::new("pg_backup", success, duration).label("instance", database);
+    if success {
+        run.gauge("pg_backup_size_bytes", "Size of the last successful backup as stored.", size_bytes as f64)
+    } else {
+        run
     }
 }
 
-/// Pushes `metrics` to a Pushgateway under job `pg_backup` and instance `database`, with POST:
-/// only the series sent replace the group's series of the same names.
-pub async fn push(gateway: &Secret, metrics: &RunMetrics) -> Result<(), Error> {
-    let mut url = parse("PUSHGATEWAY_URL", gateway)?;
-    let host = host_of(&url);
-    let user = url.username().to_owned();
-    let password = url.password().map(str::to_owned);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    let base = url.as_str().trim_end_matches('/').to_owned();
-    let instance = url::form_urlencoded::byte_serialize(metrics.database.as_bytes()).collect::<String>();
-    let target = format!("{base}/metrics/job/pg_backup/instance/{instance}");
-    let mut request =
-        client()?.post(&target).header("Content-Type", "text/plain; version=0.0.4").body(metrics.exposition());
-    if !user.is_empty() {
-        request = request.basic_auth(user, password);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_backup_sends_neither_its_size_nor_a_last_success() {
+        let good = backup_run("recommend", true, Duration::from_secs(3), 1024).exposition().unwrap();
+        assert!(good.contains("\npg_backup_size_bytes 1024\n"), "{good}");
+        assert!(good.contains("dbkit_job_last_success_timestamp_seconds "), "{good}");
+        assert!(good.contains("\ndbkit_job_success 1\n"), "{good}");
+
+        let failed = backup_run("recommend", false, Duration::from_secs(3), 1024);
+        assert_eq!(failed.grouping, [("instance".to_owned(), "recommend".to_owned())]);
+        let text = failed.exposition().unwrap();
+        assert!(!text.contains("pg_backup_size_bytes") && !text.contains("last_success"), "{text}");
+        assert!(text.contains("\ndbkit_job_success 0\n"), "{text}");
     }
-    let response = request.send().await.map_err(|e| {
-        Error::Tool(format!("cannot reach the Pushgateway at {host}: {}", datastores::error_chain(&e.without_url())))
-    })?;
-    if !response.status().is_success() {
-        return Err(Error::Tool(format!("the Pushgateway at {host} answered {}", response.status())));
-    }
-    Ok(())
 }

@@ -467,3 +467,86 @@ impl TestPgBouncer {
         TestPgBouncer { port, _daemon: daemon, _scratch: scratch }
     }
 }
+
+/// A Prometheus server (Debian's `prometheus`) of the test's own, scraping `targets`
+/// (`host:port`) every second.
+#[derive(Debug)]
+pub struct TestPrometheus {
+    pub port: u16,
+    daemon: Daemon,
+    _scratch: Scratch,
+}
+
+impl TestPrometheus {
+    pub fn start(targets: &[String]) -> TestPrometheus {
+        let scratch = Scratch::new("prometheus");
+        let port = closed_port();
+        let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        let config = scratch.path.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: dbkit\n    \
+                 static_configs:\n      - targets: [{list}]\n"
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(program("prometheus", "prometheus"));
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", scratch.path.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let daemon = Daemon::spawn("prometheus", command, &scratch.path, port);
+        // The port opens before the server is ready ("Service Unavailable").
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !http_get(port, "/-/ready").contains("Ready") {
+            assert!(Instant::now() < deadline, "Prometheus did not become ready:\n{}", daemon.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        TestPrometheus { port, daemon, _scratch: scratch }
+    }
+
+    /// The values of an instant PromQL query, each with its labels.
+    pub fn query(&self, promql: &str) -> Vec<(serde_json::Value, f64)> {
+        let encoded: String = promql
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let body = http_get(self.port, &format!("/api/v1/query?query={encoded}"));
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(answer["status"], "success", "{promql}: {answer}");
+        answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let value = r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+                (r["metric"].clone(), value)
+            })
+            .collect()
+    }
+
+    /// Waits (up to a minute) until `promql` gives exactly one value that `accept` takes, and
+    /// returns it; panics with the last answer otherwise.
+    pub fn wait_for(&self, promql: &str, accept: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = self.query(promql);
+            if let [(_, value)] = answer.as_slice()
+                && accept(*value)
+            {
+                return *value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql} never gave the expected value: {answer:?}\n{}",
+                self.daemon.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}

@@ -4,16 +4,25 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bins::{ConnectOpts, Output, exit};
 use clap::{Parser, Subcommand};
 use datastores::bootstrap::{Manifest, Mode, SectionReport, State};
+use datastores::metrics::Kind;
+use datastores::push::{Figure, JobRun};
 use datastores::{Datastore, DatastoresConfig, HealthReport, Status};
 
 #[derive(Parser, Debug)]
-#[command(name = "datastores", version, about = "Configuration and health of the platform's datastores")]
+#[command(
+    name = "datastores",
+    version,
+    about = "Configuration and health of the platform's datastores",
+    after_help = "With PUSHGATEWAY_URL (or PUSHGATEWAY_URL_FILE) set, apply and check push their run to that Prometheus \
+                  Pushgateway (jobs datastores_apply, datastores_check); a failed push is a warning on stderr and does \
+                  not change the exit status."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +41,25 @@ enum Command {
     Apply(BootstrapArgs),
     /// Report drift from the manifest; changes nothing. Exits 1 when anything differs.
     Check(BootstrapArgs),
+    /// Serve Prometheus metrics of every configured datastore on /metrics. Each scrape reads
+    /// the datastores concurrently, each within --deadline; one that fails or is late shows
+    /// `<prefix>_up 0` without holding up the others.
+    ServeMetrics(MetricsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MetricsArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:9187")]
+    listen: std::net::SocketAddr,
+    /// Time each datastore has per scrape, e.g. 5s or 500ms.
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    deadline: Duration,
+    /// Print one scrape on stdout and exit (exit 1 when a datastore is down).
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    connect: ConnectOpts,
 }
 
 #[derive(clap::Args, Debug)]
@@ -103,6 +131,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => runtime.block_on(bootstrap(&args, Mode::Plan)),
         Command::Apply(args) => runtime.block_on(bootstrap(&args, Mode::Apply)),
         Command::Check(args) => runtime.block_on(bootstrap(&args, Mode::Check)),
+        Command::ServeMetrics(args) => runtime.block_on(serve_metrics(&args)),
     }
 }
 
@@ -193,6 +222,7 @@ async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
         Err(errors) => return usage(anyhow::Error::new(errors).context("invalid configuration")),
     };
     let pick = datastores::bootstrap::Selection { mode, selected: &args.only, required: &args.require };
+    let started = Instant::now();
     let (mut reports, weaviate, milvus) = tokio::join!(
         datastores::bootstrap::run(&manifest, &config, mode, &args.only, &args.require),
         pick.run(Datastore::Weaviate, manifest.weaviate.as_ref(), config.weaviate.as_ref(), |c, s| {
@@ -207,9 +237,7 @@ async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
         Output::Json => serde_json::to_string_pretty(&reports).context("cannot encode the report").map(|j| j + "\n"),
         Output::Table => Ok(render_sections(&reports)),
     };
-    if let Err(e) = text.and_then(|t| bins::print(&t).context("cannot write the report")) {
-        return bins::fail(&e, exit::FAILURE);
-    }
+    let printed = text.and_then(|t| bins::print(&t).context("cannot write the report"));
     for report in &reports {
         for warning in &report.warnings {
             eprintln!("warning: {}: {warning}", report.datastore);
@@ -219,7 +247,48 @@ async fn bootstrap(args: &BootstrapArgs, mode: Mode) -> ExitCode {
         Mode::Check => reports.iter().any(|r| r.drift() > 0),
         Mode::Plan | Mode::Apply => reports.iter().any(SectionReport::has_errors),
     };
+    if let Some(run) = job_run(mode, &reports, !failed, started.elapsed()) {
+        bins::push_run(&settings, &run).await;
+    }
+    if let Err(e) = printed {
+        return bins::fail(&e, exit::FAILURE);
+    }
     if failed { ExitCode::from(exit::FAILURE) } else { ExitCode::SUCCESS }
+}
+
+/// The run of `apply` or `check` (the Jobs; `plan` is not one) as pushed to the Pushgateway:
+/// per datastore whose section ran, the objects that differ from the manifest, and for `apply`
+/// the changes made.
+fn job_run(mode: Mode, reports: &[SectionReport], success: bool, duration: Duration) -> Option<JobRun> {
+    let job = match mode {
+        Mode::Apply => "datastores_apply",
+        Mode::Check => "datastores_check",
+        Mode::Plan => return None,
+    };
+    let mut run = JobRun::new(job, success, duration);
+    for report in reports.iter().filter(|r| !r.skipped) {
+        let gauge = |name: String, help: &str, value: usize| Figure {
+            name,
+            help: help.into(),
+            kind: Kind::Gauge,
+            labels: vec![("datastore".into(), report.datastore.key().into())],
+            value: value as f64,
+        };
+        run = run.figure(gauge(
+            format!("{job}_drift"),
+            "Objects of the datastore's section that differ from the manifest after the last run (a section that \
+             could not run counts one).",
+            report.drift(),
+        ));
+        if mode == Mode::Apply {
+            run = run.figure(gauge(
+                format!("{job}_changes"),
+                "Objects of the datastore's section that the last run created or changed.",
+                report.changes(),
+            ));
+        }
+    }
+    Some(run)
 }
 
 fn render_sections(reports: &[SectionReport]) -> String {
@@ -268,4 +337,72 @@ fn render_sections(reports: &[SectionReport]) -> String {
         None => "the manifest has no section to run\n".to_owned(),
     });
     out
+}
+
+async fn serve_metrics(args: &MetricsArgs) -> ExitCode {
+    let config = match DatastoresConfig::from_settings(&args.connect.settings()) {
+        Ok(config) => config,
+        Err(errors) => return bins::fail(&anyhow::Error::new(errors).context("invalid configuration"), exit::USAGE),
+    };
+    if !Datastore::ALL.iter().any(|d| config.is_configured(*d)) {
+        let hint: Vec<String> = Datastore::ALL.iter().map(|d| describe_missing(*d)).collect();
+        return bins::fail(&anyhow::anyhow!("no datastore is configured:\n{}", hint.join("\n")), exit::USAGE);
+    }
+    let options = datastores::metrics::ScrapeOptions { deadline: args.deadline };
+    let exporter = std::sync::Arc::new(datastores::metrics::Exporter::new(config, options));
+    if args.once {
+        let collected = exporter.collect().await;
+        let text = datastores::metrics::render(&collected);
+        if let Err(e) = bins::print(&text) {
+            return bins::fail(&anyhow::Error::new(e), exit::FAILURE);
+        }
+        let down: Vec<String> =
+            collected.iter().filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.datastore))).collect();
+        for line in &down {
+            eprintln!("warning: {line}");
+        }
+        return if down.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(exit::FAILURE) };
+    }
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            return bins::fail(
+                &anyhow::Error::new(e).context(format!("cannot listen on {}", args.listen)),
+                exit::FAILURE,
+            );
+        }
+    };
+    let metrics = {
+        let exporter = exporter.clone();
+        move || {
+            let exporter = exporter.clone();
+            async move {
+                let collected = exporter.collect().await;
+                for c in &collected {
+                    if let Some(error) = &c.error {
+                        tracing::warn!(datastore = %c.datastore, %error, "scrape failed");
+                    }
+                }
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    datastores::metrics::render(&collected),
+                )
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/", axum::routing::get(|| async { "dbkit datastores exporter: see /metrics\n" }));
+    tracing::info!(listen = %args.listen, "serving metrics");
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    match axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => bins::fail(&anyhow::Error::new(e).context("the metrics server failed"), exit::FAILURE),
+    }
 }

@@ -11,11 +11,19 @@ use std::time::Instant;
 use anyhow::anyhow;
 use bins::{ConnectOpts, Output};
 use clap::{Args, Parser, Subcommand};
+use datastores::push::JobRun;
 use datastores::{Datastore, PostgresConfig, S3Config, Settings, Source};
-use pg_backup::{Compression, Format, Retention, RunMetrics, Selector, Stores, Tier, Tools};
+use pg_backup::{Compression, Format, Retention, Selector, Stores, Tier, Tools};
 
 #[derive(Parser, Debug)]
-#[command(name = "pg-backup", version, about = "Streaming, verified PostgreSQL backups to disk and S3")]
+#[command(
+    name = "pg-backup",
+    version,
+    about = "Streaming, verified PostgreSQL backups to disk and S3",
+    after_help = "With PUSHGATEWAY_URL (or PUSHGATEWAY_URL_FILE) set, backup, verify and prune push their run to that \
+                  Prometheus Pushgateway (jobs pg_backup, pg_backup_verify, pg_backup_prune); a failed push is a \
+                  warning on stderr and does not change the exit status."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -262,7 +270,6 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         part_size: args.part_size_mib.max(5) << 20,
     };
     let webhook = ctx.settings.get("SLACK_WEBHOOK")?.map(|v| datastores::Secret::new(v.text));
-    let gateway = ctx.settings.get("PUSHGATEWAY_URL")?.map(|v| datastores::Secret::new(v.text));
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
@@ -319,18 +326,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     {
         eprintln!("warning: notification not sent: {e}");
     }
-    if let Some(url) = &gateway {
-        let metrics = RunMetrics {
-            database: pg.dbname.clone(),
-            success: failure.is_none(),
-            finished_unix: chrono::Utc::now().timestamp(),
-            duration_seconds: started.elapsed().as_secs_f64(),
-            size_bytes: manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0),
-        };
-        if let Err(e) = pg_backup::push(url, &metrics).await {
-            eprintln!("warning: metrics not pushed: {e}");
-        }
-    }
+    let size = manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0);
+    bins::push_run(&ctx.settings, &pg_backup::backup_run(&pg.dbname, failure.is_none(), started.elapsed(), size)).await;
     if let Some(m) = &manifest {
         match args.common.output {
             Output::Json => print_json(m)?,
@@ -462,7 +459,18 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         stores: ctx.stores.clone(),
         maintenance_db: args.maintenance_db.clone(),
     };
-    let report = pg_backup::verify(&pg, &options).await?;
+    let started = Instant::now();
+    let verified = pg_backup::verify(&pg, &options).await;
+    let mut run = JobRun::new("pg_backup_verify", verified.is_ok(), started.elapsed()).label("instance", &pg.dbname);
+    if let Ok(report) = &verified {
+        run = run.gauge(
+            "pg_backup_verify_tables_compared",
+            "Tables whose rows the last successful verification compared.",
+            report.tables_compared as f64,
+        );
+    }
+    bins::push_run(&ctx.settings, &run).await;
+    let report = verified?;
     match args.common.output {
         Output::Json => print_json(&report)?,
         Output::Table => {
@@ -489,18 +497,44 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
             None => 7,
         },
     };
+    let retention = retention(&ctx.settings)?;
     let now = chrono::Utc::now();
-    let cluster = pg_backup::Cluster::of(&pg).await?;
-    let mut report = pg_backup::prune(&ctx.stores, &cluster, retention(&ctx.settings)?, now, args.dry_run).await?;
-    report.replaced_databases = pg_backup::prune_replaced_databases(
-        &pg,
-        &args.maintenance_db,
-        &pg.dbname,
-        std::time::Duration::from_secs(u64::from(grace_days) * 86_400),
-        now,
-        args.dry_run,
-    )
-    .await?;
+    let started = Instant::now();
+    let pruned = async {
+        let cluster = pg_backup::Cluster::of(&pg).await?;
+        let mut report = pg_backup::prune(&ctx.stores, &cluster, retention, now, args.dry_run).await?;
+        report.replaced_databases = pg_backup::prune_replaced_databases(
+            &pg,
+            &args.maintenance_db,
+            &pg.dbname,
+            std::time::Duration::from_secs(u64::from(grace_days) * 86_400),
+            now,
+            args.dry_run,
+        )
+        .await?;
+        Ok::<_, pg_backup::Error>((cluster, report))
+    }
+    .await;
+    // A dry run is not a run of the job.
+    if !args.dry_run {
+        let mut run = JobRun::new("pg_backup_prune", pruned.is_ok(), started.elapsed()).label("instance", &pg.dbname);
+        if let Ok((_, report)) = &pruned {
+            run = run
+                .gauge(
+                    "pg_backup_prune_deleted_backups",
+                    "Backups the last prune deleted.",
+                    report.deleted.len() as f64,
+                )
+                .gauge("pg_backup_prune_kept_backups", "Backups the last prune kept.", report.kept.len() as f64)
+                .gauge(
+                    "pg_backup_prune_dropped_databases",
+                    "Databases replaced by a restore that the last prune dropped.",
+                    report.replaced_databases.len() as f64,
+                );
+        }
+        bins::push_run(&ctx.settings, &run).await;
+    }
+    let (cluster, report) = pruned?;
     match args.common.output {
         Output::Json => print_json(&report)?,
         Output::Table => {

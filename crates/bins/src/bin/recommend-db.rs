@@ -5,12 +5,14 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context as _, anyhow};
 use bins::{ConnectOpts, Output};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use datastores::pgadmin::RoleSpec;
+use datastores::push::JobRun;
 use datastores::{PostgresConfig, Secret, Settings, Source};
 use recommend_db::{CleanupOptions, InitOptions, Roles, SeedOptions, Steps};
 
@@ -19,7 +21,11 @@ use recommend_db::{CleanupOptions, InitOptions, Roles, SeedOptions, Steps};
     name = "recommend-db",
     version,
     about = "The recommendation system's PostgreSQL database: init, seed, partitions, cleanup",
-    after_help = "The database is POSTGRES_DB (default: recommend) on the server of POSTGRES_HOST / DATABASE_URL."
+    after_help = "The database is POSTGRES_DB (default: recommend) on the server of POSTGRES_HOST / DATABASE_URL.\n\n\
+                  With PUSHGATEWAY_URL (or PUSHGATEWAY_URL_FILE) set, partitions (without --check) and cleanup \
+                  (without --report-only) push their run to that Prometheus Pushgateway (jobs \
+                  recommend_db_partitions, recommend_db_cleanup); a failed push is a warning on stderr and does \
+                  not change the exit status."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -343,8 +349,8 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
 async fn partitions(args: PartitionArgs) -> anyhow::Result<()> {
     let settings = settings(&args.connect);
     let pg = postgres(&settings)?;
-    let client = pg.connect().await?;
     if args.check {
+        let client = pg.connect().await?;
         let missing = recommend_db::missing_ahead(&client, args.ahead, chrono::Utc::now()).await?;
         if args.output == Output::Json {
             print_json(&missing)?;
@@ -368,8 +374,34 @@ async fn partitions(args: PartitionArgs) -> anyhow::Result<()> {
     }
     // Creating the month that enters the window is routine; a nearer month missing means the
     // job had stopped running, and inserts dated then were failing or soon would.
-    let missing = recommend_db::missing_ahead(&client, args.ahead, chrono::Utc::now()).await?;
-    let partitions = recommend_db::ensure_partitions(&client, args.back, args.ahead).await?;
+    let started = Instant::now();
+    let created = async {
+        let client = pg.connect().await?;
+        let missing = recommend_db::missing_ahead(&client, args.ahead, chrono::Utc::now()).await?;
+        let partitions = recommend_db::ensure_partitions(&client, args.back, args.ahead).await?;
+        Ok::<_, anyhow::Error>((missing, partitions))
+    }
+    .await;
+    let mut run =
+        JobRun::new("recommend_db_partitions", created.is_ok(), started.elapsed()).label("instance", &pg.dbname);
+    if let Ok((missing, partitions)) = &created {
+        let overdue: usize = missing.iter().map(|m| m.months.len().saturating_sub(1)).sum();
+        run = run
+            .gauge(
+                "recommend_db_partitions_created",
+                "Partitions the last successful run created.",
+                partitions.iter().filter(|p| p.created).count() as f64,
+            )
+            .gauge("recommend_db_partitions_present", "Partitions present after the last successful run.", partitions.len() as f64)
+            .gauge(
+                "recommend_db_partitions_overdue",
+                "Partitions of the current month or the next ones that the last successful run found missing and created \
+                 (the job had stopped running).",
+                overdue as f64,
+            );
+    }
+    bins::push_run(&settings, &run).await;
+    let (missing, partitions) = created?;
     for m in &missing {
         let overdue: Vec<&String> = m.months.iter().rev().skip(1).collect();
         if !overdue.is_empty() {
@@ -419,8 +451,19 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
     options.validate()?;
     let settings = settings(&args.connect);
     let pg = postgres(&settings)?;
-    let client = pg.connect().await?;
-    let report = recommend_db::cleanup(&client, &options, args.report_only, chrono::Utc::now()).await?;
+    let started = Instant::now();
+    let cleaned = async {
+        let client = pg.connect().await?;
+        recommend_db::cleanup(&client, &options, args.report_only, chrono::Utc::now())
+            .await
+            .map_err(anyhow::Error::from)
+    }
+    .await;
+    // A report-only run is not a run of the job.
+    if !args.report_only {
+        bins::push_run(&settings, &cleanup_run(&pg.dbname, &cleaned, started.elapsed())).await;
+    }
+    let report = cleaned?;
     match args.output {
         Output::Json => print_json(&report)?,
         Output::Table => {
@@ -463,4 +506,44 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A cleanup as pushed to the Pushgateway: the figures of a successful run only, so a failed one
+/// keeps the last good run's.
+fn cleanup_run(
+    database: &str,
+    cleaned: &anyhow::Result<recommend_db::CleanupReport>,
+    duration: std::time::Duration,
+) -> JobRun {
+    let run = JobRun::new("recommend_db_cleanup", cleaned.is_ok(), duration).label("instance", database);
+    let Ok(report) = cleaned else { return run };
+    let outcomes: Vec<&str> =
+        report.tables.iter().flat_map(|t| &t.partitions).filter_map(|p| p.outcome.as_deref()).collect();
+    let count = |outcome: &str| outcomes.iter().filter(|o| **o == outcome).count();
+    let left = outcomes.len() - count("dropped") - count("trimmed");
+    run.gauge(
+        "recommend_db_cleanup_rows_removed",
+        "Rows the last successful cleanup removed.",
+        report.rows_removed as f64,
+    )
+    .gauge(
+        "recommend_db_cleanup_bytes_freed",
+        "Bytes the partitions dropped by the last successful cleanup freed.",
+        report.bytes_freed as f64,
+    )
+    .gauge(
+        "recommend_db_cleanup_partitions_dropped",
+        "Partitions the last successful cleanup dropped, leftovers of earlier runs included.",
+        (count("dropped") + report.leftovers_dropped.len()) as f64,
+    )
+    .gauge(
+        "recommend_db_cleanup_partitions_trimmed",
+        "Partitions the last successful cleanup trimmed.",
+        count("trimmed") as f64,
+    )
+    .gauge(
+        "recommend_db_cleanup_partitions_left",
+        "Partitions the last successful cleanup left to the next one: long transactions held their locks.",
+        left as f64,
+    )
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use bins::{ConnectOpts, Output};
 use clap::{Parser, Subcommand};
+use datastores::metrics::Kind;
+use datastores::push::{Figure, JobRun};
 use datastores::{MilvusConfig, Settings, WeaviateConfig};
 use serde::Serialize;
 use vector_admin::workflow::{self, Waits};
@@ -21,7 +23,10 @@ use vector_admin::{
 #[command(
     name = "vector-admin",
     version,
-    about = "Milvus collections and Weaviate classes: specs, index presets, maintenance"
+    about = "Milvus collections and Weaviate classes: specs, index presets, maintenance",
+    after_help = "With PUSHGATEWAY_URL (or PUSHGATEWAY_URL_FILE) set, init (without --dry-run) and maintain push their \
+                  run to that Prometheus Pushgateway (jobs vector_admin_init, vector_admin_maintain); a failed push \
+                  is a warning on stderr and does not change the exit status."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -160,18 +165,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => SpecFile::default(),
     };
     let specs = file.specs(backend)?;
-    match backend {
+    // The commands that run as Jobs report their runs, connection failures included.
+    let job = match cli.command {
+        Command::Init { dry_run: false } => Some("vector_admin_init"),
+        Command::Maintain => Some("vector_admin_maintain"),
+        _ => None,
+    };
+    let started = Instant::now();
+    let mut figures = Vec::new();
+    let result = match backend {
         Backend::Milvus => {
             let config = MilvusConfig::from_settings(&settings)?;
-            let store = MilvusStore::connect(&config).await?;
-            command(&store, &cli, &specs).await
+            match MilvusStore::connect(&config).await {
+                Ok(store) => command(&store, &cli, &specs, &mut figures).await,
+                Err(e) => Err(e.into()),
+            }
         }
         Backend::Weaviate => {
             let config = weaviate_config(&settings)?;
-            let store = WeaviateStore::connect(&config)?;
-            command(&store, &cli, &specs).await
+            match WeaviateStore::connect(&config) {
+                Ok(store) => command(&store, &cli, &specs, &mut figures).await,
+                Err(e) => Err(e.into()),
+            }
         }
+    };
+    if let Some(job) = job {
+        let run = JobRun { figures, ..JobRun::new(job, result.is_ok(), started.elapsed()) }
+            .label("backend", backend.to_string().to_lowercase());
+        bins::push_run(&settings, &run).await;
     }
+    result
+}
+
+/// A gauge of a job's run.
+fn figure(name: &str, help: &str, value: usize) -> Figure {
+    Figure { name: name.into(), help: help.into(), kind: Kind::Gauge, labels: Vec::new(), value: value as f64 }
 }
 
 fn weaviate_config(settings: &Settings) -> anyhow::Result<WeaviateConfig> {
@@ -237,7 +265,13 @@ fn plan_table(plan: &workflow::Plan) -> String {
     out
 }
 
-async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec]) -> anyhow::Result<()> {
+/// Runs the command; the figures of a Job's run go to `figures`.
+async fn command<S: VectorStore>(
+    store: &S,
+    cli: &Cli,
+    specs: &[CollectionSpec],
+    figures: &mut Vec<Figure>,
+) -> anyhow::Result<()> {
     let output = cli.global.output;
     let waits = Waits {
         index_deadline: cli.global.deadline,
@@ -255,6 +289,12 @@ async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec])
         }
         Command::Init { dry_run: false } => {
             let report = workflow::apply(store, specs, &waits, progress).await?;
+            figures.push(figure("vector_admin_init_changes", "Changes the last init made.", report.done.len()));
+            figures.push(figure(
+                "vector_admin_init_drift",
+                "Differences from the specs the last init left alone (they need a rebuild or recreate).",
+                report.plan.drift(),
+            ));
             emit(output, &report, |r| {
                 let mut out = plan_table(&r.plan);
                 if r.done.is_empty() && r.plan.drift() == 0 {
@@ -397,6 +437,16 @@ async fn command<S: VectorStore>(store: &S, cli: &Cli, specs: &[CollectionSpec])
         }
         Command::Maintain => {
             let report = workflow::maintain(store, specs, &waits, progress).await?;
+            figures.push(figure(
+                "vector_admin_maintain_steps",
+                "Steps of the last maintenance run.",
+                report.steps.len(),
+            ));
+            figures.push(figure(
+                "vector_admin_maintain_steps_failed",
+                "Steps of the last maintenance run that failed.",
+                report.steps.iter().filter(|s| !s.ok).count(),
+            ));
             emit(output, &report, |r| {
                 r.steps
                     .iter()

@@ -4,8 +4,10 @@
 
 mod bootstrap_cli;
 mod datastores_cli;
+mod metrics_cli;
 mod pg_backup_cli;
 mod pg_migrate_cli;
+mod push_cli;
 mod recommend_db_cli;
 mod secrets;
 mod vector_admin_cli;

@@ -163,10 +163,11 @@ async fn notifications_and_metrics_never_fail_a_good_backup_nor_leak_their_urls(
     assert!(stderr.contains("warning: notification not sent") && stderr.contains("127.0.0.1"), "{stderr}");
     assert!(!stderr.contains("webhook-token-1234") && !stderr.contains("B0GUS"), "{stderr}");
     let labels = [("job", "pg_backup"), ("instance", db.name.as_str())];
-    let success = gateway.value("pg_backup_last_success_timestamp_seconds", &labels).expect("pushed");
+    let success = gateway.value("dbkit_job_last_success_timestamp_seconds", &labels).expect("pushed");
     assert!((success - chrono::Utc::now().timestamp() as f64).abs() < 120.0, "{success}");
-    assert_eq!(gateway.value("pg_backup_last_run_success", &labels), Some(1.0));
-    assert!(gateway.value("pg_backup_size_bytes", &labels).is_some_and(|b| b > 0.0));
+    assert_eq!(gateway.value("dbkit_job_success", &labels), Some(1.0));
+    let size = gateway.value("pg_backup_size_bytes", &labels);
+    assert!(size.is_some_and(|b| b > 0.0), "{size:?}");
 
     // A failed run says so, and keeps the last success for the staleness alert.
     let output = pg_backup(&db)
@@ -177,8 +178,9 @@ async fn notifications_and_metrics_never_fail_a_good_backup_nor_leak_their_urls(
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(gateway.value("pg_backup_last_run_success", &labels), Some(0.0));
-    assert_eq!(gateway.value("pg_backup_last_success_timestamp_seconds", &labels), Some(success));
+    assert_eq!(gateway.value("dbkit_job_success", &labels), Some(0.0));
+    assert_eq!(gateway.value("dbkit_job_last_success_timestamp_seconds", &labels), Some(success));
+    assert_eq!(gateway.value("pg_backup_size_bytes", &labels), size);
 
     // An unreachable Pushgateway is a warning that does not show its password.
     let output = pg_backup(&db)
