@@ -4,9 +4,9 @@
 # stack's PostgreSQL and Redis in one run:
 #
 #   exporters:  postgres_exporter and redis_exporter with their default collectors; dbkit (release
-#               build) three times: PostgreSQL only, Redis only (the other datastores' variables,
-#               the TRIGGERS constants of crates/datastores/src/*.rs, unset in its environment),
-#               and every datastore of the stack. All listen on loopback.
+#               build) four times: PostgreSQL only, Redis only, PostgreSQL and Redis (the other
+#               datastores' variables, the TRIGGERS constants of crates/datastores/src/*.rs, unset
+#               in its environment), and every datastore of the stack. All listen on loopback.
 #   scrapes:    5 warm-up scrapes each, then SCRAPES rounds of one sequential GET /metrics per
 #               exporter, round-robin (the first exporter of a round rotates), each exporter over
 #               its own kept-alive HTTP connection as Prometheus has one, without
@@ -16,8 +16,8 @@
 #               measured rounds divided by SCRAPES; VmRSS after the run and the peak VmHWM
 #               (/proc/PID/status); series: lines of the last scrape not starting with #.
 #
-# Then the ratios dbkit / exporter replaced per figure (below 1: dbkit lower), dbkit with every
-# datastore against both exporters together, the core series each side serves, and a JSON line
+# Then the ratios dbkit / exporter replaced per figure (below 1: dbkit lower), the memory of one
+# dbkit process (PostgreSQL and Redis; every datastore) against both exporters together, the core series each side serves, and a JSON line
 # for the record. Everything started here is stopped on exit.
 #
 # Usage: bench/exporter.sh [SCRAPES]   (default 200; needs `cargo xtask stack up`)
@@ -57,7 +57,7 @@ only() {
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 declare -A port
-for name in postgres_exporter redis_exporter dbkit-pg dbkit-redis dbkit-all; do port[$name]=$(free_port); done
+for name in postgres_exporter redis_exporter dbkit-pg dbkit-redis dbkit-pg+redis dbkit-all; do port[$name]=$(free_port); done
 
 targets=()
 started() { pids+=("$2"); targets+=("$1=$2=http://127.0.0.1:${port[$1]}/metrics"); }
@@ -84,6 +84,10 @@ started dbkit-pg $!
 env $(only redis) "$bin" serve-metrics --listen "127.0.0.1:${port[dbkit-redis]}" --deadline 5s \
   >"$work/dbkit-redis.log" 2>&1 &
 started dbkit-redis $!
+# shellcheck disable=SC2046
+env $(only postgres redis) "$bin" serve-metrics --listen "127.0.0.1:${port[dbkit-pg+redis]}" --deadline 5s \
+  >"$work/dbkit-pg+redis.log" 2>&1 &
+started dbkit-pg+redis $!
 "$bin" serve-metrics --listen "127.0.0.1:${port[dbkit-all]}" --deadline 5s >"$work/dbkit-all.log" 2>&1 &
 started dbkit-all $!
 
@@ -93,7 +97,7 @@ echo "dbkit: $bin (release), scrapes: $scrapes after $warmup warm-up, CLK_TCK $(
 
 status=0
 python3 - "$scrapes" "$warmup" "$(getconf CLK_TCK)" "${targets[@]}" <<'PY' || status=$?
-import http.client, json, math, re, sys, time, urllib.parse
+import collections, http.client, json, math, re, sys, time, urllib.parse
 
 scrapes, warmup, tck = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 targets = []
@@ -193,14 +197,16 @@ for ours, theirs in [("dbkit-pg", "postgres_exporter"), ("dbkit-redis", "redis_e
     ratios[f"{ours}/{theirs}"] = r
     print(f"{ours} / {theirs}: " + ", ".join(f"{label} {r[key]:.2f}" for key, label in figures))
 all_, pg, rd = by["dbkit-all"], by["postgres_exporter"], by["redis_exporter"]
-for key, label in [("rss", "RSS"), ("hwm", "HWM")]:
-    both = pg[key] + rd[key]
-    ratios[f"dbkit-all/(postgres_exporter+redis_exporter) {key}"] = all_[key] / both
-    print(f"dbkit (all datastores) {label} {all_[key]:.1f} MiB vs postgres_exporter + redis_exporter {label} "
-          f"{both:.1f} MiB: ratio {all_[key] / both:.2f}")
+for ours, what in [("dbkit-all", "all datastores"), ("dbkit-pg+redis", "PostgreSQL + Redis")]:
+    for key, label in [("rss", "RSS"), ("hwm", "HWM")]:
+        both = pg[key] + rd[key]
+        ratios[f"{ours}/(postgres_exporter+redis_exporter) {key}"] = by[ours][key] / both
+        print(f"dbkit ({what}) {label} {by[ours][key]:.1f} MiB vs postgres_exporter + redis_exporter {label} "
+              f"{both:.1f} MiB: ratio {by[ours][key] / both:.2f}")
 down = [l for l in all_["lines"] if re.match(r"\w+_up ", l) and l.split()[1] != "1"]
 ups = sorted(l for l in all_["lines"] if re.match(r"\w+_up ", l))
-print(f"dbkit-all datastores: {', '.join(ups)}")
+print(f"dbkit-all datastores: {', '.join(ups)}; its series by prefix: " + ", ".join(
+    f"{p} {n}" for p, n in sorted(collections.Counter(l.split('_', 1)[0] for l in all_['lines']).items())))
 
 core = {
     "postgres": [
@@ -244,11 +250,15 @@ for store, checks in core.items():
         print(f"{label:<26} " + " ".join(f"{x:<40}" for x in cells))
 only_theirs = {}
 for ours, theirs, prefix in [("dbkit-pg", "postgres_exporter", "pg_"), ("dbkit-redis", "redis_exporter", "redis_")]:
-    strip = lambda n: re.sub(r"_total$", "", n)
+    strip = lambda n: re.sub(r"_(total|bytes|seconds)$", "", re.sub(r"_total$", "", n))
     mine = {strip(n) for n in by[ours]["names"]}
-    only_theirs[theirs] = sorted(n for n in by[theirs]["names"] if n.startswith(prefix) and strip(n) not in mine)
-    print(f"\n{theirs}: {len(only_theirs[theirs])} {prefix}* series names dbkit does not serve under the same name "
-          f"(of {len([n for n in by[theirs]['names'] if n.startswith(prefix)])})")
+    theirs_names = [n for n in by[theirs]["names"] if n.startswith(prefix)]
+    only_theirs[theirs] = sorted(n for n in theirs_names if strip(n) not in mine)
+    settings = [n for n in only_theirs[theirs] if n.startswith("pg_settings_")]
+    rest = [n for n in only_theirs[theirs] if not n.startswith("pg_settings_")]
+    print(f"\n{theirs}: {len(only_theirs[theirs])} of its {len(theirs_names)} {prefix}* names have no dbkit series of "
+          f"the same base name" + (f" ({len(settings)} pg_settings_*)" if settings else "") + ":")
+    print("  " + " ".join(rest))
 
 print()
 print(json.dumps({

@@ -25,6 +25,7 @@ pub mod bootstrap;
 mod error;
 mod health;
 mod kafka;
+mod kafka_ffi;
 pub mod metrics;
 mod milvus;
 mod mongodb;

@@ -493,35 +493,13 @@ fn incremental_alter_topic_configs(
     changes: &[(String, Vec<(String, String)>)],
     timeout: Duration,
 ) -> Result<HashMap<String, Result<(), String>>, String> {
-    use std::ffi::{CStr, CString, c_char, c_int};
+    use std::ffi::{CString, c_char, c_int};
 
     use rdkafka_sys::{
         rd_kafka_AlterConfigOpType_t, rd_kafka_ResourceType_t, rd_kafka_admin_op_t, rd_kafka_resp_err_t,
     };
 
-    /// One librdkafka object, destroyed with its destructor on every way out of this function.
-    struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
-    impl<T> Drop for Owned<T> {
-        fn drop(&mut self) {
-            if !self.0.is_null() {
-                // SAFETY: the pointer came from the constructor that matches the destructor, is
-                // owned by this value alone, and is not used after this.
-                unsafe { (self.1)(self.0) }
-            }
-        }
-    }
-
-    /// Copies a C string; null reads as empty.
-    ///
-    /// # Safety
-    /// `ptr` is null or a NUL-terminated string that stays valid during the call.
-    unsafe fn text(ptr: *const c_char) -> String {
-        if ptr.is_null() {
-            return String::new();
-        }
-        // SAFETY: not null, so NUL-terminated and valid, as the caller promises.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
-    }
+    use crate::kafka_ffi::{Owned, text};
 
     let c_string = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
     let mut requested = Vec::with_capacity(changes.len());
@@ -613,11 +591,11 @@ fn incremental_alter_topic_configs(
         return Err(format!("no answer within {:?}", Duration::from_millis(wait_ms.unsigned_abs().into())));
     }
     // SAFETY: `event` is live.
-    let err = unsafe { raw::event_error(event.0) };
+    let err = unsafe { crate::kafka_ffi::event_error(event.0) };
     if err != 0 {
         // SAFETY: `event` is live; its string belongs to it and is copied by `text`.
         let message = unsafe { text(rdkafka_sys::rd_kafka_event_error_string(event.0)) };
-        return Err(format!("{}: {message}", raw::name(err)));
+        return Err(format!("{}: {message}", crate::kafka_ffi::error_name(err)));
     }
     // SAFETY: `event` is live; the result is a view into it, not an object of its own.
     let result = unsafe { rdkafka_sys::rd_kafka_event_IncrementalAlterConfigs_result(event.0) };
@@ -635,47 +613,20 @@ fn incremental_alter_topic_configs(
         let (name, code, message) = unsafe {
             (
                 text(rdkafka_sys::rd_kafka_ConfigResource_name(resource)),
-                raw::resource_error(resource),
+                crate::kafka_ffi::resource_error(resource),
                 text(rdkafka_sys::rd_kafka_ConfigResource_error_string(resource)),
             )
         };
         let result = if code == 0 {
             Ok(())
         } else if message.is_empty() {
-            Err(raw::name(code))
+            Err(crate::kafka_ffi::error_name(code))
         } else {
-            Err(format!("{}: {message}", raw::name(code)))
+            Err(format!("{}: {message}", crate::kafka_ffi::error_name(code)))
         };
         outcome.insert(name, result);
     }
     Ok(outcome)
-}
-
-/// librdkafka's error codes as plain integers. The bindings type them as a Rust enum, and a code
-/// the enum does not list (a newer broker's) would be undefined behaviour as that enum.
-#[allow(unsafe_code)]
-mod raw {
-    use std::ffi::{CStr, c_char, c_int};
-
-    unsafe extern "C" {
-        #[link_name = "rd_kafka_event_error"]
-        pub(super) fn event_error(event: *mut rdkafka_sys::rd_kafka_event_t) -> c_int;
-        #[link_name = "rd_kafka_ConfigResource_error"]
-        pub(super) fn resource_error(resource: *const rdkafka_sys::rd_kafka_ConfigResource_t) -> c_int;
-        #[link_name = "rd_kafka_err2name"]
-        fn err2name(code: c_int) -> *const c_char;
-    }
-
-    /// The code's name as librdkafka spells it (`UNSUPPORTED_VERSION`, `_TIMED_OUT`).
-    pub(super) fn name(code: c_int) -> String {
-        // SAFETY: err2name accepts any code and returns a static string (or null).
-        let name = unsafe { err2name(code) };
-        if name.is_null() {
-            return format!("error {code}");
-        }
-        // SAFETY: a NUL-terminated static string.
-        unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
-    }
 }
 
 /// A config value as the broker compares it: list values without the spaces after commas

@@ -244,7 +244,7 @@ struct GroupOffsets {
 /// ListConsumerGroupOffsets (OffsetFetch).
 #[allow(unsafe_code)]
 mod admin {
-    use std::ffi::{CStr, CString, c_char, c_int, c_void};
+    use std::ffi::{CString, c_char, c_int, c_void};
     use std::time::{Duration, Instant};
 
     use rdkafka::TopicPartitionList;
@@ -253,51 +253,7 @@ mod admin {
 
     use super::GroupOffsets;
 
-    /// One librdkafka object, destroyed with its destructor on every way out.
-    struct Owned<T>(*mut T, unsafe extern "C" fn(*mut T));
-
-    impl<T> Drop for Owned<T> {
-        fn drop(&mut self) {
-            if !self.0.is_null() {
-                // SAFETY: the pointer came from the constructor that matches the destructor, is
-                // owned by this value alone, and is not used after this.
-                unsafe { (self.1)(self.0) }
-            }
-        }
-    }
-
-    /// Copies a C string; null reads as empty.
-    ///
-    /// # Safety
-    /// `ptr` is null or a NUL-terminated string that stays valid during the call.
-    unsafe fn text(ptr: *const c_char) -> String {
-        if ptr.is_null() {
-            return String::new();
-        }
-        // SAFETY: not null, so NUL-terminated and valid, as the caller promises.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
-    }
-
-    unsafe extern "C" {
-        // librdkafka's error codes are read as plain integers: the bindings type them as a Rust
-        // enum, and a code the enum does not list (a newer broker's) would be undefined
-        // behaviour as that enum.
-        #[link_name = "rd_kafka_event_error"]
-        fn event_error(event: *mut rd_kafka_event_t) -> c_int;
-        #[link_name = "rd_kafka_err2name"]
-        fn err2name(code: c_int) -> *const c_char;
-    }
-
-    /// The code's name as librdkafka spells it (`UNSUPPORTED_VERSION`, `_TIMED_OUT`).
-    fn name(code: c_int) -> String {
-        // SAFETY: err2name accepts any code and returns a static string (or null).
-        let name = unsafe { err2name(code) };
-        if name.is_null() {
-            return format!("error {code}");
-        }
-        // SAFETY: a NUL-terminated static string.
-        unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned()
-    }
+    use crate::kafka_ffi::{Owned, error_name as name, event_error, text};
 
     /// Options for one request of kind `op`, answered within `timeout`, whose answer carries
     /// `opaque`.
