@@ -17,8 +17,9 @@
 #               (/proc/PID/status); series: lines of the last scrape not starting with #.
 #
 # Then the ratios dbkit / exporter replaced per figure (below 1: dbkit lower), the memory of one
-# dbkit process (PostgreSQL and Redis; every datastore) against both exporters together, the core series each side serves, and a JSON line
-# for the record. Everything started here is stopped on exit.
+# dbkit process (PostgreSQL and Redis; every datastore) against both exporters together, the
+# core series each side serves, and a JSON line for the record. Everything started here is
+# stopped on exit.
 #
 # Usage: bench/exporter.sh [SCRAPES]   (default 200; needs `cargo xtask stack up`)
 set -euo pipefail
