@@ -469,7 +469,7 @@ impl TestPgBouncer {
 }
 
 /// A Prometheus server (Debian's `prometheus`) of the test's own, scraping `targets`
-/// (`host:port`) every second.
+/// (`host:port`) every 3 s, with a 3 s scrape timeout (give an exporter a shorter deadline).
 #[derive(Debug)]
 pub struct TestPrometheus {
     pub port: u16,
@@ -486,7 +486,7 @@ impl TestPrometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: dbkit\n    \
+                "global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\nscrape_configs:\n  - job_name: dbkit\n    \
                  static_configs:\n      - targets: [{list}]\n"
             ),
         )

@@ -36,7 +36,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 async fn prometheus_scrapes_every_datastore_and_sees_sessions_and_misses() {
     let redis = TestRedis::start(&RedisOptions::default());
     let env = [("REDIS_URL", format!("redis://127.0.0.1:{}/0", redis.port)), ("REDIS_PASSWORD_FILE", String::new())];
-    let (_exporter, port, _dir) = exporter(&env, "5s");
+    let (_exporter, port, _dir) = exporter(&env, "2s");
     let prometheus =
         tokio::task::spawn_blocking(move || TestPrometheus::start(&[format!("127.0.0.1:{port}")])).await.unwrap();
 

@@ -332,7 +332,7 @@ mod admin {
 
     /// librdkafka answers with a timeout error after the request timeout; this margin is for
     /// its scheduling.
-    const MARGIN: Duration = Duration::from_secs(5);
+    const MARGIN: Duration = Duration::from_millis(500);
 
     /// The names of the cluster's consumer groups (ListGroups to every broker). Brokers that fail
     /// are left out, unless all do.
@@ -683,7 +683,9 @@ const DESCRIBE_LOG_DIRS: i16 = 35;
 /// code are skipped alike; none is needed by name.
 const NO_ERROR: i16 = 0;
 /// Larger answers are refused rather than buffered.
-const MAX_FRAME: usize = 256 << 20;
+/// The largest answer read from a broker: a log-dir listing of thousands of partitions is a few
+/// hundred kilobytes, and a length field from something that is not a broker must not reserve more.
+const MAX_FRAME: usize = 8 << 20;
 
 /// The log directories of one broker, through DescribeLogDirs v1 on a connection of its own.
 /// `Ok(None)` when the broker does not serve that request (it is not among its API versions, or

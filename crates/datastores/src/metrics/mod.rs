@@ -145,6 +145,9 @@ impl Default for ScrapeOptions {
 pub struct Exporter {
     config: DatastoresConfig,
     options: ScrapeOptions,
+    /// One scrape at a time: a burst of requests (two Prometheus replicas, a curl loop) queues
+    /// instead of multiplying the load on the datastores.
+    running: tokio::sync::Mutex<()>,
     postgres: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
     redis: tokio::sync::Mutex<Option<crate::RedisConnection>>,
 }
@@ -157,7 +160,13 @@ impl std::fmt::Debug for Exporter {
 
 impl Exporter {
     pub fn new(config: DatastoresConfig, options: ScrapeOptions) -> Exporter {
-        Exporter { config, options, postgres: Default::default(), redis: Default::default() }
+        Exporter {
+            config,
+            options,
+            running: Default::default(),
+            postgres: Default::default(),
+            redis: Default::default(),
+        }
     }
 
     pub fn config(&self) -> &DatastoresConfig {
@@ -166,6 +175,7 @@ impl Exporter {
 
     /// Reads every configured datastore, each within the deadline.
     pub async fn collect(&self) -> Vec<Collected> {
+        let _one_at_a_time = self.running.lock().await;
         let d = self.options.deadline;
         let postgres = async {
             let config = self.config.postgres.as_ref()?;
@@ -176,7 +186,17 @@ impl Exporter {
                     // instead of leaving one with a statement half-read.
                     let client = match slot.take().filter(|c| !c.is_closed()) {
                         Some(c) => c,
-                        None => config.connect().await.map_err(|e| e.to_string())?,
+                        None => {
+                            let client = config.connect().await.map_err(|e| e.to_string())?;
+                            // A statement cut off by the deadline must not run on in the server.
+                            let limit = format!(
+                                "SET statement_timeout = {}; SET lock_timeout = {}",
+                                d.as_millis().max(1),
+                                d.as_millis().max(1)
+                            );
+                            client.batch_execute(&limit).await.map_err(|e| crate::error::chain(&e))?;
+                            client
+                        }
                     };
                     let samples = postgres::collect_with(&client).await?;
                     *slot = Some(client);
@@ -206,8 +226,11 @@ impl Exporter {
             Some(bounded(Datastore::MongoDb, d, mongodb::collect(config)).await)
         };
         let kafka = async {
-            let config = self.config.kafka.as_ref()?;
-            Some(bounded(Datastore::Kafka, d, kafka::collect(config)).await)
+            // librdkafka's calls run on blocking threads that the deadline cannot stop: their
+            // own timeouts are kept within it, so that none outlives the scrape by much.
+            let mut config = self.config.kafka.clone()?;
+            config.request_timeout = config.request_timeout.min(d);
+            Some(bounded(Datastore::Kafka, d, kafka::collect(&config)).await)
         };
         let milvus = async {
             let config = self.config.milvus.as_ref()?;

@@ -18,7 +18,7 @@
 //! | `pg_stat_database_conflicts_total{datname}` | `pg_stat_database_conflicts` | queries cancelled by recovery conflicts |
 //! | `pg_stat_database_temp_bytes_total{datname}` | `pg_stat_database_temp_bytes` | bytes written to temporary files |
 //! | `pg_database_size_bytes{datname}` | same | size on disk |
-//! | `pg_locks_count{datname,mode}` | same | granted locks |
+//! | `pg_locks_count{datname,mode}` | same | locks held or requested, by database and mode (lower case, as postgres_exporter has it) |
 //! | `pg_locks_waiting{datname,mode}` | (none) | lock requests waiting: the lock waits of seed 003 |
 //! | `pg_settings_max_connections` | same | the connection limit |
 //! | `pg_settings_superuser_reserved_connections` | same | connections kept for superusers |
@@ -27,7 +27,7 @@
 //! | `pg_stat_replication_lag_bytes{application_name,client_addr}` | `pg_stat_replication_pg_wal_lsn_diff` | on a primary: WAL not yet replayed by each standby |
 //! | `pg_stat_replication_replay_lag_seconds{application_name,client_addr}` | (none) | on a primary: each standby's replay lag |
 //! | `pg_stat_statements_installed` | (none) | whether the query latency below is available |
-//! | `pg_stat_statements_calls_total` / `pg_stat_statements_seconds_total` | (none) | all statements: calls and execution time (mean latency = seconds / calls) |
+//! | `pg_stat_statements_all_calls_total` / `pg_stat_statements_all_seconds_total` | (none) | all statements: calls and execution time (mean latency = seconds / calls) |
 //! | `pg_stat_statements_calls_total{queryid,datname}` / `..._seconds_total{...}` / `..._rows_total{...}` | `pg_stat_statements_calls`, ... | the 20 statements with the most execution time |
 //!
 //! One round trip reads everything but pg_stat_statements (a second one when it is installed).
@@ -49,7 +49,8 @@ pub async fn collect(config: &PostgresConfig) -> Result<Samples, String> {
 
 const QUERIES: &str = "\
 SELECT current_setting('server_version'), current_setting('server_version_num'), pg_is_in_recovery()::int, \
-  coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0), \
+  CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+    ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END, \
   (SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'), \
   current_setting('max_connections'), current_setting('superuser_reserved_connections');
 SELECT coalesce(datname, ''), coalesce(state, 'unknown'), count(*), \
@@ -57,10 +58,11 @@ SELECT coalesce(datname, ''), coalesce(state, 'unknown'), count(*), \
   coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0) \
   FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() GROUP BY 1, 2;
 SELECT datname, numbackends, xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched, \
-  tup_inserted, tup_updated, tup_deleted, conflicts, temp_bytes, deadlocks, pg_database_size(datid) \
+  tup_inserted, tup_updated, tup_deleted, conflicts, temp_bytes, deadlocks, \
+  CASE WHEN has_database_privilege(datid, 'CONNECT') THEN pg_database_size(datid) END \
   FROM pg_stat_database WHERE datname IS NOT NULL;
-SELECT coalesce(d.datname, ''), l.mode, count(*) FILTER (WHERE l.granted), count(*) FILTER (WHERE NOT l.granted) \
-  FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database GROUP BY 1, 2;
+SELECT d.datname, lower(l.mode), count(*), count(*) FILTER (WHERE NOT l.granted) \
+  FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.pid <> pg_backend_pid() GROUP BY 1, 2;
 SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), \
   coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0), coalesce(extract(epoch FROM replay_lag), 0) \
   FROM pg_stat_replication WHERE NOT pg_is_in_recovery();";
@@ -147,11 +149,13 @@ pub async fn collect_with(client: &Client) -> Result<Samples, String> {
         for (name, help, i) in counters {
             s.counter(name, help, &db, num(row, i));
         }
-        s.gauge("pg_database_size_bytes", "The database's size on disk.", &db, num(row, 14));
+        if row.get(14).is_some() {
+            s.gauge("pg_database_size_bytes", "The database's size on disk.", &db, num(row, 14));
+        }
     }
     for row in set(3) {
         let labels = [("datname", text(row, 0)), ("mode", text(row, 1))];
-        s.gauge("pg_locks_count", "Granted locks by database and mode.", &labels, num(row, 2));
+        s.gauge("pg_locks_count", "Locks held or requested, by database and mode.", &labels, num(row, 2));
         s.gauge("pg_locks_waiting", "Lock requests waiting, by database and mode.", &labels, num(row, 3));
     }
     for row in set(4) {
@@ -159,36 +163,38 @@ pub async fn collect_with(client: &Client) -> Result<Samples, String> {
         s.gauge("pg_stat_replication_lag_bytes", "WAL a standby has not replayed yet, in bytes.", &labels, num(row, 2));
         s.gauge("pg_stat_replication_replay_lag_seconds", "A standby's replay lag.", &labels, num(row, 3));
     }
+    // Installed but not loaded (not in shared_preload_libraries), or not readable: the rest of
+    // the scrape stands, and the series says the latency is not available.
+    let statements = statements && statements_samples(client, &mut s).await.is_ok();
     s.gauge(
         "pg_stat_statements_installed",
-        "Whether pg_stat_statements is installed in the database the exporter connects to.",
+        "Whether pg_stat_statements can be read in the database the exporter connects to.",
         &[],
         if statements { 1.0 } else { 0.0 },
     );
-    if statements {
-        statements_samples(client, &mut s).await?;
-    }
     Ok(s)
 }
 
 async fn statements_samples(client: &Client, s: &mut Samples) -> Result<(), String> {
+    // `pg_stat_statements(false)`: the figures without reading the query texts' file. The top
+    // statements are summed over users and nesting levels, so that (queryid, datname) is a key.
     let sql = format!(
-        "SELECT sum(calls), coalesce(sum(total_exec_time), 0) / 1000 FROM pg_stat_statements; \
-         SELECT coalesce(s.queryid::text, ''), coalesce(d.datname, ''), s.calls, s.total_exec_time / 1000, s.rows \
-         FROM pg_stat_statements s LEFT JOIN pg_database d ON d.oid = s.dbid \
-         ORDER BY s.total_exec_time DESC LIMIT {TOP_STATEMENTS}"
+        "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) / 1000 FROM pg_stat_statements(false); \
+         SELECT coalesce(s.queryid::text, ''), coalesce(d.datname, ''), sum(s.calls), sum(s.total_exec_time) / 1000, \
+         sum(s.rows) FROM pg_stat_statements(false) s LEFT JOIN pg_database d ON d.oid = s.dbid \
+         WHERE s.queryid IS NOT NULL GROUP BY 1, 2 ORDER BY 4 DESC LIMIT {TOP_STATEMENTS}"
     );
     let messages = client.simple_query(&sql).await.map_err(|e| crate::error::chain(&e))?;
     let sets = rows(&messages);
     if let Some(all) = sets.first().and_then(|r| r.first()) {
         s.counter(
-            "pg_stat_statements_calls_total",
+            "pg_stat_statements_all_calls_total",
             "Calls of every statement pg_stat_statements tracks.",
             &[],
             num(all, 0),
         );
         s.counter(
-            "pg_stat_statements_seconds_total",
+            "pg_stat_statements_all_seconds_total",
             "Execution time of every statement pg_stat_statements tracks.",
             &[],
             num(all, 1),
@@ -198,13 +204,13 @@ async fn statements_samples(client: &Client, s: &mut Samples) -> Result<(), Stri
         let labels = [("queryid", text(row, 0)), ("datname", text(row, 1))];
         s.counter(
             "pg_stat_statements_calls_total",
-            "Calls of every statement pg_stat_statements tracks.",
+            "Calls of one of the statements with the most execution time.",
             &labels,
             num(row, 2),
         );
         s.counter(
             "pg_stat_statements_seconds_total",
-            "Execution time of every statement pg_stat_statements tracks.",
+            "Execution time of one of the statements with the most execution time.",
             &labels,
             num(row, 3),
         );
