@@ -10,6 +10,8 @@ use std::process::ExitCode;
 
 use datastores::{Settings, Source};
 
+pub mod backups;
+
 /// Exit codes shared by every binary.
 pub mod exit {
     /// The work failed or a checked datastore is unhealthy.

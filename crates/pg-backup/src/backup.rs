@@ -8,17 +8,17 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use datastores::{PostgresConfig, S3Config};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
+
+use backup_core::Sink;
+use backup_core::store::{self, BackupLock, S3Store, Upload, partial_path};
 
 use crate::Error;
 use crate::archive::{self, DirectoryToc, PlainScanner, RowHash, TableData};
-use crate::manifest::{
-    Compression, FileEntry, Format, Manifest, TableInfo, Tier, artifact_name, backup_id, manifest_name,
-};
-use crate::store::{self, BackupLock, S3Store, Upload, partial_path};
+use crate::manifest::{Compression, FileEntry, Format, Manifest, TableInfo, Tier, artifact_name};
 use crate::tools::{Credentials, Tools};
 
 #[derive(Clone, Debug)]
@@ -110,45 +110,6 @@ pub(crate) async fn count_rows(
     Ok(row.get(0))
 }
 
-/// Backup ids have a resolution of one second. A backup never replaces another: when the id of
-/// `started` is taken, locally or in the bucket, this waits for the next second, a few times.
-async fn free_id(
-    pg: &PostgresConfig,
-    options: &BackupOptions,
-    s3: Option<&S3Store>,
-    mut started: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, String), Error> {
-    const ATTEMPTS: u32 = 5;
-    for _ in 0..ATTEMPTS {
-        let id = backup_id(&pg.dbname, started);
-        let manifest = manifest_name(&id);
-        let artifact = artifact_name(&id, options.format, options.compression);
-        let mut taken = match &options.local_dir {
-            Some(dir) => {
-                let folder = dir.join(options.tier.as_str());
-                folder.join(&manifest).exists() || folder.join(&artifact).exists()
-            }
-            None => false,
-        };
-        if let Some(s3) = s3
-            && !taken
-        {
-            taken = s3.exists(&s3.key(options.tier, &manifest)).await?;
-        }
-        if !taken {
-            return Ok((started, id));
-        }
-        let next = started.timestamp() + 1;
-        let wait = (next * 1000 - Utc::now().timestamp_millis()).max(0) as u64;
-        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
-        started = Utc::now().max(DateTime::from_timestamp(next, 0).unwrap_or(started));
-    }
-    Err(Error::Refused(format!(
-        "backup ids of {ATTEMPTS} seconds in a row are taken for database {}; is another backup running?",
-        pg.dbname
-    )))
-}
-
 /// Takes a backup. With both a local folder and S3, a failure of one does not stop the other:
 /// the backup completes where it can, and [`Error::Incomplete`] says what failed.
 pub async fn backup(
@@ -189,7 +150,16 @@ pub async fn backup(
             tracing::warn!(target: "progress", removed = %removed, "removed the leftover of an interrupted backup");
         }
     }
-    let (started, id) = free_id(pg, options, s3.as_ref(), started).await?;
+    let artifact_of = |id: &str| artifact_name(id, options.format, options.compression);
+    let (started, id) = backup_core::free_id(
+        &pg.dbname,
+        options.tier,
+        options.local_dir.as_deref(),
+        s3.as_ref(),
+        &artifact_of,
+        started,
+    )
+    .await?;
     let artifact = artifact_name(&id, options.format, options.compression);
     let _lock = match &options.local_dir {
         Some(dir) => {
@@ -284,21 +254,8 @@ pub async fn backup(
         // The archive does not hold what the database held: no manifest, no backup.
         return Err(Error::Tool(failures.join("; ")));
     }
-    let json = manifest.to_json()?;
-    if let Some(dir) = &options.local_dir
-        && streamed.completed.iter().any(|d| d == "local")
-    {
-        let path = store::local_path(dir, options.tier, &manifest_name(&id));
-        if let Err(e) = store::write_atomic(&path, &json).await {
-            failures.push(e.to_string());
-        }
-    }
-    if let Some(s3) = &s3
-        && streamed.completed.iter().any(|d| d == "s3")
-        && let Err(e) = s3.put(&s3.key(options.tier, &manifest_name(&id)), json.clone()).await
-    {
-        failures.push(e.to_string());
-    }
+    failures
+        .extend(backup_core::publish(&manifest, options.local_dir.as_deref(), s3.as_ref(), &streamed.completed).await?);
     if failures.is_empty() { Ok(manifest) } else { Err(Error::Incomplete { failures, manifest: Box::new(manifest) }) }
 }
 
@@ -348,64 +305,6 @@ struct Streamed {
     /// `local` and/or `s3`: where the artifact is complete.
     completed: Vec<String>,
     failures: Vec<String>,
-}
-
-/// Sends chunks of about a megabyte from the compressor thread to the async side.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    buffer: Vec<u8>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buffer.extend_from_slice(data);
-        if self.buffer.len() >= 1 << 20 {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(1 << 21));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the backup stopped"))
-    }
-}
-
-/// Compresses what arrives on `raw` into `out`, on a thread of its own.
-fn compressor(
-    compression: Compression,
-    mut raw: tokio::sync::mpsc::Receiver<Bytes>,
-    out: tokio::sync::mpsc::Sender<Vec<u8>>,
-) -> std::io::Result<()> {
-    let writer = ChannelWriter { tx: out, buffer: Vec::with_capacity(1 << 21) };
-    match compression {
-        Compression::Zstd(level) => {
-            let mut encoder = zstd::stream::write::Encoder::new(writer, level)?;
-            while let Some(chunk) = raw.blocking_recv() {
-                encoder.write_all(&chunk)?;
-            }
-            encoder.finish()?.flush()
-        }
-        Compression::Gzip(level) => {
-            let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::new(level));
-            while let Some(chunk) = raw.blocking_recv() {
-                encoder.write_all(&chunk)?;
-            }
-            encoder.finish()?.flush()
-        }
-        Compression::None => {
-            let mut writer = writer;
-            while let Some(chunk) = raw.blocking_recv() {
-                writer.write_all(&chunk)?;
-            }
-            writer.flush()
-        }
-    }
 }
 
 /// A `Read` over chunks arriving on a channel, for the archive scanner's thread.
@@ -478,137 +377,76 @@ async fn dump_stream(
     s3: Option<&S3Store>,
     progress: &mut (dyn FnMut(BackupProgress) + Send),
 ) -> Result<Streamed, Error> {
-    let mut local = match &options.local_dir {
-        Some(dir) => {
-            let path = store::local_path(dir, options.tier, artifact);
-            let partial = partial_path(&path);
-            let file = tokio::fs::File::create(&partial)
-                .await
-                .map_err(|e| Error::io(format!("cannot create {}", partial.display()), e))?;
-            Some((file, partial, path))
-        }
-        None => None,
-    };
-    let mut upload = match s3 {
-        Some(store) => Some(Upload::start(store, store.key(options.tier, artifact), options.part_size).await?),
-        None => None,
-    };
-    let mut failures = Vec::new();
-
+    let mut sink =
+        Sink::open(options.local_dir.as_deref(), s3, options.tier, artifact, options.compression, options.part_size)
+            .await?;
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().map_err(|e| Error::Tool(format!("cannot start pg_dump: {e}")))?;
-    let mut stdout = child.stdout.take().ok_or_else(|| Error::Tool("pg_dump has no stdout".into()))?;
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            sink.abort().await;
+            return Err(Error::Tool(format!("cannot start pg_dump: {e}")));
+        }
+    };
+    let Some(mut stdout) = child.stdout.take() else {
+        sink.abort().await;
+        return Err(Error::Tool("pg_dump has no stdout".into()));
+    };
     let stderr = tokio::spawn(tail(child.stderr.take()));
-
-    let (raw_tx, raw_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let (scan_tx, scan_rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-    let compression = options.compression;
-    let compress = std::thread::spawn(move || compressor(compression, raw_rx, out_tx));
     let scan = scanner(options.format, scan_rx);
-    let reader = tokio::spawn(async move {
-        let mut total = 0u64;
-        loop {
-            let mut buf = vec![0u8; 256 << 10];
-            let n = stdout.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<u64, std::io::Error>(total);
-            }
-            buf.truncate(n);
-            total += n as u64;
-            let chunk = Bytes::from(buf);
-            let _ = scan_tx.send(chunk.clone()).await;
-            if raw_tx.send(chunk).await.is_err() {
-                return Ok(total);
-            }
-        }
-    });
 
-    let mut hasher = Sha256::new();
-    let mut stored = 0u64;
     let mut reported = 0u64;
-    while let Some(chunk) = out_rx.recv().await {
-        hasher.update(&chunk);
-        stored += chunk.len() as u64;
-        if let Some((file, partial, _)) = &mut local
-            && let Err(e) = file.write_all(&chunk).await
-        {
-            failures.push(Error::io(format!("cannot write {}", partial.display()), e).to_string());
-            local = None;
-        }
-        if let Some(up) = &mut upload
-            && let Err(e) = up.write(&chunk).await
-        {
-            failures.push(e.to_string());
-            if let Some(up) = upload.take() {
-                up.abort().await;
-            }
-        }
-        if local.is_none() && upload.is_none() {
+    let mut stopped = None;
+    let read = loop {
+        let mut buf = vec![0u8; 256 << 10];
+        let n = match stdout.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        buf.truncate(n);
+        let chunk = Bytes::from(buf);
+        let _ = scan_tx.send(chunk.clone()).await;
+        if let Err(e) = sink.write(chunk).await {
             // Nowhere left to write: stop pg_dump.
             let _ = child.kill().await;
-            break;
+            stopped = Some(e);
+            break Ok(());
         }
-        if stored - reported >= 4 << 20 {
-            reported = stored;
-            progress(BackupProgress { dump_bytes: 0, stored_bytes: stored });
+        if sink.stored_bytes() - reported >= 4 << 20 {
+            reported = sink.stored_bytes();
+            progress(BackupProgress { dump_bytes: 0, stored_bytes: reported });
         }
-    }
-    drop(out_rx);
+    };
+    drop(scan_tx);
+    drop(stdout);
     let status = child.wait().await.map_err(|e| Error::Tool(format!("cannot wait for pg_dump: {e}")))?;
-    let dump_bytes = reader
-        .await
-        .map_err(|e| Error::Tool(e.to_string()))?
-        .map_err(|e| Error::io("cannot read pg_dump's output", e))?;
-    let compressed = compress.join().map_err(|_| Error::Tool("the compressor stopped".into()))?;
     let tables = scan.join().map_err(|_| Error::Tool("the archive scanner stopped".into()))?;
     let stderr = stderr.await.unwrap_or_default();
-    if !status.success() || compressed.is_err() || (local.is_none() && upload.is_none()) {
-        if let Some((_, partial, _)) = &local {
-            let _ = tokio::fs::remove_file(partial).await;
-        }
-        if let Some(up) = upload {
-            up.abort().await;
-        }
-        if !status.success() {
-            return Err(Error::Tool(format!("pg_dump failed ({status}): {}", stderr.join(" | "))));
-        }
-        if let Err(e) = compressed {
-            return Err(Error::io("compression failed", e));
-        }
-        return Err(Error::Tool(failures.join("; ")));
+    if let Some(e) = stopped {
+        return Err(e.into());
     }
-    progress(BackupProgress { dump_bytes, stored_bytes: stored });
-
-    let mut completed = Vec::new();
-    if let Some((mut file, partial, path)) = local {
-        let done = async {
-            file.flush().await?;
-            file.sync_all().await?;
-            tokio::fs::rename(&partial, &path).await?;
-            store::sync_dir(path.parent().unwrap_or(Path::new("."))).await
-        }
-        .await;
-        match done {
-            Ok(()) => completed.push("local".to_owned()),
-            Err(e) => failures.push(Error::io(format!("cannot finish {}", path.display()), e).to_string()),
-        }
+    if !status.success() {
+        sink.abort().await;
+        return Err(Error::Tool(format!("pg_dump failed ({status}): {}", stderr.join(" | "))));
     }
-    if let Some(up) = upload {
-        match up.finish().await {
-            Ok(()) => completed.push("s3".to_owned()),
-            Err(e) => failures.push(e.to_string()),
-        }
+    if let Err(e) = read {
+        sink.abort().await;
+        return Err(Error::io("cannot read pg_dump's output", e));
     }
+    let dump_bytes = sink.raw_bytes();
+    let streamed = sink.finish().await?;
+    progress(BackupProgress { dump_bytes, stored_bytes: streamed.stored_bytes });
     Ok(Streamed {
         compression: options.compression,
         dump_bytes,
-        stored_bytes: stored,
-        sha256: hex::encode(hasher.finalize()),
+        stored_bytes: streamed.stored_bytes,
+        sha256: streamed.sha256,
         files: Vec::new(),
         tables,
-        completed,
-        failures,
+        completed: streamed.completed,
+        failures: streamed.failures,
     })
 }
 

@@ -47,8 +47,21 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io { context: context.into(), source }
     }
+}
 
-    pub(crate) fn s3(context: impl Into<String>, error: &(dyn std::error::Error + 'static)) -> Error {
-        Error::S3 { context: context.into(), message: datastores::error_chain(error) }
+impl From<backup_core::Error> for Error {
+    fn from(error: backup_core::Error) -> Error {
+        use backup_core::Error as Core;
+        match error {
+            Core::Connect(e) => Error::Connect(e),
+            Core::Database { context, message } => Error::Database { context, message },
+            Core::Tool(m) => Error::Tool(m),
+            Core::Io { context, source } => Error::Io { context, source },
+            Core::S3 { context, message } => Error::S3 { context, message },
+            Core::Invalid(m) => Error::Invalid(m),
+            Core::Refused(m) => Error::Refused(m),
+            Core::Verify { backup, problems } => Error::Verify { backup, problems },
+            other => Error::Tool(other.to_string()),
+        }
     }
 }

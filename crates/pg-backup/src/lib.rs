@@ -6,17 +6,17 @@
 //! full copy. Its JSON manifest (database, versions, format, sizes, checksum, times, tables) is
 //! written last, and a backup without one does not exist for `list`, `restore` or `prune`.
 //!
+//! What is not about PostgreSQL (the stores, the streaming sink, retention, prune, notices) is
+//! `backup-core`, shared with `mongo-backup`; the names this crate always had are re-exported.
+//!
 //! The library does not print, exit or read the environment.
 
 mod archive;
 mod backup;
 mod error;
 mod manifest;
-mod notify;
 mod ops;
 mod restore;
-mod retention;
-mod store;
 mod tools;
 mod verify;
 
@@ -26,13 +26,13 @@ pub use crate::error::Error;
 pub use crate::manifest::{
     Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id, manifest_name,
 };
-pub use crate::notify::{backup_run, slack};
-pub use crate::ops::{Cluster, Listed, PruneReport, STALE_UPLOAD_AGE, list, prune, prune_replaced_databases};
+pub use crate::ops::{Cluster, Listed, backup_run, list, prune, prune_replaced_databases};
 pub use crate::restore::{
-    DEFAULT_MAINTENANCE_WORK_MEM, OLD_DATABASE_MARK, RestoreOptions, RestoreReport, Selector, Stores, TableCount,
-    restore,
+    DEFAULT_MAINTENANCE_WORK_MEM, OLD_DATABASE_MARK, RestoreOptions, RestoreReport, TableCount, restore,
 };
-pub use crate::retention::{Candidate, Retention, keep};
-pub use crate::store::{Location, part_size, sweep_partials};
 pub use crate::tools::Tools;
 pub use crate::verify::{VerifyOptions, VerifyReport, verify};
+pub use backup_core::{
+    Candidate, Location, PruneReport, Retention, STALE_UPLOAD_AGE, keep, part_size, slack, sweep_partials,
+};
+pub use backup_core::{Selector, Stores};

@@ -1,10 +1,10 @@
 //! The manifest: what a backup holds, written last. A backup without its manifest is not a
 //! backup: `list`, `restore` and `prune` only ever see backups whose manifest exists.
 
-use std::fmt;
-
-use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use backup_core::{BackupManifest, Compression, FileEntry, Tier, Verification, backup_id, manifest_name};
 
 use crate::Error;
 
@@ -31,104 +31,6 @@ impl Format {
     }
 }
 
-/// How the stream is compressed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "algorithm", content = "level")]
-pub enum Compression {
-    Zstd(i32),
-    Gzip(u32),
-    None,
-}
-
-impl Compression {
-    /// `zstd`, `zstd:9`, `gzip`, `gzip:6`, `none`.
-    pub fn parse(text: &str) -> Result<Compression, String> {
-        let (name, level) = match text.split_once(':') {
-            Some((n, l)) => (n, Some(l)),
-            None => (text, None),
-        };
-        let level = |default: i64, range: std::ops::RangeInclusive<i64>| -> Result<i64, String> {
-            let value = match level {
-                Some(l) => l.parse::<i64>().map_err(|_| format!("compression level {l:?} is not a number"))?,
-                None => default,
-            };
-            if range.contains(&value) { Ok(value) } else { Err(format!("{name} level {value} is outside {range:?}")) }
-        };
-        match name {
-            "zstd" => Ok(Compression::Zstd(level(3, 1..=19)? as i32)),
-            "gzip" => Ok(Compression::Gzip(level(6, 1..=9)? as u32)),
-            "none" => Ok(Compression::None),
-            other => Err(format!("unknown compression {other:?}; use zstd[:level], gzip[:level] or none")),
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::Zstd(_) => ".zst",
-            Compression::Gzip(_) => ".gz",
-            Compression::None => "",
-        }
-    }
-}
-
-impl fmt::Display for Compression {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Compression::Zstd(l) => write!(f, "zstd:{l}"),
-            Compression::Gzip(l) => write!(f, "gzip:{l}"),
-            Compression::None => f.write_str("none"),
-        }
-    }
-}
-
-/// The retention tier a backup was taken for; also its folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl Tier {
-    pub const ALL: [Tier; 3] = [Tier::Daily, Tier::Weekly, Tier::Monthly];
-
-    pub fn parse(text: &str, today: NaiveDate) -> Result<Tier, String> {
-        match text {
-            "daily" => Ok(Tier::Daily),
-            "weekly" => Ok(Tier::Weekly),
-            "monthly" => Ok(Tier::Monthly),
-            "auto" => Ok(Tier::for_date(today)),
-            other => Err(format!("unknown tier {other:?}; use daily, weekly, monthly or auto")),
-        }
-    }
-
-    /// The seed's schedule: monthly on the 1st, weekly on Sundays, daily otherwise.
-    pub fn for_date(day: NaiveDate) -> Tier {
-        if day.day() == 1 {
-            Tier::Monthly
-        } else if day.weekday() == Weekday::Sun {
-            Tier::Weekly
-        } else {
-            Tier::Daily
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Daily => "daily",
-            Tier::Weekly => "weekly",
-            Tier::Monthly => "monthly",
-        }
-    }
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableInfo {
     pub schema: String,
@@ -144,22 +46,6 @@ pub struct TableInfo {
     /// The columns of the dump's COPY statement, in its order: what the hash covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub columns: Option<String>,
-}
-
-/// One file of a directory-format backup.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub name: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    pub at: DateTime<Utc>,
-    /// `checksum`, `structure` or `restore`.
-    pub method: String,
-    pub ok: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,13 +97,40 @@ impl Manifest {
     }
 }
 
-pub fn manifest_name(id: &str) -> String {
-    format!("{id}.manifest.json")
-}
+impl BackupManifest for Manifest {
+    const DATASTORE: &'static str = "postgresql";
 
-/// `<database>_<YYYYMMDDTHHMMSSZ>`: sorts by time within a database.
-pub fn backup_id(database: &str, at: DateTime<Utc>) -> String {
-    format!("{database}_{}", at.format("%Y%m%dT%H%M%SZ"))
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    fn artifact(&self) -> &str {
+        &self.artifact
+    }
+
+    fn files(&self) -> &[FileEntry] {
+        &self.files
+    }
+
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn finished_at(&self) -> DateTime<Utc> {
+        self.finished_at
+    }
+
+    fn verification(&self) -> Option<&Verification> {
+        self.verified.as_ref()
+    }
+
+    fn set_verification(&mut self, verification: Verification) {
+        self.verified = Some(verification);
+    }
 }
 
 /// The stored artifact's name for an id.
@@ -235,20 +148,8 @@ mod tests {
 
     #[test]
     fn parsing() {
-        assert_eq!(Compression::parse("zstd").unwrap(), Compression::Zstd(3));
-        assert_eq!(Compression::parse("gzip:9").unwrap(), Compression::Gzip(9));
-        assert!(Compression::parse("zstd:99").unwrap_err().contains("outside"));
-        assert!(Compression::parse("lz4").is_err());
         assert_eq!(Format::parse("directory").unwrap(), Format::Directory);
         assert!(Format::parse("tar").is_err());
-    }
-
-    #[test]
-    fn tiers_follow_the_seed_schedule() {
-        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
-        assert_eq!(Tier::for_date(day(2026, 11, 1)), Tier::Monthly, "the 1st wins even on a Sunday");
-        assert_eq!(Tier::for_date(day(2026, 11, 22)), Tier::Weekly);
-        assert_eq!(Tier::for_date(day(2026, 11, 23)), Tier::Daily);
     }
 
     #[test]

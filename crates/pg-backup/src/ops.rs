@@ -2,16 +2,15 @@
 
 use std::time::Duration;
 
+use backup_core::{Owner, PruneReport, Retention, Stores};
 use chrono::{DateTime, Utc};
 use datastores::PostgresConfig;
 use datastores::pgadmin::quote_ident;
+use datastores::push::JobRun;
 use serde::Serialize;
 
 use crate::Error;
-use crate::manifest::Tier;
-use crate::restore::Stores;
-use crate::retention::{Candidate, Retention, keep};
-use crate::store::{self, Location, S3Store, Stored};
+use crate::manifest::{Manifest, Tier};
 
 /// One line of `list`.
 #[derive(Clone, Debug, Serialize)]
@@ -29,41 +28,21 @@ pub struct Listed {
 }
 
 pub async fn list(stores: &Stores) -> Result<Vec<Listed>, Error> {
-    let mut local = match &stores.local_dir {
-        Some(dir) => store::list_local(dir).await?,
-        None => Vec::new(),
-    };
-    let remote = match &stores.s3 {
-        Some(config) => S3Store::new(config).await.list().await?,
-        None => Vec::new(),
-    };
-    local.extend(remote);
-    let mut out: Vec<Listed> = Vec::new();
-    for stored in local {
-        let place = match stored.location {
-            Location::Local(_) => "local",
-            Location::S3 { .. } => "s3",
-        };
-        match out.iter_mut().find(|l| l.id == stored.manifest.id) {
-            Some(listed) => {
-                listed.stored_in.push(place.into());
-                listed.verified |= stored.manifest.verified.as_ref().is_some_and(|v| v.ok);
-            }
-            None => out.push(Listed {
-                id: stored.manifest.id.clone(),
-                database: stored.manifest.database.clone(),
-                system_identifier: stored.manifest.system_identifier.clone(),
-                tier: stored.manifest.tier,
-                format: stored.manifest.format,
-                size_bytes: stored.manifest.size_bytes,
-                finished_at: stored.manifest.finished_at,
-                verified: stored.manifest.verified.as_ref().is_some_and(|v| v.ok),
-                stored_in: vec![place.into()],
-            }),
-        }
-    }
-    out.sort_by_key(|l| l.finished_at);
-    Ok(out)
+    Ok(backup_core::listed::<Manifest>(stores)
+        .await?
+        .into_iter()
+        .map(|(m, stored_in)| Listed {
+            verified: m.verified.as_ref().is_some_and(|v| v.ok),
+            id: m.id,
+            database: m.database,
+            system_identifier: m.system_identifier,
+            tier: m.tier,
+            format: m.format,
+            size_bytes: m.size_bytes,
+            finished_at: m.finished_at,
+            stored_in,
+        })
+        .collect())
 }
 
 /// Which backups a prune may touch: those of one database of one cluster.
@@ -86,30 +65,6 @@ impl Cluster {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PruneReport {
-    pub dry_run: bool,
-    pub kept: Vec<String>,
-    /// `<where>: <id>`.
-    pub deleted: Vec<String>,
-    /// Backups of a database of the same name in another cluster: never touched.
-    pub other_clusters: Vec<String>,
-    /// Backups whose manifest names no cluster (made by an older pg-backup): never touched;
-    /// delete them by hand when they are no longer needed.
-    pub unidentified: Vec<String>,
-    /// Leftovers of interrupted backups that were removed.
-    pub stale_partials: Vec<String>,
-    /// Incomplete S3 multipart uploads that were aborted.
-    pub stale_uploads: Vec<String>,
-    /// Databases a restore replaced and kept, dropped once older than the grace period.
-    pub replaced_databases: Vec<String>,
-    /// What could not be checked, and why.
-    pub notes: Vec<String>,
-}
-
-/// Incomplete multipart uploads older than this are leftovers: no backup runs this long.
-pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(24 * 3600);
-
 /// Deletes the backups of `cluster` that retention does not keep, in each store separately, and
 /// removes what interrupted backups left behind.
 pub async fn prune(
@@ -119,74 +74,26 @@ pub async fn prune(
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, Error> {
-    let mut report = PruneReport { dry_run, ..PruneReport::default() };
-    if let Some(dir) = &stores.local_dir {
-        let backups = store::list_local(dir).await?;
-        for stored in select(&backups, cluster, retention, now, &mut report) {
-            report.deleted.push(format!("local: {}", stored.manifest.id));
-            if !dry_run {
-                store::delete_local(stored).await?;
+    let owner = |m: &Manifest| {
+        if m.database != cluster.database {
+            Owner::Unrelated
+        } else {
+            match &m.system_identifier {
+                Some(id) if *id == cluster.system_identifier => Owner::Ours,
+                Some(_) => Owner::Other,
+                None => Owner::Unidentified,
             }
         }
-        if !dry_run {
-            report.stale_partials = store::sweep_partials(dir).await;
-        }
-    }
-    if let Some(config) = &stores.s3 {
-        let s3 = S3Store::new(config).await;
-        let backups = s3.list().await?;
-        for stored in select(&backups, cluster, retention, now, &mut report) {
-            report.deleted.push(format!("s3: {}", stored.manifest.id));
-            if !dry_run {
-                s3.delete_backup(stored).await?;
-            }
-        }
-        match s3.stale_uploads(now, STALE_UPLOAD_AGE).await {
-            Ok(uploads) => {
-                for (key, upload_id) in uploads {
-                    if !dry_run {
-                        s3.abort_upload(&key, &upload_id).await?;
-                    }
-                    report.stale_uploads.push(format!("s3://{}/{key}", config.bucket));
-                }
-            }
-            Err(e) => report.notes.push(format!("incomplete uploads not checked: {e}")),
-        }
-    }
-    for list in [&mut report.kept, &mut report.other_clusters, &mut report.unidentified] {
-        list.sort();
-        list.dedup();
-    }
-    Ok(report)
+    };
+    Ok(backup_core::prune::<Manifest>(stores, &owner, retention, now, dry_run).await?)
 }
 
-fn select<'a>(
-    backups: &'a [Stored],
-    cluster: &Cluster,
-    retention: Retention,
-    now: DateTime<Utc>,
-    report: &mut PruneReport,
-) -> Vec<&'a Stored> {
-    let mut ours = Vec::new();
-    for stored in backups.iter().filter(|s| s.manifest.database == cluster.database) {
-        match &stored.manifest.system_identifier {
-            Some(id) if *id == cluster.system_identifier => ours.push(stored),
-            Some(_) => report.other_clusters.push(stored.manifest.id.clone()),
-            None => report.unidentified.push(stored.manifest.id.clone()),
-        }
-    }
-    let candidates: Vec<Candidate> = ours
-        .iter()
-        .map(|s| Candidate {
-            id: s.manifest.id.clone(),
-            tier: s.manifest.tier,
-            at: s.manifest.finished_at,
-            verified: s.manifest.verified.as_ref().is_some_and(|v| v.ok),
-        })
-        .collect();
-    let keep = keep(&candidates, retention, now);
-    report.kept.extend(keep.iter().cloned());
-    ours.into_iter().filter(|s| !keep.contains(&s.manifest.id)).collect()
+/// A backup run as pushed to a Pushgateway with [`datastores::push`]: job `pg_backup`, grouped
+/// by `instance`, the database. Besides the series of every job, a successful run sends
+/// `pg_backup_size_bytes`; a failed one leaves it out, as it leaves out the last-success time,
+/// so both keep the values of the last good backup.
+pub fn backup_run(database: &str, success: bool, duration: Duration, size_bytes: u64) -> JobRun {
+    backup_core::job_run("pg_backup", database, success, duration, size_bytes)
 }
 
 /// Drops the databases that restores of `database` replaced and kept (`<database>_old_<time>`,

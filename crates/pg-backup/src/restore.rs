@@ -4,68 +4,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use backup_core::store::{S3Store, Stored};
 use chrono::Utc;
 use datastores::PostgresConfig;
 use datastores::pgadmin::{quote_ident, quote_literal};
-use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+
+pub use backup_core::{Location, Selector, Stores, decompressed};
 
 use crate::Error;
 use crate::manifest::{Compression, Format, Manifest};
-use crate::store::{self, Location, S3Store, Stored};
 use crate::tools::{Credentials, Tools};
-
-/// Which backup.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Selector {
-    /// The newest complete backup (of `database`, when given).
-    Latest,
-    /// A backup id (`recommend_20261122T020000Z`).
-    Id(String),
-    /// A file, with or without a manifest next to it (a `.sql.gz` of the old backup.sh).
-    Path(PathBuf),
-    /// An object key in the bucket, relative to the prefix (`daily/recommend_....dump.zst`).
-    S3Key(String),
-}
-
-impl Selector {
-    pub fn parse(text: &str) -> Selector {
-        if text == "latest" {
-            Selector::Latest
-        } else if text.contains('/') || text.contains('.') {
-            Selector::Path(PathBuf::from(text))
-        } else {
-            Selector::Id(text.to_owned())
-        }
-    }
-}
-
-/// Where to look for backups.
-#[derive(Clone, Debug, Default)]
-pub struct Stores {
-    pub local_dir: Option<PathBuf>,
-    pub s3: Option<datastores::S3Config>,
-}
-
-impl Stores {
-    /// Complete backups from both stores, newest last; a backup in both appears once, local
-    /// first.
-    pub async fn list(&self) -> Result<Vec<Stored>, Error> {
-        let mut all = match &self.local_dir {
-            Some(dir) => store::list_local(dir).await?,
-            None => Vec::new(),
-        };
-        if let Some(config) = &self.s3 {
-            for stored in S3Store::new(config).await.list().await? {
-                if !all.iter().any(|s| s.manifest.id == stored.manifest.id) {
-                    all.push(stored);
-                }
-            }
-        }
-        all.sort_by_key(|s| s.manifest.finished_at);
-        Ok(all)
-    }
-}
 
 /// A backup found, with its manifest when it has one.
 #[derive(Clone, Debug)]
@@ -86,7 +35,7 @@ impl Found {
 }
 
 pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) -> Result<Found, Error> {
-    let from_stored = |s: Stored| Found {
+    let from_stored = |s: Stored<Manifest>| Found {
         format: s.manifest.format,
         compression: s.manifest.compression,
         manifest: Some(s.manifest),
@@ -94,22 +43,9 @@ pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) 
     };
     match selector {
         Selector::Latest | Selector::Id(_) => {
-            let all = stores.list().await?;
-            let mut matching = all.into_iter().filter(|s| match selector {
-                Selector::Id(id) => &s.manifest.id == id,
-                _ => database.is_none_or(|d| s.manifest.database == d),
-            });
-            let found = matching.next_back().ok_or_else(|| {
-                let what = match selector {
-                    Selector::Id(id) => format!("no backup with id {id}"),
-                    _ => format!(
-                        "no complete backup{}",
-                        database.map(|d| format!(" of database {d}")).unwrap_or_default()
-                    ),
-                };
-                Error::Refused(format!("{what} in {}", describe(stores)))
-            })?;
-            Ok(from_stored(found))
+            let wanted = |m: &Manifest| database.is_none_or(|d| m.database == d);
+            let what = database.map(|d| format!(" of database {d}")).unwrap_or_default();
+            Ok(from_stored(backup_core::find_listed(stores, selector, &wanted, &what).await?))
         }
         Selector::Path(path) => {
             if !path.exists() {
@@ -155,17 +91,6 @@ pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) 
     }
 }
 
-fn describe(stores: &Stores) -> String {
-    let mut places = Vec::new();
-    if let Some(dir) = &stores.local_dir {
-        places.push(dir.display().to_string());
-    }
-    if let Some(s3) = &stores.s3 {
-        places.push(format!("s3://{}/{}", s3.bucket, s3.prefix));
-    }
-    if places.is_empty() { "no store (set BACKUP_DIR or S3_BUCKET)".into() } else { places.join(" and ") }
-}
-
 /// Format and compression from a file name without a manifest.
 fn infer(name: &str) -> Result<(Format, Compression), Error> {
     let compression = if name.ends_with(".gz") {
@@ -191,96 +116,14 @@ fn infer(name: &str) -> Result<(Format, Compression), Error> {
 
 /// The backup's files on local disk: the artifact itself, or a download into `scratch`.
 pub async fn fetch(found: &Found, stores: &Stores, scratch: &Path) -> Result<PathBuf, Error> {
-    match &found.location {
-        Location::Local(path) => Ok(path.clone()),
-        Location::S3 { key, .. } => {
-            let config = stores
-                .s3
-                .as_ref()
-                .ok_or_else(|| Error::Invalid("the backup is in S3 but S3_BUCKET is not set".into()))?;
-            let s3 = S3Store::new(config).await;
-            let name = key.rsplit('/').next().unwrap_or(key);
-            let path = scratch.join(name);
-            match found.manifest.as_ref().filter(|m| !m.files.is_empty()) {
-                Some(m) => {
-                    tokio::fs::create_dir_all(&path)
-                        .await
-                        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-                    for file in &m.files {
-                        s3.download(&format!("{key}/{}", file.name), &path.join(&file.name)).await?;
-                    }
-                }
-                None => {
-                    s3.download(key, &path).await?;
-                }
-            }
-            Ok(path)
-        }
-    }
+    let files = found.manifest.as_ref().map(|m| m.files.as_slice()).unwrap_or_default();
+    Ok(backup_core::fetch(&found.location, files, stores, scratch).await?)
 }
 
 /// Checks the stored bytes against the manifest's SHA-256 (each file of a directory backup).
 pub async fn check_sha256(found: &Found, path: &Path) -> Result<(), Error> {
     let Some(manifest) = &found.manifest else { return Ok(()) };
-    let problems = tokio::task::spawn_blocking({
-        let (manifest, path) = (manifest.clone(), path.to_owned());
-        move || -> Result<Vec<String>, Error> {
-            let mut problems = Vec::new();
-            if manifest.files.is_empty() {
-                let actual = sha256_file(&path)?;
-                if actual != manifest.sha256 {
-                    problems.push(format!(
-                        "{}: SHA-256 is {actual}, the manifest says {}",
-                        path.display(),
-                        manifest.sha256
-                    ));
-                }
-            } else {
-                for file in &manifest.files {
-                    let actual = sha256_file(&path.join(&file.name))?;
-                    if actual != file.sha256 {
-                        problems.push(format!(
-                            "{}/{}: SHA-256 is {actual}, the manifest says {}",
-                            path.display(),
-                            file.name,
-                            file.sha256
-                        ));
-                    }
-                }
-            }
-            Ok(problems)
-        }
-    })
-    .await
-    .map_err(|e| Error::Tool(e.to_string()))??;
-    if problems.is_empty() { Ok(()) } else { Err(Error::Verify { backup: found.name(), problems }) }
-}
-
-fn sha256_file(path: &Path) -> Result<String, Error> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// A reader that decompresses `path`.
-pub fn decompressed(path: &Path, compression: Compression) -> Result<Box<dyn Read + Send>, Error> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let file = std::io::BufReader::with_capacity(1 << 20, file);
-    Ok(match compression {
-        Compression::Zstd(_) => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(|e| Error::io("cannot start zstd", e))?)
-        }
-        Compression::Gzip(_) => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
-        Compression::None => Box::new(file),
-    })
+    Ok(backup_core::check_sha256(&found.name(), manifest, path).await?)
 }
 
 /// Feeds `source` (decompressed on a thread of its own) to the stdin of `command`, and waits.

@@ -9,11 +9,11 @@ use datastores::pgadmin::quote_ident;
 use serde::Serialize;
 
 use crate::Error;
-use crate::manifest::{Format, Verification};
+use crate::manifest::Format;
+use crate::restore::Location;
 use crate::restore::{
     Found, Load, Selector, Stores, check_sha256, count_all, decompressed, fetch, find, load, pipe_into, run_tool,
 };
-use crate::store::{self, Location, S3Store};
 use crate::tools::{Credentials, Tools};
 
 #[derive(Clone, Debug)]
@@ -246,47 +246,7 @@ fn qualified(table: &str) -> String {
 /// Writes the verification into the manifest, where the backup is stored.
 async fn record(stores: &Stores, found: &Found, method: &str) -> Result<(), Error> {
     let Some(manifest) = &found.manifest else { return Ok(()) };
-    let mut manifest = manifest.clone();
-    manifest.verified = Some(Verification { at: Utc::now(), method: method.into(), ok: true });
-    let json = manifest.to_json()?;
-    // Prune deletes the manifest, then the backup, then the manifest again. Writing the manifest
-    // and only then checking that the backup is still there (and removing the manifest when it
-    // is not) means a backup pruned meanwhile never comes back as a manifest without data.
-    let gone = || Error::Refused(format!("{} was deleted (pruned) while it was verified", manifest.id));
-    match &found.location {
-        Location::Local(artifact) => {
-            let folder = artifact.parent().unwrap_or(std::path::Path::new("."));
-            let path = folder.join(manifest.manifest_name());
-            if !path.exists() {
-                return Err(gone());
-            }
-            let _lock = store::BackupLock::take(folder, &manifest.id).await?;
-            store::write_atomic(&path, &json).await?;
-            if !artifact.exists() {
-                let _ = tokio::fs::remove_file(&path).await;
-                return Err(gone());
-            }
-            Ok(())
-        }
-        Location::S3 { key, .. } => {
-            let config = stores.s3.as_ref().ok_or_else(|| Error::Invalid("S3_BUCKET is not set".into()))?;
-            let s3 = S3Store::new(config).await;
-            let manifest_key = s3.key(manifest.tier, &manifest.manifest_name());
-            if !s3.exists(&manifest_key).await? {
-                return Err(gone());
-            }
-            s3.put(&manifest_key, json).await?;
-            let data_key = match manifest.files.first() {
-                Some(file) => format!("{key}/{}", file.name),
-                None => key.clone(),
-            };
-            if !s3.exists(&data_key).await? {
-                let _ = s3.delete(&manifest_key).await;
-                return Err(gone());
-            }
-            Ok(())
-        }
-    }
+    Ok(backup_core::record_verification(stores, &found.location, manifest, method).await?)
 }
 
 /// The rows and content hash of `table` (`schema.name`) as pg_dump would write them: COPY text

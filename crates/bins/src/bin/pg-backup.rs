@@ -3,7 +3,6 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -12,8 +11,8 @@ use anyhow::anyhow;
 use bins::{ConnectOpts, Output};
 use clap::{Args, Parser, Subcommand};
 use datastores::push::JobRun;
-use datastores::{Datastore, PostgresConfig, S3Config, Settings, Source};
-use pg_backup::{Compression, Format, Retention, Selector, Stores, Tier, Tools};
+use datastores::{Datastore, PostgresConfig, Settings, Source};
+use pg_backup::{Compression, Format, Selector, Stores, Tier, Tools};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -193,17 +192,9 @@ struct Context {
 fn context(common: &Common) -> anyhow::Result<Context> {
     let settings =
         common.connect.settings().layer(Source::Other("default".into()), [("POSTGRES_APPLICATION_NAME", "pg-backup")]);
-    let local_dir = match &common.backup_dir {
-        Some(dir) => Some(dir.clone()),
-        None => settings.get("BACKUP_DIR")?.map(|v| PathBuf::from(v.text)),
-    };
-    let s3 = if datastores::triggers(Datastore::S3).iter().any(|n| settings.is_set(n)) {
-        Some(S3Config::from_settings(&settings)?)
-    } else {
-        None
-    };
+    let stores = bins::backups::stores(&settings, common.backup_dir.as_ref())?;
     let tools = Tools { bin_dir: settings.get("PG_BIN_DIR")?.map(|v| PathBuf::from(v.text)) };
-    Ok(Context { settings, stores: Stores { local_dir, s3 }, tools })
+    Ok(Context { settings, stores, tools })
 }
 
 fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
@@ -215,49 +206,13 @@ fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
     Ok(PostgresConfig::from_settings(settings)?)
 }
 
-fn retention(settings: &Settings) -> anyhow::Result<Retention> {
-    let mut r = Retention::default();
-    let get = |name: &str| -> anyhow::Result<Option<u32>> {
-        Ok(match settings.count(name)? {
-            Some(n) => Some(u32::try_from(n).map_err(|_| anyhow!("{name} {n} is too large"))?),
-            None => None,
-        })
-    };
-    if let Some(n) = get("RETENTION_DAYS")? {
-        r.daily = n;
-    }
-    if let Some(n) = get("RETENTION_WEEKS")? {
-        r.weekly = n;
-    }
-    if let Some(n) = get("RETENTION_MONTHS")? {
-        r.monthly = n;
-    }
-    Ok(r)
-}
-
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    bins::print(&(serde_json::to_string_pretty(value)? + "\n"))?;
-    Ok(())
-}
-
-fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", units[unit])
-}
-
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let pg = postgres(&ctx.settings)?;
     let tier = Tier::parse(&args.tier, chrono::Utc::now().date_naive()).map_err(|e| anyhow!("--tier: {e}"))?;
     let compression =
         args.compress.unwrap_or(if args.format == Format::Plain { Compression::Gzip(6) } else { Compression::Zstd(3) });
-    let retention = retention(&ctx.settings)?;
+    let retention = bins::backups::retention(&ctx.settings)?;
     let options = pg_backup::BackupOptions {
         format: args.format,
         compression,
@@ -269,39 +224,11 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         exact_counts: args.exact_counts,
         part_size: args.part_size_mib.max(5) << 20,
     };
-    let webhook = ctx.settings.get("SLACK_WEBHOOK")?.map(|v| datastores::Secret::new(v.text));
-
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} written ({bytes_per_sec}, {elapsed})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.set_message(format!("backing up {}", pg.dbname));
-        bar
-    });
-    let (began, mut last_log) = (Instant::now(), Instant::now());
-    let mut progress = |p: pg_backup::BackupProgress| match &bar {
-        Some(bar) => bar.set_position(p.stored_bytes),
-        None if last_log.elapsed().as_secs() >= 10 => {
-            last_log = Instant::now();
-            let mib = p.stored_bytes as f64 / 1_048_576.0;
-            let rate = format!("{:.1} MiB/s", mib / began.elapsed().as_secs_f64().max(0.001));
-            tracing::info!(target: "progress", database = %pg.dbname, written_mib = format!("{mib:.1}"), rate, "backup in progress");
-        }
-        None => {}
-    };
+    let mut progress = bins::backups::Progress::new(&pg.dbname);
     let started = Instant::now();
-    let outcome = pg_backup::backup(&pg, &options, &mut progress).await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let destination =
-        [options.local_dir.as_ref().map(|d| d.display().to_string()), options.s3.as_ref().map(|s| s.to_string())]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ");
+    let outcome = pg_backup::backup(&pg, &options, &mut |p| progress.stored(p.stored_bytes)).await;
+    progress.finish();
+    let destination = bins::backups::destination(&ctx.stores);
     let (manifest, failure) = match outcome {
         Ok(m) => (Some(m), None),
         Err(pg_backup::Error::Incomplete { failures, manifest }) => (Some(*manifest), Some(failures.join("; "))),
@@ -313,7 +240,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             ":white_check_mark: backup of {} succeeded: {} ({}), {:.1} s, to {destination}",
             m.database,
             m.id,
-            human(m.size_bytes),
+            bins::backups::human(m.size_bytes),
             m.duration_seconds
         ),
         (_, Some(f)) => {
@@ -321,22 +248,18 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         }
         (None, None) => String::new(),
     };
-    if let Some(hook) = &webhook
-        && let Err(e) = pg_backup::slack(hook, &text).await
-    {
-        eprintln!("warning: notification not sent: {e}");
-    }
+    bins::backups::notify(&ctx.settings, &text).await?;
     let size = manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0);
     bins::push_run(&ctx.settings, &pg_backup::backup_run(&pg.dbname, failure.is_none(), started.elapsed(), size)).await;
     if let Some(m) = &manifest {
         match args.common.output {
-            Output::Json => print_json(m)?,
+            Output::Json => bins::backups::print_json(m)?,
             Output::Table => bins::print(&format!(
                 "Backup {} ({} tier): {} stored ({} dumped), sha256 {}, {:.1} s, in {}\n",
                 m.id,
                 m.tier,
-                human(m.size_bytes),
-                human(m.dump_bytes),
+                bins::backups::human(m.size_bytes),
+                bins::backups::human(m.dump_bytes),
                 m.sha256,
                 m.duration_seconds,
                 m.destinations.join(" and ")
@@ -352,12 +275,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             pg_backup::prune(&ctx.stores, &cluster, retention, chrono::Utc::now(), false).await
         };
         let report = pruned.await.map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
-        for deleted in &report.deleted {
-            eprintln!("pruned {deleted}");
-        }
-        for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
-            eprintln!("removed the leftover of an interrupted backup: {removed}");
-        }
+        bins::backups::report_leftovers(&report);
     }
     Ok(())
 }
@@ -366,7 +284,7 @@ async fn list(args: Common) -> anyhow::Result<()> {
     let ctx = context(&args)?;
     let listed = pg_backup::list(&ctx.stores).await?;
     match args.output {
-        Output::Json => print_json(&listed)?,
+        Output::Json => bins::backups::print_json(&listed)?,
         Output::Table => {
             let rows: Vec<Vec<String>> = listed
                 .iter()
@@ -375,7 +293,7 @@ async fn list(args: Common) -> anyhow::Result<()> {
                         l.id.clone(),
                         l.tier.to_string(),
                         format!("{:?}", l.format).to_lowercase(),
-                        human(l.size_bytes),
+                        bins::backups::human(l.size_bytes),
                         l.finished_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                         if l.verified { "yes".into() } else { "no".into() },
                         l.stored_in.join("+"),
@@ -421,7 +339,7 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     };
     let report = pg_backup::restore(&pg, &options).await?;
     match args.common.output {
-        Output::Json => print_json(&report)?,
+        Output::Json => bins::backups::print_json(&report)?,
         Output::Table => {
             let mut text = format!(
                 "Restored {} into {}: {} tables, {} rows, checked against {}, {:.1} s\n",
@@ -472,7 +390,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     bins::push_run(&ctx.settings, &run).await;
     let report = verified?;
     match args.common.output {
-        Output::Json => print_json(&report)?,
+        Output::Json => bins::backups::print_json(&report)?,
         Output::Table => {
             let mut text = format!("Backup {} is good:\n", report.backup);
             for check in &report.checks {
@@ -497,7 +415,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
             None => 7,
         },
     };
-    let retention = retention(&ctx.settings)?;
+    let retention = bins::backups::retention(&ctx.settings)?;
     let now = chrono::Utc::now();
     let started = Instant::now();
     let pruned = async {
@@ -536,7 +454,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     }
     let (cluster, report) = pruned?;
     match args.common.output {
-        Output::Json => print_json(&report)?,
+        Output::Json => bins::backups::print_json(&report)?,
         Output::Table => {
             let verb = if report.dry_run { "Would delete" } else { "Deleted" };
             let mut text = String::new();

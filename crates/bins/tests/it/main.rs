@@ -5,6 +5,7 @@
 mod bootstrap_cli;
 mod datastores_cli;
 mod metrics_cli;
+mod mongo_backup_cli;
 mod pg_backup_cli;
 mod pg_migrate_cli;
 mod push_cli;

@@ -9,15 +9,15 @@ use datastores::S3Config;
 use tokio::io::AsyncWriteExt;
 
 use crate::Error;
-use crate::manifest::{Manifest, Tier, manifest_name};
+use crate::manifest::{BackupManifest, Tier, manifest_name};
 
 /// Suffix of files being written; they never count as backups.
 pub const PARTIAL: &str = ".partial";
 
 /// A backup found in a store.
 #[derive(Clone, Debug)]
-pub struct Stored {
-    pub manifest: Manifest,
+pub struct Stored<M> {
+    pub manifest: M,
     pub location: Location,
 }
 
@@ -162,9 +162,9 @@ pub fn partial_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Every complete backup under `dir`, oldest first. Unreadable manifests are errors: a backup
-/// that cannot be read should not vanish from view.
-pub async fn list_local(dir: &Path) -> Result<Vec<Stored>, Error> {
+/// Every complete backup of `M`'s datastore under `dir`, oldest first. Unreadable manifests are
+/// errors: a backup that cannot be read should not vanish from view.
+pub async fn list_local<M: BackupManifest>(dir: &Path) -> Result<Vec<Stored<M>>, Error> {
     let mut out = Vec::new();
     for tier in Tier::ALL {
         let folder = dir.join(tier.as_str());
@@ -183,21 +183,21 @@ pub async fn list_local(dir: &Path) -> Result<Vec<Stored>, Error> {
             }
             let bytes =
                 tokio::fs::read(&path).await.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
-            let manifest = Manifest::from_json(&bytes, &path.display().to_string())?;
-            let artifact = folder.join(&manifest.artifact);
+            let Some(manifest) = M::from_json_of_kind(&bytes, &path.display().to_string())? else { continue };
+            let artifact = folder.join(manifest.artifact());
             out.push(Stored { manifest, location: Location::Local(artifact) });
         }
     }
-    out.sort_by_key(|s| s.manifest.finished_at);
+    out.sort_by_key(|s| s.manifest.finished_at());
     Ok(out)
 }
 
 /// Deletes a local backup: the manifest first, so that a crash midway never leaves a manifest
 /// pointing at nothing.
-pub async fn delete_local(stored: &Stored) -> Result<(), Error> {
+pub async fn delete_local<M: BackupManifest>(stored: &Stored<M>) -> Result<(), Error> {
     let Location::Local(artifact) = &stored.location else { return Ok(()) };
     let folder = artifact.parent().unwrap_or(Path::new("."));
-    let manifest = folder.join(manifest_name(&stored.manifest.id));
+    let manifest = folder.join(manifest_name(stored.manifest.id()));
     tokio::fs::remove_file(&manifest)
         .await
         .map_err(|e| Error::io(format!("cannot delete {}", manifest.display()), e))?;
@@ -321,8 +321,8 @@ impl S3Store {
         Ok(())
     }
 
-    /// Every complete backup in the bucket under the prefix, oldest first.
-    pub async fn list(&self) -> Result<Vec<Stored>, Error> {
+    /// Every complete backup of `M`'s datastore in the bucket under the prefix, oldest first.
+    pub async fn list<M: BackupManifest>(&self) -> Result<Vec<Stored<M>>, Error> {
         let mut out = Vec::new();
         let mut token = None;
         loop {
@@ -342,9 +342,9 @@ impl S3Store {
                 if !key.ends_with(".manifest.json") {
                     continue;
                 }
-                let manifest =
-                    Manifest::from_json(&self.get(key).await?, &format!("s3://{}/{key}", self.config.bucket))?;
-                let artifact = self.key(manifest.tier, &manifest.artifact);
+                let origin = format!("s3://{}/{key}", self.config.bucket);
+                let Some(manifest) = M::from_json_of_kind(&self.get(key).await?, &origin)? else { continue };
+                let artifact = self.key(manifest.tier(), manifest.artifact());
                 out.push(Stored {
                     manifest,
                     location: Location::S3 { bucket: self.config.bucket.clone(), key: artifact },
@@ -355,22 +355,22 @@ impl S3Store {
                 None => break,
             }
         }
-        out.sort_by_key(|s| s.manifest.finished_at);
+        out.sort_by_key(|s| s.manifest.finished_at());
         Ok(out)
     }
 
     /// Deletes a backup from the bucket, manifest first; the files of a directory backup too.
     /// The manifest goes first and once more at the end: a verify that rewrote it meanwhile
-    /// (see `verify::record`) does not bring back a manifest without its backup.
-    pub async fn delete_backup(&self, stored: &Stored) -> Result<(), Error> {
+    /// (see `record_verification`) does not bring back a manifest without its backup.
+    pub async fn delete_backup<M: BackupManifest>(&self, stored: &Stored<M>) -> Result<(), Error> {
         let m = &stored.manifest;
-        let manifest = self.key(m.tier, &manifest_name(&m.id));
+        let manifest = self.key(m.tier(), &manifest_name(m.id()));
         self.delete(&manifest).await?;
-        if m.files.is_empty() {
-            self.delete(&self.key(m.tier, &m.artifact)).await?;
+        if m.files().is_empty() {
+            self.delete(&self.key(m.tier(), m.artifact())).await?;
         } else {
-            for file in &m.files {
-                self.delete(&self.key(m.tier, &format!("{}/{}", m.artifact, file.name))).await?;
+            for file in m.files() {
+                self.delete(&self.key(m.tier(), &format!("{}/{}", m.artifact(), file.name))).await?;
             }
         }
         self.delete(&manifest).await

@@ -48,14 +48,14 @@ pub async fn slack(webhook: &Secret, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// A backup run as pushed to a Pushgateway with [`datastores::push`]: job `pg_backup`, grouped
-/// by `instance`, the database. Besides the series of every job, a successful run sends
-/// `pg_backup_size_bytes`; a failed one leaves it out, as it leaves out the last-success time,
-/// so both keep the values of the last good backup.
-pub fn backup_run(database: &str, success: bool, duration: Duration, size_bytes: u64) -> JobRun {
-    let run = JobRun::new("pg_backup", success, duration).label("instance", database);
+/// A backup run as pushed to a Pushgateway with [`datastores::push`]: `job` (`pg_backup`,
+/// `mongo_backup`), grouped by `instance`, what was backed up. Besides the series of every job, a
+/// successful run sends `<job>_size_bytes`; a failed one leaves it out, as it leaves out the
+/// last-success time, so both keep the values of the last good backup.
+pub fn job_run(job: &str, instance: &str, success: bool, duration: Duration, size_bytes: u64) -> JobRun {
+    let run = JobRun::new(job, success, duration).label("instance", instance);
     if success {
-        run.gauge("pg_backup_size_bytes", "Size of the last successful backup as stored.", size_bytes as f64)
+        run.gauge(&format!("{job}_size_bytes"), "Size of the last successful backup as stored.", size_bytes as f64)
     } else {
         run
     }
@@ -67,12 +67,12 @@ mod tests {
 
     #[test]
     fn a_failed_backup_sends_neither_its_size_nor_a_last_success() {
-        let good = backup_run("recommend", true, Duration::from_secs(3), 1024).exposition().unwrap();
+        let good = job_run("pg_backup", "recommend", true, Duration::from_secs(3), 1024).exposition().unwrap();
         assert!(good.contains("\npg_backup_size_bytes 1024\n"), "{good}");
         assert!(good.contains("dbkit_job_last_success_timestamp_seconds "), "{good}");
         assert!(good.contains("\ndbkit_job_success 1\n"), "{good}");
 
-        let failed = backup_run("recommend", false, Duration::from_secs(3), 1024);
+        let failed = job_run("pg_backup", "recommend", false, Duration::from_secs(3), 1024);
         assert_eq!(failed.grouping, [("instance".to_owned(), "recommend".to_owned())]);
         let text = failed.exposition().unwrap();
         assert!(!text.contains("pg_backup_size_bytes") && !text.contains("last_success"), "{text}");

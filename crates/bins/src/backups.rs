@@ -1,0 +1,133 @@
+//! Glue shared by the backup binaries (`pg-backup`, `mongo-backup`): the stores and retention
+//! from settings, sizes for people, the progress display and the notices of a run.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use backup_core::{Retention, Stores};
+use datastores::{Datastore, S3Config, Settings};
+
+/// The local folder (`--backup-dir`, else BACKUP_DIR) and the bucket (when any S3 setting is set).
+pub fn stores(settings: &Settings, backup_dir: Option<&PathBuf>) -> anyhow::Result<Stores> {
+    let local_dir = match backup_dir {
+        Some(dir) => Some(dir.clone()),
+        None => settings.get("BACKUP_DIR")?.map(|v| PathBuf::from(v.text)),
+    };
+    let s3 = if datastores::triggers(Datastore::S3).iter().any(|n| settings.is_set(n)) {
+        Some(S3Config::from_settings(settings)?)
+    } else {
+        None
+    };
+    Ok(Stores { local_dir, s3 })
+}
+
+/// RETENTION_DAYS, RETENTION_WEEKS, RETENTION_MONTHS over the seed's defaults (30, 12, 12).
+pub fn retention(settings: &Settings) -> anyhow::Result<Retention> {
+    let mut r = Retention::default();
+    let get = |name: &str| -> anyhow::Result<Option<u32>> {
+        Ok(match settings.count(name)? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| anyhow!("{name} {n} is too large"))?),
+            None => None,
+        })
+    };
+    if let Some(n) = get("RETENTION_DAYS")? {
+        r.daily = n;
+    }
+    if let Some(n) = get("RETENTION_WEEKS")? {
+        r.weekly = n;
+    }
+    if let Some(n) = get("RETENTION_MONTHS")? {
+        r.monthly = n;
+    }
+    Ok(r)
+}
+
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    crate::print(&(serde_json::to_string_pretty(value)? + "\n"))?;
+    Ok(())
+}
+
+/// `12.3 MiB`.
+pub fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// Progress of a running backup: a spinner on a terminal, a log line every 10 s otherwise.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    began: Instant,
+    last_log: Instant,
+    what: String,
+}
+
+impl Progress {
+    pub fn new(what: &str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {bytes} written ({bytes_per_sec}, {elapsed})")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(format!("backing up {what}"));
+            bar
+        });
+        Progress { bar, began: Instant::now(), last_log: Instant::now(), what: what.to_owned() }
+    }
+
+    pub fn stored(&mut self, stored_bytes: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(stored_bytes),
+            None if self.last_log.elapsed().as_secs() >= 10 => {
+                self.last_log = Instant::now();
+                let mib = stored_bytes as f64 / 1_048_576.0;
+                let rate = format!("{:.1} MiB/s", mib / self.began.elapsed().as_secs_f64().max(0.001));
+                tracing::info!(target: "progress", backup = %self.what, written_mib = format!("{mib:.1}"), rate, "backup in progress");
+            }
+            None => {}
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Where a backup goes, for messages: `<folder> and s3://...`.
+pub fn destination(stores: &Stores) -> String {
+    [stores.local_dir.as_ref().map(|d| d.display().to_string()), stores.s3.as_ref().map(|s| s.to_string())]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// Tells SLACK_WEBHOOK (when set) how a backup went; a failure to tell is a warning only.
+pub async fn notify(settings: &Settings, text: &str) -> anyhow::Result<()> {
+    let Some(hook) = settings.get("SLACK_WEBHOOK")?.map(|v| datastores::Secret::new(v.text)) else { return Ok(()) };
+    if let Err(e) = backup_core::slack(&hook, text).await {
+        eprintln!("warning: notification not sent: {e}");
+    }
+    Ok(())
+}
+
+/// What a prune removed besides backups, on stderr.
+pub fn report_leftovers(report: &backup_core::PruneReport) {
+    for deleted in &report.deleted {
+        eprintln!("pruned {deleted}");
+    }
+    for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
+        eprintln!("removed the leftover of an interrupted backup: {removed}");
+    }
+}

@@ -1,0 +1,547 @@
+//! `restore`: an archive read back on a thread of its own, every collection loaded into a scratch
+//! collection beside its target with its options, documents and then its indexes (TTL
+//! included), counted, and renamed over the target in one step. The target is never emptied
+//! before the new collection is complete: at every instant it holds either its old or its
+//! complete new documents. A non-empty target is refused without consent (`clean` and `yes`).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use backup_core::store::S3Store;
+use backup_core::{BackupManifest, Compression, Error, Found, Location, Selector, Stores};
+use datastores::MongoConfig;
+use datastores::mongodb_driver::Client;
+use datastores::mongodb_driver::bson::{Bson, Document, RawDocumentBuf, doc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::backup::{code, db_error, from_extjson};
+use crate::manifest::{ContentHash, Manifest};
+use crate::zipstream::ZipStreamReader;
+
+#[derive(Clone, Debug)]
+pub struct RestoreOptions {
+    pub selector: Selector,
+    /// With `Latest`: the newest backup of this name (a database's name, or `all`).
+    pub name: Option<String>,
+    /// Restore the backup's one database under this name.
+    pub target_db: Option<String>,
+    /// Only these collections (`coll` or `db.coll`); empty: all.
+    pub include: Vec<String>,
+    /// Not these collections (`coll` or `db.coll`).
+    pub exclude: Vec<String>,
+    /// Replace collections that hold documents (needs `yes`).
+    pub clean: bool,
+    pub yes: bool,
+    pub stores: Stores,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CollectionCount {
+    pub database: String,
+    pub collection: String,
+    pub documents: u64,
+    pub indexes: usize,
+    /// The target held documents and was replaced.
+    pub replaced: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RestoreReport {
+    pub backup: String,
+    pub collections: Vec<CollectionCount>,
+    pub documents: u64,
+    pub seconds: f64,
+}
+
+/// What the reader thread finds in an archive.
+pub(crate) enum Item {
+    Metadata {
+        database: String,
+        collection: String,
+        metadata: Document,
+    },
+    Documents {
+        database: String,
+        collection: String,
+        documents: Vec<RawDocumentBuf>,
+    },
+    /// The end of a collection's documents: their count and content hash.
+    End {
+        database: String,
+        collection: String,
+        documents: u64,
+        content_hash: String,
+    },
+}
+
+/// `<db>/<collection>.<suffix>` split.
+fn entry_name(name: &str) -> Option<(String, String, bool)> {
+    let (database, file) = name.split_once('/')?;
+    if let Some(collection) = file.strip_suffix(".metadata.json") {
+        return Some((database.to_owned(), collection.to_owned(), true));
+    }
+    file.strip_suffix(".bson").map(|c| (database.to_owned(), c.to_owned(), false))
+}
+
+/// Reads the archive at `path` on a thread of its own and sends what it holds; every document
+/// is checked to be well-formed BSON (`parse_fully`: every element decoded). The thread's
+/// result says whether the archive was whole.
+pub(crate) fn read_archive(
+    path: PathBuf,
+    compression: Compression,
+    parse_fully: bool,
+    tx: mpsc::Sender<Item>,
+) -> std::thread::JoinHandle<Result<(), Error>> {
+    std::thread::spawn(move || {
+        let reader: Box<dyn Read + Send> = backup_core::decompressed(&path, compression)?;
+        let mut zip = ZipStreamReader::new(reader);
+        let broken = |e: std::io::Error| Error::Refused(format!("{} is not a whole archive: {e}", path.display()));
+        while let Some(entry) = zip.next_entry().map_err(broken)? {
+            let Some((database, collection, is_metadata)) = entry_name(&entry.name) else {
+                // Not ours (a prelude.json of mongodump): skipped.
+                zip.read_entry(&mut |_| Ok(())).map_err(broken)?;
+                continue;
+            };
+            if is_metadata {
+                let mut bytes = Vec::new();
+                zip.read_entry(&mut |chunk| {
+                    bytes.extend_from_slice(chunk);
+                    Ok(())
+                })
+                .map_err(broken)?;
+                let metadata = from_extjson(&bytes, &entry.name)?;
+                if tx.blocking_send(Item::Metadata { database, collection, metadata }).is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            let mut batch = Vec::new();
+            let mut batch_bytes = 0usize;
+            let mut hash = ContentHash::default();
+            let mut count = 0u64;
+            let mut stopped = false;
+            let name = entry.name.clone();
+            zip.read_documents(&mut |bytes| {
+                let doc = RawDocumentBuf::from_bytes(bytes.to_vec()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{name}: document {}: {e}", count + 1))
+                })?;
+                if parse_fully {
+                    Document::try_from(doc.as_ref()).map_err(|e| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!("{name}: document {}: {e}", count + 1),
+                        )
+                    })?;
+                }
+                hash.add(bytes);
+                count += 1;
+                batch_bytes += bytes.len();
+                batch.push(doc);
+                if (batch.len() >= 1000 || batch_bytes >= 4 << 20) && !stopped {
+                    let documents = std::mem::take(&mut batch);
+                    batch_bytes = 0;
+                    let item =
+                        Item::Documents { database: database.clone(), collection: collection.clone(), documents };
+                    stopped = tx.blocking_send(item).is_err();
+                }
+                Ok(())
+            })
+            .map_err(broken)?;
+            if stopped {
+                return Ok(());
+            }
+            if !batch.is_empty() {
+                let item =
+                    Item::Documents { database: database.clone(), collection: collection.clone(), documents: batch };
+                if tx.blocking_send(item).is_err() {
+                    return Ok(());
+                }
+            }
+            let end = Item::End { database, collection, documents: count, content_hash: hash.hex() };
+            if tx.blocking_send(end).is_err() {
+                return Ok(());
+            }
+        }
+        zip.finish().map_err(broken)
+    })
+}
+
+/// Finds the backup: the newest of a name, an id, a file (with the manifest beside it, when
+/// there is one), or an S3 key.
+pub(crate) async fn find(stores: &Stores, selector: &Selector, name: Option<&str>) -> Result<Found<Manifest>, Error> {
+    let found = |manifest: Option<Manifest>, location: Location, file: &str| Found {
+        compression: match &manifest {
+            Some(m) => m.compression,
+            None => compression_of(file),
+        },
+        manifest,
+        location,
+    };
+    match selector {
+        Selector::Latest | Selector::Id(_) => {
+            let wanted = |m: &Manifest| name.is_none_or(|n| m.name == n);
+            let what = name.map(|n| format!(" named {n}")).unwrap_or_default();
+            let stored = backup_core::find_listed(stores, selector, &wanted, &what).await?;
+            Ok(Found {
+                compression: stored.manifest.compression,
+                manifest: Some(stored.manifest),
+                location: stored.location,
+            })
+        }
+        Selector::Path(path) => {
+            if !path.exists() {
+                return Err(Error::Invalid(format!("{} does not exist", path.display())));
+            }
+            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let stem = file.split('.').next().unwrap_or(&file);
+            let manifest_path = path.with_file_name(backup_core::manifest_name(stem));
+            let manifest = match tokio::fs::read(&manifest_path).await {
+                Ok(bytes) => Manifest::from_json_of_kind(&bytes, &manifest_path.display().to_string())?,
+                Err(_) => None,
+            };
+            Ok(found(manifest, Location::Local(path.clone()), &file))
+        }
+        Selector::S3Key(key) => {
+            let config = stores.s3.as_ref().ok_or_else(|| Error::Invalid("--from-s3 needs S3_BUCKET".into()))?;
+            let s3 = S3Store::new(config).await;
+            let full = config.key(key);
+            let file = full.rsplit('/').next().unwrap_or(&full).to_owned();
+            let stem = file.split('.').next().unwrap_or(&file).to_owned();
+            let folder = full.rsplit_once('/').map(|(f, _)| format!("{f}/")).unwrap_or_default();
+            let manifest_key = format!("{folder}{}", backup_core::manifest_name(&stem));
+            let manifest = match s3.get(&manifest_key).await {
+                Ok(bytes) => Manifest::from_json_of_kind(&bytes, &format!("s3://{}/{manifest_key}", config.bucket))?,
+                Err(_) => None,
+            };
+            Ok(found(manifest, Location::S3 { bucket: config.bucket.clone(), key: full }, &file))
+        }
+    }
+}
+
+fn compression_of(file: &str) -> Compression {
+    if file.ends_with(".zst") {
+        Compression::Zstd(3)
+    } else if file.ends_with(".gz") {
+        Compression::Gzip(6)
+    } else {
+        Compression::None
+    }
+}
+
+/// The backup on local disk, checked against its manifest's SHA-256.
+pub(crate) async fn fetch_checked(found: &Found<Manifest>, stores: &Stores, scratch: &Path) -> Result<PathBuf, Error> {
+    let path = backup_core::fetch(&found.location, &[], stores, scratch).await?;
+    if let Some(manifest) = &found.manifest {
+        backup_core::check_sha256(&found.name(), manifest, &path).await?;
+    }
+    Ok(path)
+}
+
+/// Which collections are restored, and where.
+pub(crate) struct Plan {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// Source database -> target database.
+    pub databases: BTreeMap<String, String>,
+    pub target_db: Option<String>,
+}
+
+impl Plan {
+    pub(crate) fn wanted(&self, database: &str, collection: &str) -> bool {
+        let matches = |pattern: &String| pattern == collection || *pattern == format!("{database}.{collection}");
+        (self.include.is_empty() || self.include.iter().any(matches)) && !self.exclude.iter().any(matches)
+    }
+
+    pub(crate) fn target(&mut self, database: &str) -> Result<String, Error> {
+        if let Some(target) = self.databases.get(database) {
+            return Ok(target.clone());
+        }
+        let target = match &self.target_db {
+            Some(target) if self.databases.is_empty() => target.clone(),
+            Some(_) => {
+                return Err(Error::Invalid(format!(
+                    "the backup holds more than one database ({} and {database}); --target-db needs one: \
+                     choose it with --include <db>.<collection>",
+                    self.databases.keys().next().cloned().unwrap_or_default()
+                )));
+            }
+            None => database.to_owned(),
+        };
+        self.databases.insert(database.to_owned(), target.clone());
+        Ok(target)
+    }
+}
+
+pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
+    if options.clean && !options.yes {
+        return Err(Error::Refused("--clean replaces collections that hold documents: add --yes to confirm".into()));
+    }
+    let begun = Instant::now();
+    let found = find(&options.stores, &options.selector, options.name.as_deref()).await?;
+    let client = mongo.client().await?;
+    let mut plan = Plan {
+        include: options.include.clone(),
+        exclude: options.exclude.clone(),
+        databases: BTreeMap::new(),
+        target_db: options.target_db.clone(),
+    };
+    if let (Some(manifest), Some(_)) = (&found.manifest, &options.target_db) {
+        let sources: Vec<&String> = manifest
+            .databases
+            .iter()
+            .filter(|d| manifest.collections.iter().any(|c| &c.database == *d && plan.wanted(d, &c.name)))
+            .collect();
+        if sources.len() > 1 {
+            return Err(Error::Invalid(format!(
+                "the backup holds {} databases ({}); --target-db needs one: choose it with --include <db>.<collection>",
+                sources.len(),
+                sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    // Before anything is written: the targets that hold documents.
+    if let Some(manifest) = &found.manifest
+        && !options.clean
+    {
+        let mut occupied = Vec::new();
+        let wanted: Vec<_> = manifest.collections.iter().filter(|c| plan.wanted(&c.database, &c.name)).collect();
+        for c in wanted {
+            let database = plan.target(&c.database)?;
+            if documents_in(&client, &database, &c.name).await? > 0 {
+                occupied.push(format!("{database}.{}", c.name));
+            }
+        }
+        if !occupied.is_empty() {
+            return Err(Error::Refused(format!(
+                "{} already hold documents; nothing was restored (replace them with --clean --yes)",
+                occupied.join(", ")
+            )));
+        }
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("mongo-backup-")
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a scratch folder", e))?;
+    let path = fetch_checked(&found, &options.stores, scratch.path()).await?;
+    let collections = load(&client, &path, found.compression, &mut plan, options.clean, false).await?;
+    if let Some(manifest) = &found.manifest {
+        for loaded in &collections {
+            let expected = manifest
+                .collections
+                .iter()
+                .find(|c| c.name == loaded.collection && plan.databases.get(&c.database) == Some(&loaded.database));
+            if let Some(expected) = expected
+                && expected.documents != loaded.documents
+            {
+                return Err(Error::Verify {
+                    backup: found.name(),
+                    problems: vec![format!(
+                        "{}.{}: {} documents restored, the manifest says {}",
+                        loaded.database, loaded.collection, loaded.documents, expected.documents
+                    )],
+                });
+            }
+        }
+    }
+    Ok(RestoreReport {
+        backup: found.name(),
+        documents: collections.iter().map(|c| c.documents).sum(),
+        collections,
+        seconds: begun.elapsed().as_secs_f64(),
+    })
+}
+
+pub(crate) async fn documents_in(client: &Client, database: &str, collection: &str) -> Result<u64, Error> {
+    client
+        .database(database)
+        .collection::<Document>(collection)
+        .estimated_document_count()
+        .await
+        .or_else(|e| if code(&e) == Some(26) { Ok(0) } else { Err(e) })
+        .map_err(|e| db_error(format!("cannot count the documents of {database}.{collection}"), &e))
+}
+
+/// A collection being loaded.
+struct Loading {
+    database: String,
+    collection: String,
+    scratch: String,
+    metadata: Document,
+    inserts: tokio::task::JoinSet<Result<(), Error>>,
+}
+
+/// Loads every wanted collection of the archive; `fresh`: the targets are new databases (verify's
+/// scratch), loaded in place.
+pub(crate) async fn load(
+    client: &Client,
+    path: &Path,
+    compression: Compression,
+    plan: &mut Plan,
+    clean: bool,
+    fresh: bool,
+) -> Result<Vec<CollectionCount>, Error> {
+    let (tx, mut rx) = mpsc::channel::<Item>(4);
+    let reader = read_archive(path.to_owned(), compression, false, tx);
+    let mut loaded = Vec::new();
+    let mut views = Vec::new();
+    let mut current: Option<Loading> = None;
+    let outcome: Result<(), Error> = async {
+        while let Some(item) = rx.recv().await {
+            match item {
+                Item::Metadata { database, collection, metadata } => {
+                    if !plan.wanted(&database, &collection) {
+                        continue;
+                    }
+                    let target = plan.target(&database)?;
+                    if metadata.get_str("type").unwrap_or("collection") == "view" {
+                        views.push((target, collection, metadata));
+                        continue;
+                    }
+                    if !clean && documents_in(client, &target, &collection).await? > 0 {
+                        return Err(Error::Refused(format!(
+                            "{target}.{collection} already holds documents (replace it with --clean --yes)"
+                        )));
+                    }
+                    let scratch = if fresh { collection.clone() } else { scratch_name(&collection) };
+                    create(client, &target, &scratch, &metadata).await?;
+                    current = Some(Loading {
+                        database: target,
+                        collection,
+                        scratch,
+                        metadata,
+                        inserts: tokio::task::JoinSet::new(),
+                    });
+                }
+                Item::Documents { database, collection, documents } => {
+                    let Some(loading) = current.as_mut().filter(|_| plan.wanted(&database, &collection)) else {
+                        continue;
+                    };
+                    while loading.inserts.len() >= 2 {
+                        if let Some(done) = loading.inserts.join_next().await {
+                            done.map_err(|e| Error::Tool(e.to_string()))??;
+                        }
+                    }
+                    let target = client.database(&loading.database).collection::<RawDocumentBuf>(&loading.scratch);
+                    let what = format!("{}.{}", loading.database, loading.collection);
+                    loading.inserts.spawn(async move {
+                        target
+                            .insert_many(documents)
+                            .bypass_document_validation(true)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| db_error(format!("cannot insert into {what}"), &e))
+                    });
+                }
+                Item::End { database, collection, documents, .. } => {
+                    if !plan.wanted(&database, &collection) {
+                        continue;
+                    }
+                    let Some(mut loading) = current.take() else { continue };
+                    while let Some(done) = loading.inserts.join_next().await {
+                        done.map_err(|e| Error::Tool(e.to_string()))??;
+                    }
+                    let indexes =
+                        create_indexes(client, &loading.database, &loading.scratch, &loading.metadata).await?;
+                    let there = documents_in(client, &loading.database, &loading.scratch).await?;
+                    if there != documents {
+                        return Err(Error::Verify {
+                            backup: path.display().to_string(),
+                            problems: vec![format!(
+                                "{}.{}: {there} documents loaded, the archive holds {documents}",
+                                loading.database, loading.collection
+                            )],
+                        });
+                    }
+                    let replaced = !fresh && documents_in(client, &loading.database, &loading.collection).await? > 0;
+                    if !fresh {
+                        rename(client, &loading.database, &loading.scratch, &loading.collection).await?;
+                    }
+                    loaded.push(CollectionCount {
+                        database: loading.database,
+                        collection: loading.collection,
+                        documents,
+                        indexes,
+                        replaced,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    rx.close();
+    while rx.recv().await.is_some() {}
+    let read = reader.join().map_err(|_| Error::Tool("the archive reader stopped".into()))?;
+    if (outcome.is_err() || read.is_err())
+        && let Some(loading) = current.take()
+        && !fresh
+    {
+        // The scratch collection of a load that did not finish; the target was never touched.
+        let _ = client.database(&loading.database).collection::<Document>(&loading.scratch).drop().await;
+    }
+    outcome?;
+    read?;
+    for (database, name, metadata) in views {
+        create(client, &database, &name, &metadata).await?;
+        loaded.push(CollectionCount { database, collection: name, documents: 0, indexes: 0, replaced: false });
+    }
+    Ok(loaded)
+}
+
+fn scratch_name(collection: &str) -> String {
+    format!("{collection}.dbkit-restore-{}", std::process::id())
+}
+
+/// `create` with the collection's options from its metadata (capped, validator, collation,
+/// a view's pipeline, ...).
+async fn create(client: &Client, database: &str, name: &str, metadata: &Document) -> Result<(), Error> {
+    let mut command = doc! { "create": name };
+    if let Ok(options) = metadata.get_document("options") {
+        for (key, value) in options {
+            command.insert(key.clone(), value.clone());
+        }
+    }
+    match client.database(database).run_command(command).await {
+        Ok(_) => Ok(()),
+        // NamespaceExists: a view or collection of that name is already there, as it should be.
+        Err(e) if code(&e) == Some(48) && metadata.get_str("type") == Ok("view") => Ok(()),
+        Err(e) => Err(db_error(format!("cannot create {database}.{name}"), &e)),
+    }
+}
+
+async fn create_indexes(client: &Client, database: &str, name: &str, metadata: &Document) -> Result<usize, Error> {
+    let indexes: Vec<Bson> = metadata
+        .get_array("indexes")
+        .map(|a| a.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.as_document().is_some_and(|d| d.get_str("name") != Ok("_id_")))
+        .collect();
+    let count = indexes.len() + 1;
+    if indexes.is_empty() {
+        return Ok(count);
+    }
+    client
+        .database(database)
+        .run_command(doc! { "createIndexes": name, "indexes": indexes })
+        .await
+        .map_err(|e| db_error(format!("cannot create the indexes of {database}.{name}"), &e))?;
+    Ok(count)
+}
+
+/// Renames the loaded scratch collection over the target, dropping the old one in the same step.
+async fn rename(client: &Client, database: &str, from: &str, to: &str) -> Result<(), Error> {
+    client
+        .database("admin")
+        .run_command(doc! {
+            "renameCollection": format!("{database}.{from}"),
+            "to": format!("{database}.{to}"),
+            "dropTarget": true,
+        })
+        .await
+        .map_err(|e| db_error(format!("cannot rename {database}.{from} to {to}"), &e))?;
+    Ok(())
+}
