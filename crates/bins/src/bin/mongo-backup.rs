@@ -176,7 +176,9 @@ fn context(common: &Common) -> anyhow::Result<Context> {
 
 fn mongo(settings: &Settings) -> anyhow::Result<MongoConfig> {
     if !datastores::triggers(Datastore::MongoDb).iter().any(|n| settings.is_set(n)) {
-        return Err(anyhow!("MongoDB is not configured: set MONGODB_URI (or MONGODB_URI_FILE)"));
+        return Err(anyhow!(mongo_backup::Error::Invalid(
+            "MongoDB is not configured: set MONGODB_URI (or MONGODB_URI_FILE)".into()
+        )));
     }
     Ok(MongoConfig::from_settings(settings)?)
 }
@@ -192,8 +194,8 @@ fn backup_name(databases: &[String]) -> String {
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let mongo = mongo(&ctx.settings)?;
-    let tier =
-        backup_core::Tier::parse(&args.tier, chrono::Utc::now().date_naive()).map_err(|e| anyhow!("--tier: {e}"))?;
+    let tier = backup_core::Tier::parse(&args.tier, chrono::Utc::now().date_naive())
+        .map_err(|e| anyhow!(mongo_backup::Error::Invalid(format!("--tier: {e}"))))?;
     let databases =
         if args.databases.is_empty() { mongo.database.iter().cloned().collect() } else { args.databases.clone() };
     let name = backup_name(&databases);

@@ -199,9 +199,10 @@ fn context(common: &Common) -> anyhow::Result<Context> {
 
 fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
     if !datastores::triggers(Datastore::Postgres).iter().any(|n| settings.is_set(n)) {
-        return Err(anyhow!(
+        return Err(anyhow!(pg_backup::Error::Invalid(
             "PostgreSQL is not configured: set POSTGRES_HOST (with POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD_FILE) or DATABASE_URL"
-        ));
+                .into()
+        )));
     }
     Ok(PostgresConfig::from_settings(settings)?)
 }
@@ -209,7 +210,8 @@ fn postgres(settings: &Settings) -> anyhow::Result<PostgresConfig> {
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let pg = postgres(&ctx.settings)?;
-    let tier = Tier::parse(&args.tier, chrono::Utc::now().date_naive()).map_err(|e| anyhow!("--tier: {e}"))?;
+    let tier = Tier::parse(&args.tier, chrono::Utc::now().date_naive())
+        .map_err(|e| anyhow!(pg_backup::Error::Invalid(format!("--tier: {e}"))))?;
     let compression =
         args.compress.unwrap_or(if args.format == Format::Plain { Compression::Gzip(6) } else { Compression::Zstd(3) });
     let retention = bins::backups::retention(&ctx.settings)?;

@@ -34,6 +34,7 @@ fn usage_errors() {
         (&["backup", "--format", "tar"][..], "unknown format \"tar\""),
         (&["backup", "--compress", "zstd:42"][..], "outside"),
         (&["restore", "latest", "--clean"][..], "--yes"),
+        (&["backup", "--tier", "hourly"][..], "unknown tier \"hourly\""),
     ] {
         let output =
             Command::cargo_bin("pg-backup").unwrap().env("POSTGRES_HOST", "127.0.0.1").args(args).output().unwrap();
@@ -41,6 +42,16 @@ fn usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+    let unconfigured = Command::cargo_bin("pg-backup")
+        .unwrap()
+        .env_remove("POSTGRES_HOST")
+        .env_remove("DATABASE_URL")
+        .env_remove("POSTGRES_DB")
+        .args(["prune", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(unconfigured.status.code(), Some(2), "a missing configuration is bad input");
+    assert!(String::from_utf8_lossy(&unconfigured.stderr).contains("PostgreSQL is not configured"));
 }
 
 #[tokio::test]

@@ -62,9 +62,6 @@ async fn one_flipped_byte_fails_verify_on_its_sha256() {
     assert_eq!(backup, &manifest.id);
     assert!(problems.len() == 1 && problems[0].contains("SHA-256"), "{problems:?}");
     assert!(problems[0].contains(&manifest.sha256), "names the expected SHA-256: {problems:?}");
-    let listed = mongo_backup::list(&stores).await.unwrap();
-    assert!(!listed[0].verified, "a failed verification is not recorded as a success");
-
     restore_is_refused(&source, stores, "SHA-256").await;
 }
 

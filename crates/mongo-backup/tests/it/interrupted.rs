@@ -67,7 +67,7 @@ async fn a_backup_killed_half_way_leaves_no_manifest_and_is_swept() {
     assert!(!left.iter().any(|f| f.ends_with(".partial") || f.ends_with(".lock")), "no leftovers: {left:?}");
     assert_eq!(
         left,
-        [format!("daily/{}", manifest.artifact), format!("daily/{}.manifest.json", manifest.id)],
+        [format!("daily/{}.manifest.json", manifest.id), format!("daily/{}", manifest.artifact)],
         "only the complete backup"
     );
     let listed = mongo_backup::list(&stores).await.unwrap();

@@ -38,8 +38,9 @@ async fn fabricate(
         serde_json::from_slice(&std::fs::read(daily.join(format!("{}.manifest.json", real.id))).unwrap()).unwrap();
     let s3_client = s3.config.client().await;
     let mut ids = Vec::new();
-    for (whose, days_ago, tier) in backups {
-        let at = now - Duration::days(*days_ago);
+    for (i, (whose, days_ago, tier)) in backups.iter().enumerate() {
+        // A minute apart: backups of the same day never share an id.
+        let at = now - Duration::days(*days_ago) - Duration::minutes(i as i64 + 1);
         let name = if *whose == Whose::Unrelated { "some_other_database".to_owned() } else { real.name.clone() };
         let id = backup_core::backup_id(&format!("mongodb-{name}"), at);
         let artifact = mongo_backup::artifact_name(&id, real.compression);
