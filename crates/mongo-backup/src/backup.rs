@@ -300,6 +300,8 @@ async fn read_all(
 ) -> Result<Vec<CollectionInfo>, Error> {
     let io = |e: std::io::Error| Error::io("cannot write the archive", e);
     let mut out = Vec::new();
+    // Cleared when the server refuses a snapshot read (a standalone server): not asked again.
+    let mut snapshots = true;
     for database in databases {
         for listed in list_collections(client, database).await? {
             let indexes = if listed.kind == "collection" {
@@ -331,9 +333,19 @@ async fn read_all(
             });
             zip.start_stream(&format!("{database}/{}.bson", listed.name)).map_err(io)?;
             let mut hash = ContentHash::default();
-            let read =
-                read_collection(client, database, &listed.name, &mut info, &mut hash, zip, shared, sink, progress)
-                    .await;
+            let read = read_collection(
+                client,
+                database,
+                &listed.name,
+                &mut snapshots,
+                &mut info,
+                &mut hash,
+                zip,
+                shared,
+                sink,
+                progress,
+            )
+            .await;
             if let Err(e) = read {
                 let dropped = !collection_exists(client, database, &listed.name).await?;
                 if !dropped {
@@ -370,6 +382,7 @@ async fn read_collection(
     client: &Client,
     database: &str,
     name: &str,
+    snapshots: &mut bool,
     info: &mut CollectionInfo,
     hash: &mut ContentHash,
     zip: &mut ZipStreamWriter<Shared>,
@@ -379,12 +392,15 @@ async fn read_collection(
 ) -> Result<(), Error> {
     let collection = client.database(database).collection::<RawDocumentBuf>(name);
     let what = format!("{database}.{name}");
-    let mut session = client.start_session().snapshot(true).await.ok();
+    let mut session = if *snapshots { client.start_session().snapshot(true).await.ok() } else { None };
     let mut snapshot_cursor = None;
     if let Some(s) = session.as_mut() {
         match collection.find(doc! {}).session(&mut *s).await {
             Ok(cursor) => snapshot_cursor = Some(cursor),
-            Err(e) => tracing::debug!(collection = %what, error = %e, "no snapshot read; reading without one"),
+            Err(e) => {
+                tracing::debug!(collection = %what, error = %e, "no snapshot read; reading without one");
+                *snapshots = false;
+            }
         }
     }
     let mut reported = 0u64;

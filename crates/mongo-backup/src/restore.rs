@@ -54,6 +54,11 @@ pub struct RestoreReport {
     pub collections: Vec<CollectionCount>,
     pub documents: u64,
     pub seconds: f64,
+    /// Of `seconds`, the time spent renaming loaded collections over their targets (a catalog
+    /// change on mongod; a copy on some MongoDB-compatible servers).
+    pub swap_seconds: f64,
+    /// What the server did not keep (options lost in a rename by a MongoDB-compatible server).
+    pub warnings: Vec<String>,
 }
 
 /// What the reader thread finds in an archive.
@@ -326,7 +331,8 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
         .tempdir()
         .map_err(|e| Error::io("cannot create a scratch folder", e))?;
     let path = fetch_checked(&found, &options.stores, scratch.path()).await?;
-    let collections = load(&client, &path, found.compression, &mut plan, options.clean, false).await?;
+    let Loaded { collections, swap_seconds, warnings } =
+        load(&client, &path, found.compression, &mut plan, options.clean, false).await?;
     if let Some(manifest) = &found.manifest {
         for loaded in &collections {
             let expected = manifest
@@ -351,6 +357,8 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
         documents: collections.iter().map(|c| c.documents).sum(),
         collections,
         seconds: begun.elapsed().as_secs_f64(),
+        swap_seconds,
+        warnings,
     })
 }
 
@@ -370,7 +378,9 @@ struct Loading {
     collection: String,
     scratch: String,
     metadata: Document,
-    inserts: tokio::task::JoinSet<Result<(), Error>>,
+    inserts: tokio::task::JoinSet<Result<u64, Error>>,
+    /// Documents the server acknowledged.
+    inserted: u64,
 }
 
 /// Loads every wanted collection of the archive; `fresh`: the targets are new databases (verify's
@@ -382,7 +392,8 @@ pub(crate) async fn load(
     plan: &mut Plan,
     clean: bool,
     fresh: bool,
-) -> Result<Vec<CollectionCount>, Error> {
+) -> Result<Loaded, Error> {
+    let (mut swap_seconds, mut warnings) = (0.0, Vec::new());
     let (tx, mut rx) = mpsc::channel::<Item>(4);
     let reader = read_archive(path.to_owned(), compression, false, tx);
     let mut loaded = Vec::new();
@@ -413,6 +424,7 @@ pub(crate) async fn load(
                         scratch,
                         metadata,
                         inserts: tokio::task::JoinSet::new(),
+                        inserted: 0,
                     });
                 }
                 Item::Documents { database, collection, documents } => {
@@ -421,7 +433,7 @@ pub(crate) async fn load(
                     };
                     while loading.inserts.len() >= 2 {
                         if let Some(done) = loading.inserts.join_next().await {
-                            done.map_err(|e| Error::Tool(e.to_string()))??;
+                            loading.inserted += done.map_err(|e| Error::Tool(e.to_string()))??;
                         }
                     }
                     let target = client.database(&loading.database).collection::<RawDocumentBuf>(&loading.scratch);
@@ -431,7 +443,7 @@ pub(crate) async fn load(
                             .insert_many(documents)
                             .bypass_document_validation(true)
                             .await
-                            .map(|_| ())
+                            .map(|r| r.inserted_ids.len() as u64)
                             .map_err(|e| db_error(format!("cannot insert into {what}"), &e))
                     });
                 }
@@ -439,26 +451,33 @@ pub(crate) async fn load(
                     if !plan.wanted(&database, &collection) {
                         continue;
                     }
-                    let Some(mut loading) = current.take() else { continue };
+                    let Some(loading) = current.as_mut() else { continue };
                     while let Some(done) = loading.inserts.join_next().await {
-                        done.map_err(|e| Error::Tool(e.to_string()))??;
+                        loading.inserted += done.map_err(|e| Error::Tool(e.to_string()))??;
                     }
                     let indexes =
                         create_indexes(client, &loading.database, &loading.scratch, &loading.metadata).await?;
-                    let there = documents_in(client, &loading.database, &loading.scratch).await?;
-                    if there != documents {
+                    if loading.inserted != documents {
                         return Err(Error::Verify {
                             backup: path.display().to_string(),
                             problems: vec![format!(
-                                "{}.{}: {there} documents loaded, the archive holds {documents}",
-                                loading.database, loading.collection
+                                "{}.{}: {} documents loaded, the archive holds {documents}",
+                                loading.database, loading.collection, loading.inserted
                             )],
                         });
                     }
                     let replaced = !fresh && documents_in(client, &loading.database, &loading.collection).await? > 0;
                     if !fresh {
+                        let began = Instant::now();
                         rename(client, &loading.database, &loading.scratch, &loading.collection).await?;
+                        swap_seconds += began.elapsed().as_secs_f64();
+                        if let Some(lost) =
+                            options_lost(client, &loading.database, &loading.collection, &loading.metadata).await?
+                        {
+                            warnings.push(lost);
+                        }
                     }
+                    let Some(loading) = current.take() else { continue };
                     loaded.push(CollectionCount {
                         database: loading.database,
                         collection: loading.collection,
@@ -476,10 +495,12 @@ pub(crate) async fn load(
     while rx.recv().await.is_some() {}
     let read = reader.join().map_err(|_| Error::Tool("the archive reader stopped".into()))?;
     if (outcome.is_err() || read.is_err())
-        && let Some(loading) = current.take()
+        && let Some(mut loading) = current.take()
         && !fresh
     {
         // The scratch collection of a load that did not finish; the target was never touched.
+        // Inserts still in flight finish first, so that none recreates it after the drop.
+        while loading.inserts.join_next().await.is_some() {}
         let _ = client.database(&loading.database).collection::<Document>(&loading.scratch).drop().await;
     }
     outcome?;
@@ -488,7 +509,14 @@ pub(crate) async fn load(
         create(client, &database, &name, &metadata).await?;
         loaded.push(CollectionCount { database, collection: name, documents: 0, indexes: 0, replaced: false });
     }
-    Ok(loaded)
+    Ok(Loaded { collections: loaded, swap_seconds, warnings })
+}
+
+/// What [`load`] did.
+pub(crate) struct Loaded {
+    pub collections: Vec<CollectionCount>,
+    pub swap_seconds: f64,
+    pub warnings: Vec<String>,
 }
 
 fn scratch_name(collection: &str) -> String {
@@ -530,6 +558,39 @@ async fn create_indexes(client: &Client, database: &str, name: &str, metadata: &
         .await
         .map_err(|e| db_error(format!("cannot create the indexes of {database}.{name}"), &e))?;
     Ok(count)
+}
+
+/// The options of the metadata that `database.name` does not have after the rename: mongod keeps
+/// them; some MongoDB-compatible servers do not. Returns a warning naming them.
+async fn options_lost(
+    client: &Client,
+    database: &str,
+    name: &str,
+    metadata: &Document,
+) -> Result<Option<String>, Error> {
+    let wanted = metadata.get_document("options").cloned().unwrap_or_default();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let specs: Vec<Document> = futures::TryStreamExt::try_collect(
+        client
+            .database(database)
+            .run_cursor_command(doc! { "listCollections": 1, "filter": { "name": name } })
+            .await
+            .map_err(|e| db_error(format!("cannot read the options of {database}.{name}"), &e))?,
+    )
+    .await
+    .map_err(|e| db_error(format!("cannot read the options of {database}.{name}"), &e))?;
+    let have = specs.first().and_then(|s| s.get_document("options").ok().cloned()).unwrap_or_default();
+    let lost: Vec<String> = wanted.keys().filter(|k| wanted.get(*k) != have.get(*k)).cloned().collect();
+    if lost.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{database}.{name}: the server did not keep {} across renameCollection (mongod does); the documents and \
+         indexes are restored",
+        lost.join(", ")
+    )))
 }
 
 /// Renames the loaded scratch collection over the target, dropping the old one in the same step.

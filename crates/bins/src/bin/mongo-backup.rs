@@ -326,6 +326,9 @@ async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         stores: ctx.stores.clone(),
     };
     let report = mongo_backup::restore(&mongo, &options).await?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     match args.common.output {
         Output::Json => print_json(&report)?,
         Output::Table => {
