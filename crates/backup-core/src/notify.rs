@@ -55,7 +55,7 @@ pub async fn slack(webhook: &Secret, text: &str) -> Result<(), Error> {
 pub fn job_run(job: &str, instance: &str, success: bool, duration: Duration, size_bytes: u64) -> JobRun {
     let run = JobRun::new(job, success, duration).label("instance", instance);
     if success {
-        run.gauge(&format!("{job}_size_bytes"), "Size of the last successful backup as stored.", size_bytes as f64)
+        run.gauge(format!("{job}_size_bytes"), "Size of the last successful backup as stored.", size_bytes as f64)
     } else {
         run
     }

@@ -543,7 +543,7 @@ async fn create(client: &Client, database: &str, name: &str, metadata: &Document
 async fn create_indexes(client: &Client, database: &str, name: &str, metadata: &Document) -> Result<usize, Error> {
     let indexes: Vec<Bson> = metadata
         .get_array("indexes")
-        .map(|a| a.clone())
+        .cloned()
         .unwrap_or_default()
         .into_iter()
         .filter(|i| i.as_document().is_some_and(|d| d.get_str("name") != Ok("_id_")))

@@ -58,7 +58,7 @@ async fn collections_dropped_during_the_backup_are_noted() {
     let mut opts = options(&source.name, Some(dir.path().into()), None);
     opts.compression = Compression::None;
     let manifest = mongo_backup::backup(&source.config, &opts, &mut progress).await.unwrap();
-    drop(progress);
+    let _ = progress;
     drop(drop_now);
     assert_eq!(dropped, ["a_current", "c_later"], "both drops happened during the backup");
     dropper.await.unwrap();

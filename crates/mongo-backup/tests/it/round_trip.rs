@@ -134,7 +134,7 @@ fn typed(i: u32) -> Document {
         "n": i as i32,
         "big": i64::from(i) * 1_000_000_007 - i64::from(i32::MAX),
         "score": score,
-        "flag": i % 2 == 0,
+        "flag": i.is_multiple_of(2),
         "nothing": Bson::Null,
         "at": DateTime::from_millis(1_700_000_000_000 + i64::from(i) * 1000),
         "price": format!("{}.{:02}", i, i % 100).parse::<Decimal128>().unwrap(),
@@ -234,7 +234,7 @@ async fn every_document_index_and_option_round_trips() {
         .unwrap();
     assert_eq!(manifest.datastore, "mongodb");
     assert_eq!(manifest.name, source.name);
-    assert_eq!(manifest.databases, [source.name.clone()]);
+    assert_eq!(manifest.databases, std::slice::from_ref(&source.name));
     assert_eq!(manifest.destinations, ["local"]);
     assert!(manifest.artifact.ends_with(".zip.zst"), "{}", manifest.artifact);
     let archive = dir.path().join("daily").join(&manifest.artifact);
