@@ -26,5 +26,5 @@ pub use crate::ops::{
     listed, prune, record_verification, sha256_file,
 };
 pub use crate::retention::{Candidate, Retention, keep};
-pub use crate::sink::{Sink, Streamed, free_id, publish};
+pub use crate::sink::{Prepared, Sink, Streamed, free_id, prepare, publish};
 pub use crate::store::{Location, Stored, part_size, sweep_partials};

@@ -113,17 +113,17 @@ impl Sink {
         // The compressor stopped: every destination failed, or the compressor itself did.
         self.raw = None;
         let mut problems = Vec::new();
-        if let Some(compressor) = self.compressor.take()
-            && let Ok(Err(e)) = compressor.join()
-            && e.kind() != std::io::ErrorKind::BrokenPipe
-        {
-            problems.push(format!("compression failed: {e}"));
-        }
         if let Some(writer) = self.writer.take()
             && let Ok(outputs) = writer.await
         {
             problems.extend(outputs.failures.iter().cloned());
             discard(outputs).await;
+        }
+        if let Some(compressor) = self.compressor.take()
+            && let Err(e) = join(compressor).await
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            problems.push(format!("compression failed: {e}"));
         }
         Err(Error::Tool(if problems.is_empty() {
             "the backup's destinations failed".into()
@@ -146,16 +146,21 @@ impl Sink {
     /// the upload completed. Fails only when no destination completed.
     pub async fn finish(mut self) -> Result<Streamed, Error> {
         drop(self.raw.take());
-        let compressed = match self.compressor.take() {
-            Some(c) => c.join().map_err(|_| Error::Tool("the compressor stopped".into()))?,
-            None => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the backup's destinations failed")),
-        };
+        // The writer first: it drains what the compressor sends until the compressor ends, so
+        // the compressor's thread is never left blocked on a full channel.
         let writer = self.writer.take().ok_or_else(|| Error::Tool("the backup's destinations failed".into()))?;
         let mut outputs = writer.await.map_err(|e| Error::Tool(format!("the writer stopped: {e}")))?;
+        let compressed = match self.compressor.take() {
+            Some(c) => join(c).await,
+            None => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the backup's destinations failed")),
+        };
         if let Err(e) = compressed {
             let failures = std::mem::take(&mut outputs.failures);
             discard(outputs).await;
-            let mut problems = vec![format!("compression failed: {e}")];
+            let mut problems = Vec::new();
+            if e.kind() != std::io::ErrorKind::BrokenPipe || failures.is_empty() {
+                problems.push(format!("compression failed: {e}"));
+            }
             problems.extend(failures);
             return Err(Error::Tool(problems.join("; ")));
         }
@@ -196,14 +201,22 @@ impl Sink {
     /// Gives up: removes the partial file and aborts the upload.
     pub async fn abort(mut self) {
         drop(self.raw.take());
-        if let Some(c) = self.compressor.take() {
-            let _ = c.join();
-        }
         if let Some(writer) = self.writer.take()
             && let Ok(outputs) = writer.await
         {
             discard(outputs).await;
         }
+        if let Some(c) = self.compressor.take() {
+            let _ = join(c).await;
+        }
+    }
+}
+
+/// Waits for the compressor's thread without blocking the async runtime.
+async fn join(thread: std::thread::JoinHandle<std::io::Result<()>>) -> std::io::Result<()> {
+    match tokio::task::spawn_blocking(move || thread.join()).await {
+        Ok(Ok(result)) => result,
+        _ => Err(std::io::Error::other("the compressor stopped")),
     }
 }
 
@@ -370,4 +383,47 @@ pub async fn free_id(
     Err(Error::Refused(format!(
         "backup ids of {ATTEMPTS} seconds in a row are taken for {name}; is another backup running?"
     )))
+}
+
+/// A backup about to be written: its id and start time, the bucket, and the lock that marks its
+/// files as alive until it is dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    pub started: chrono::DateTime<chrono::Utc>,
+    pub id: String,
+    pub s3: Option<S3Store>,
+    pub lock: Option<store::BackupLock>,
+}
+
+/// What every backup does before it writes: sweeps what interrupted backups left in the local
+/// folder, takes a free id for `name` (see [`free_id`]) and the lock of its files.
+pub async fn prepare(
+    name: &str,
+    tier: Tier,
+    local_dir: Option<&Path>,
+    s3: Option<&datastores::S3Config>,
+    artifact_of: &(dyn Fn(&str) -> String + Sync),
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<Prepared, Error> {
+    let s3 = match s3 {
+        Some(config) => Some(S3Store::new(config).await),
+        None => None,
+    };
+    if let Some(dir) = local_dir {
+        for removed in store::sweep_partials(dir).await {
+            tracing::warn!(target: "progress", removed = %removed, "removed the leftover of an interrupted backup");
+        }
+    }
+    let (started, id) = free_id(name, tier, local_dir, s3.as_ref(), artifact_of, started).await?;
+    let lock = match local_dir {
+        Some(dir) => {
+            let folder = dir.join(tier.as_str());
+            tokio::fs::create_dir_all(&folder)
+                .await
+                .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
+            Some(store::BackupLock::take(&folder, &id).await?)
+        }
+        None => None,
+    };
+    Ok(Prepared { started, id, s3, lock })
 }

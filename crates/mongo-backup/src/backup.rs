@@ -7,8 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use backup_core::store::{self, BackupLock, S3Store};
-use backup_core::{Compression, Error, Sink, Tier};
+use backup_core::{Compression, Error, Prepared, Sink, Tier};
 use bytes::Bytes;
 use chrono::Utc;
 use datastores::mongodb_driver::bson::{Bson, Document, RawDocumentBuf, doc};
@@ -201,30 +200,17 @@ pub async fn backup(
         _ => "all".to_owned(),
     };
     let label = format!("mongodb-{name}");
-    let s3 = match &options.s3 {
-        Some(config) => Some(S3Store::new(config).await),
-        None => None,
-    };
-    if let Some(dir) = &options.local_dir {
-        for removed in store::sweep_partials(dir).await {
-            tracing::warn!(target: "progress", removed = %removed, "removed the leftover of an interrupted backup");
-        }
-    }
     let artifact_of = |id: &str| artifact_name(id, options.compression);
-    let (started, id) =
-        backup_core::free_id(&label, options.tier, options.local_dir.as_deref(), s3.as_ref(), &artifact_of, started)
-            .await?;
+    let Prepared { started, id, s3, lock: _lock } = backup_core::prepare(
+        &label,
+        options.tier,
+        options.local_dir.as_deref(),
+        options.s3.as_ref(),
+        &artifact_of,
+        started,
+    )
+    .await?;
     let artifact = artifact_of(&id);
-    let _lock = match &options.local_dir {
-        Some(dir) => {
-            let folder = dir.join(options.tier.as_str());
-            tokio::fs::create_dir_all(&folder)
-                .await
-                .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
-            Some(BackupLock::take(&folder, &id).await?)
-        }
-        None => None,
-    };
     let mut sink = Sink::open(
         options.local_dir.as_deref(),
         s3.as_ref(),

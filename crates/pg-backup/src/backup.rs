@@ -13,8 +13,8 @@ use datastores::{PostgresConfig, S3Config};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use backup_core::Sink;
-use backup_core::store::{self, BackupLock, S3Store, Upload, partial_path};
+use backup_core::{Prepared, Sink};
+use backup_core::store::{self, S3Store, Upload, partial_path};
 
 use crate::Error;
 use crate::archive::{self, DirectoryToc, PlainScanner, RowHash, TableData};
@@ -141,36 +141,17 @@ pub async fn backup(
     let pg_dump_major = options.tools.check_against("pg_dump", source.server_major).await?;
     options.tools.check_tls(pg).await?;
     let credentials = Credentials::new(pg)?;
-    let s3 = match &options.s3 {
-        Some(config) => Some(S3Store::new(config).await),
-        None => None,
-    };
-    if let Some(dir) = &options.local_dir {
-        for removed in store::sweep_partials(dir).await {
-            tracing::warn!(target: "progress", removed = %removed, "removed the leftover of an interrupted backup");
-        }
-    }
     let artifact_of = |id: &str| artifact_name(id, options.format, options.compression);
-    let (started, id) = backup_core::free_id(
+    let Prepared { started, id, s3, lock: _lock } = backup_core::prepare(
         &pg.dbname,
         options.tier,
         options.local_dir.as_deref(),
-        s3.as_ref(),
+        options.s3.as_ref(),
         &artifact_of,
         started,
     )
     .await?;
-    let artifact = artifact_name(&id, options.format, options.compression);
-    let _lock = match &options.local_dir {
-        Some(dir) => {
-            let folder = dir.join(options.tier.as_str());
-            tokio::fs::create_dir_all(&folder)
-                .await
-                .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
-            Some(BackupLock::take(&folder, &id).await?)
-        }
-        None => None,
-    };
+    let artifact = artifact_of(&id);
 
     let pg_dump = || {
         let mut command = credentials.command(&options.tools, "pg_dump", pg);
@@ -421,12 +402,23 @@ async fn dump_stream(
     };
     drop(scan_tx);
     drop(stdout);
-    let status = child.wait().await.map_err(|e| Error::Tool(format!("cannot wait for pg_dump: {e}")))?;
-    let tables = scan.join().map_err(|_| Error::Tool("the archive scanner stopped".into()))?;
+    let status = child.wait().await;
+    let tables = tokio::task::spawn_blocking(move || scan.join()).await;
     let stderr = stderr.await.unwrap_or_default();
     if let Some(e) = stopped {
         return Err(e.into());
     }
+    let (status, tables) = match (status, tables) {
+        (Ok(status), Ok(Ok(tables))) => (status, tables),
+        (Err(e), _) => {
+            sink.abort().await;
+            return Err(Error::Tool(format!("cannot wait for pg_dump: {e}")));
+        }
+        _ => {
+            sink.abort().await;
+            return Err(Error::Tool("the archive scanner stopped".into()));
+        }
+    };
     if !status.success() {
         sink.abort().await;
         return Err(Error::Tool(format!("pg_dump failed ({status}): {}", stderr.join(" | "))));
