@@ -115,7 +115,7 @@ async fn list_collections(client: &Client, database: &str) -> Result<Vec<Listed>
         let Ok(name) = spec.get_str("name") else { continue };
         // system.* holds the server's own data (profile, views' definitions, js): mongodump
         // leaves them too, views come with their own metadata.
-        if name.starts_with("system.") {
+        if name.starts_with("system.") || name.contains(".dbkit-restore-") {
             continue;
         }
         let uuid = spec.get_document("info").ok().and_then(|i| match i.get("uuid") {
@@ -193,6 +193,15 @@ pub async fn backup(
         names.sort();
         names
     } else {
+        let existing = client.list_database_names().await.map_err(|e| db_error("cannot list the databases", &e))?;
+        let missing: Vec<&String> = options.databases.iter().filter(|d| !existing.contains(d)).collect();
+        if !missing.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no database {} on the server (it has {})",
+                missing.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", "),
+                existing.join(", ")
+            )));
+        }
         options.databases.clone()
     };
     let name = match options.databases.as_slice() {
@@ -295,8 +304,11 @@ async fn read_all(
             } else {
                 Vec::new()
             };
-            zip.add_whole(&format!("{database}/{}.metadata.json", listed.name), &metadata_json(&listed, &indexes))
-                .map_err(io)?;
+            zip.add_whole(
+                &format!("{database}/{}.metadata.json", escape(&listed.name)),
+                &metadata_json(&listed, &indexes),
+            )
+            .map_err(io)?;
             let mut info = CollectionInfo {
                 database: database.clone(),
                 name: listed.name.clone(),
@@ -309,6 +321,12 @@ async fn read_all(
                 note: None,
             };
             if listed.kind != "collection" {
+                if listed.kind != "view" {
+                    // A time-series collection's documents live in system.buckets.*.
+                    info.note =
+                        Some(format!("a {} collection: its definition is backed up, not its documents", listed.kind));
+                    tracing::warn!(target: "progress", collection = %format!("{database}.{}", listed.name), "{}", info.note.as_deref().unwrap_or_default());
+                }
                 out.push(info);
                 continue;
             }
@@ -317,7 +335,7 @@ async fn read_all(
                 documents: 0,
                 stored_bytes: sink.stored_bytes(),
             });
-            zip.start_stream(&format!("{database}/{}.bson", listed.name)).map_err(io)?;
+            zip.start_stream(&format!("{database}/{}.bson", escape(&listed.name))).map_err(io)?;
             let mut hash = ContentHash::default();
             let read = read_collection(
                 client,
@@ -383,10 +401,12 @@ async fn read_collection(
     if let Some(s) = session.as_mut() {
         match collection.find(doc! {}).session(&mut *s).await {
             Ok(cursor) => snapshot_cursor = Some(cursor),
-            Err(e) => {
+            // The server has no snapshot reads (a standalone server, an old or compatible one).
+            Err(e) if matches!(code(&e), Some(20 | 59 | 72 | 115 | 246)) => {
                 tracing::debug!(collection = %what, error = %e, "no snapshot read; reading without one");
                 *snapshots = false;
             }
+            Err(e) => return Err(db_error(format!("cannot read {what}"), &e)),
         }
     }
     let mut reported = 0u64;
@@ -455,5 +475,28 @@ pub(crate) fn from_extjson(bytes: &[u8], origin: &str) -> Result<Document, Error
         Ok(Bson::Document(doc)) => Ok(doc),
         Ok(_) => Err(Error::Refused(format!("{origin} is not a JSON object"))),
         Err(e) => Err(Error::Refused(format!("{origin} is not Extended JSON: {e}"))),
+    }
+}
+
+/// A collection's name as a file name, as mongodump writes it: `%` and `/` percent-escaped.
+pub(crate) fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+/// The collection's name from its file name.
+pub(crate) fn unescape(name: &str) -> String {
+    name.replace("%2F", "/").replace("%2f", "/").replace("%25", "%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_escape_as_mongodump_does() {
+        for name in ["plain", "a/b", "100%", "a%2Fb"] {
+            assert_eq!(unescape(&escape(name)), name);
+            assert!(!escape(name).contains('/'));
+        }
     }
 }

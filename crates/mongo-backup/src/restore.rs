@@ -86,9 +86,9 @@ pub(crate) enum Item {
 fn entry_name(name: &str) -> Option<(String, String, bool)> {
     let (database, file) = name.split_once('/')?;
     if let Some(collection) = file.strip_suffix(".metadata.json") {
-        return Some((database.to_owned(), collection.to_owned(), true));
+        return Some((database.to_owned(), crate::backup::unescape(collection), true));
     }
-    file.strip_suffix(".bson").map(|c| (database.to_owned(), c.to_owned(), false))
+    file.strip_suffix(".bson").map(|c| (database.to_owned(), crate::backup::unescape(c), false))
 }
 
 /// Reads the archive at `path` on a thread of its own and sends what it holds; every document
@@ -293,37 +293,44 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
         databases: BTreeMap::new(),
         target_db: options.target_db.clone(),
     };
-    if let (Some(manifest), Some(_)) = (&found.manifest, &options.target_db) {
-        let sources: Vec<&String> = manifest
-            .databases
-            .iter()
-            .filter(|d| manifest.collections.iter().any(|c| &c.database == *d && plan.wanted(d, &c.name)))
-            .collect();
-        if sources.len() > 1 {
+    if let Some(manifest) = &found.manifest {
+        let wanted: Vec<_> = manifest.collections.iter().filter(|c| plan.wanted(&c.database, &c.name)).collect();
+        if wanted.is_empty() {
+            return Err(Error::Invalid(format!(
+                "no collection of {} matches --include/--exclude (it holds {})",
+                found.name(),
+                manifest
+                    .collections
+                    .iter()
+                    .map(|c| format!("{}.{}", c.database, c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut sources: Vec<&String> = wanted.iter().map(|c| &c.database).collect();
+        sources.dedup();
+        if options.target_db.is_some() && sources.len() > 1 {
             return Err(Error::Invalid(format!(
                 "the backup holds {} databases ({}); --target-db needs one: choose it with --include <db>.<collection>",
                 sources.len(),
                 sources.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-    }
-    // Before anything is written: the targets that hold documents.
-    if let Some(manifest) = &found.manifest
-        && !options.clean
-    {
-        let mut occupied = Vec::new();
-        let wanted: Vec<_> = manifest.collections.iter().filter(|c| plan.wanted(&c.database, &c.name)).collect();
-        for c in wanted {
-            let database = plan.target(&c.database)?;
-            if documents_in(&client, &database, &c.name).await? > 0 {
-                occupied.push(format!("{database}.{}", c.name));
+        // Before anything is written: the targets that hold documents.
+        if !options.clean {
+            let mut occupied = Vec::new();
+            for c in wanted {
+                let database = plan.target(&c.database)?;
+                if holds_documents(&client, &database, &c.name).await? {
+                    occupied.push(format!("{database}.{}", c.name));
+                }
             }
-        }
-        if !occupied.is_empty() {
-            return Err(Error::Refused(format!(
-                "{} already hold documents; nothing was restored (replace them with --clean --yes)",
-                occupied.join(", ")
-            )));
+            if !occupied.is_empty() {
+                return Err(Error::Refused(format!(
+                    "{} already hold documents; nothing was restored (replace them with --clean --yes)",
+                    occupied.join(", ")
+                )));
+            }
         }
     }
     let scratch = tempfile::Builder::new()
@@ -331,26 +338,16 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
         .tempdir()
         .map_err(|e| Error::io("cannot create a scratch folder", e))?;
     let path = fetch_checked(&found, &options.stores, scratch.path()).await?;
+    let expected: BTreeMap<(String, String), u64> = found
+        .manifest
+        .iter()
+        .flat_map(|m| m.collections.iter().map(|c| ((c.database.clone(), c.name.clone()), c.documents)))
+        .collect();
     let Loaded { collections, swap_seconds, warnings } =
-        load(&client, &path, found.compression, &mut plan, options.clean, false).await?;
-    if let Some(manifest) = &found.manifest {
-        for loaded in &collections {
-            let expected = manifest
-                .collections
-                .iter()
-                .find(|c| c.name == loaded.collection && plan.databases.get(&c.database) == Some(&loaded.database));
-            if let Some(expected) = expected
-                && expected.documents != loaded.documents
-            {
-                return Err(Error::Verify {
-                    backup: found.name(),
-                    problems: vec![format!(
-                        "{}.{}: {} documents restored, the manifest says {}",
-                        loaded.database, loaded.collection, loaded.documents, expected.documents
-                    )],
-                });
-            }
-        }
+        load(&client, &path, found.compression, &mut plan, Mode::Replace { clean: options.clean, expected: &expected })
+            .await?;
+    if collections.is_empty() {
+        return Err(Error::Invalid(format!("no collection of {} matches --include/--exclude", found.name())));
     }
     Ok(RestoreReport {
         backup: found.name(),
@@ -362,67 +359,128 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
     })
 }
 
-pub(crate) async fn documents_in(client: &Client, database: &str, collection: &str) -> Result<u64, Error> {
+/// Whether a collection holds at least one document (absent: no).
+pub(crate) async fn holds_documents(client: &Client, database: &str, collection: &str) -> Result<bool, Error> {
     client
         .database(database)
         .collection::<Document>(collection)
-        .estimated_document_count()
+        .find_one(doc! {})
+        .projection(doc! { "_id": 1 })
         .await
-        .or_else(|e| if code(&e) == Some(26) { Ok(0) } else { Err(e) })
-        .map_err(|e| db_error(format!("cannot count the documents of {database}.{collection}"), &e))
+        .map(|d| d.is_some())
+        .map_err(|e| db_error(format!("cannot read {database}.{collection}"), &e))
+}
+
+/// How [`load`] treats its targets.
+pub(crate) enum Mode<'a> {
+    /// A restore: every collection is loaded into a scratch collection beside its target, and
+    /// only when all are loaded and counted are they renamed over their targets (`clean`: targets
+    /// that hold documents are replaced). `expected`: the manifest's counts, by source database
+    /// and collection.
+    Replace { clean: bool, expected: &'a BTreeMap<(String, String), u64> },
+    /// verify's scratch databases: loaded in place.
+    Fresh,
 }
 
 /// A collection being loaded.
 struct Loading {
+    source_database: String,
     database: String,
     collection: String,
     scratch: String,
     metadata: Document,
+    capped: bool,
     inserts: tokio::task::JoinSet<Result<u64, Error>>,
     /// Documents the server acknowledged.
     inserted: u64,
 }
 
-/// Loads every wanted collection of the archive; `fresh`: the targets are new databases (verify's
-/// scratch), loaded in place.
+/// A collection loaded into its scratch collection, waiting for the rename.
+struct Staged {
+    database: String,
+    collection: String,
+    scratch: String,
+    metadata: Document,
+    count: CollectionCount,
+}
+
+/// What [`load`] did.
+pub(crate) struct Loaded {
+    pub collections: Vec<CollectionCount>,
+    pub swap_seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+/// Loads every wanted collection of the archive. On any failure before the renames, every
+/// scratch collection is dropped and no target has been touched.
 pub(crate) async fn load(
     client: &Client,
     path: &Path,
     compression: Compression,
     plan: &mut Plan,
-    clean: bool,
-    fresh: bool,
+    mode: Mode<'_>,
 ) -> Result<Loaded, Error> {
-    let (mut swap_seconds, mut warnings) = (0.0, Vec::new());
+    let fresh = matches!(mode, Mode::Fresh);
     let (tx, mut rx) = mpsc::channel::<Item>(4);
     let reader = read_archive(path.to_owned(), compression, false, tx);
-    let mut loaded = Vec::new();
+    let mut warnings = Vec::new();
+    let mut staged: Vec<Staged> = Vec::new();
     let mut views = Vec::new();
     let mut current: Option<Loading> = None;
+    let suffix = format!("dbkit-restore-{:016x}", rand::random::<u64>());
     let outcome: Result<(), Error> = async {
         while let Some(item) = rx.recv().await {
             match item {
                 Item::Metadata { database, collection, metadata } => {
+                    if let Some(loading) = &current {
+                        return Err(Error::Refused(format!(
+                            "{}: the archive has no documents entry for {}.{} before {database}.{collection}",
+                            path.display(),
+                            loading.source_database,
+                            loading.collection
+                        )));
+                    }
                     if !plan.wanted(&database, &collection) {
                         continue;
                     }
                     let target = plan.target(&database)?;
-                    if metadata.get_str("type").unwrap_or("collection") == "view" {
-                        views.push((target, collection, metadata));
-                        continue;
+                    match metadata.get_str("type").unwrap_or("collection") {
+                        "collection" => {}
+                        "view" => {
+                            views.push((target, collection, metadata));
+                            continue;
+                        }
+                        other => {
+                            warnings.push(format!("{target}.{collection}: a {other} collection is not restored"));
+                            continue;
+                        }
                     }
-                    if !clean && documents_in(client, &target, &collection).await? > 0 {
+                    if let Mode::Replace { clean: false, .. } = mode
+                        && holds_documents(client, &target, &collection).await?
+                    {
                         return Err(Error::Refused(format!(
-                            "{target}.{collection} already holds documents (replace it with --clean --yes)"
+                            "{target}.{collection} already holds documents; nothing was replaced (replace it with \
+                             --clean --yes)"
                         )));
                     }
-                    let scratch = if fresh { collection.clone() } else { scratch_name(&collection) };
+                    let scratch = if fresh { collection.clone() } else { format!("{collection}.{suffix}") };
+                    if !fresh {
+                        for leftover in leftovers(client, &target, &collection).await? {
+                            client.database(&target).collection::<Document>(&leftover).drop().await.map_err(|e| {
+                                db_error(format!("cannot drop {target}.{leftover}, left by an interrupted restore"), &e)
+                            })?;
+                            warnings.push(format!("{target}.{leftover}: left by an interrupted restore, dropped"));
+                        }
+                    }
                     create(client, &target, &scratch, &metadata).await?;
+                    let capped = metadata.get_document("options").is_ok_and(|o| o.get_bool("capped") == Ok(true));
                     current = Some(Loading {
+                        source_database: database,
                         database: target,
                         collection,
                         scratch,
                         metadata,
+                        capped,
                         inserts: tokio::task::JoinSet::new(),
                         inserted: 0,
                     });
@@ -431,7 +489,9 @@ pub(crate) async fn load(
                     let Some(loading) = current.as_mut().filter(|_| plan.wanted(&database, &collection)) else {
                         continue;
                     };
-                    while loading.inserts.len() >= 2 {
+                    // A capped collection keeps insertion order: one batch at a time.
+                    let in_flight = if loading.capped { 1 } else { 2 };
+                    while loading.inserts.len() >= in_flight {
                         if let Some(done) = loading.inserts.join_next().await {
                             loading.inserted += done.map_err(|e| Error::Tool(e.to_string()))??;
                         }
@@ -457,33 +517,38 @@ pub(crate) async fn load(
                     }
                     let indexes =
                         create_indexes(client, &loading.database, &loading.scratch, &loading.metadata).await?;
+                    let mut problems = Vec::new();
                     if loading.inserted != documents {
-                        return Err(Error::Verify {
-                            backup: path.display().to_string(),
-                            problems: vec![format!(
-                                "{}.{}: {} documents loaded, the archive holds {documents}",
-                                loading.database, loading.collection, loading.inserted
-                            )],
-                        });
+                        problems.push(format!(
+                            "{}.{}: {} documents loaded, the archive holds {documents}",
+                            loading.database, loading.collection, loading.inserted
+                        ));
                     }
-                    let replaced = !fresh && documents_in(client, &loading.database, &loading.collection).await? > 0;
-                    if !fresh {
-                        let began = Instant::now();
-                        rename(client, &loading.database, &loading.scratch, &loading.collection).await?;
-                        swap_seconds += began.elapsed().as_secs_f64();
-                        if let Some(lost) =
-                            options_lost(client, &loading.database, &loading.collection, &loading.metadata).await?
-                        {
-                            warnings.push(lost);
-                        }
+                    if let Mode::Replace { expected, .. } = &mode
+                        && let Some(want) = expected.get(&(database.clone(), collection.clone()))
+                        && *want != documents
+                    {
+                        problems.push(format!(
+                            "{}.{}: the archive holds {documents} documents, the manifest says {want}",
+                            loading.database, loading.collection
+                        ));
+                    }
+                    if !problems.is_empty() {
+                        return Err(Error::Verify { backup: path.display().to_string(), problems });
                     }
                     let Some(loading) = current.take() else { continue };
-                    loaded.push(CollectionCount {
+                    staged.push(Staged {
+                        count: CollectionCount {
+                            database: loading.database.clone(),
+                            collection: loading.collection.clone(),
+                            documents,
+                            indexes,
+                            replaced: false,
+                        },
                         database: loading.database,
                         collection: loading.collection,
-                        documents,
-                        indexes,
-                        replaced,
+                        scratch: loading.scratch,
+                        metadata: loading.metadata,
                     });
                 }
             }
@@ -494,33 +559,60 @@ pub(crate) async fn load(
     rx.close();
     while rx.recv().await.is_some() {}
     let read = reader.join().map_err(|_| Error::Tool("the archive reader stopped".into()))?;
-    if (outcome.is_err() || read.is_err())
-        && let Some(mut loading) = current.take()
-        && !fresh
-    {
-        // The scratch collection of a load that did not finish; the target was never touched.
-        // Inserts still in flight finish first, so that none recreates it after the drop.
-        while loading.inserts.join_next().await.is_some() {}
-        let _ = client.database(&loading.database).collection::<Document>(&loading.scratch).drop().await;
+    let outcome = outcome.and(read);
+    if outcome.is_err() || current.is_some() {
+        if !fresh {
+            // Inserts still in flight finish first, so that none recreates a dropped scratch.
+            if let Some(mut loading) = current.take() {
+                while loading.inserts.join_next().await.is_some() {}
+                let _ = client.database(&loading.database).collection::<Document>(&loading.scratch).drop().await;
+            }
+            for s in &staged {
+                let _ = client.database(&s.database).collection::<Document>(&s.scratch).drop().await;
+            }
+        }
+        outcome?;
+        return Err(Error::Refused(format!("{}: the archive ends inside a collection's documents", path.display())));
     }
-    outcome?;
-    read?;
+    // Every collection is loaded and counted: now, and only now, the targets are replaced.
+    let mut swap_seconds = 0.0;
+    let mut collections = Vec::new();
+    for mut s in staged {
+        if !fresh {
+            let clean = matches!(mode, Mode::Replace { clean: true, .. });
+            s.count.replaced = holds_documents(client, &s.database, &s.collection).await?;
+            if s.count.replaced && !clean {
+                return Err(Error::Refused(format!(
+                    "{}.{} received documents during the restore; it was left as it is, and the restored copy is \
+                     {}.{} (replace it with --clean --yes)",
+                    s.database, s.collection, s.database, s.scratch
+                )));
+            }
+            let began = Instant::now();
+            rename(client, &s.database, &s.scratch, &s.collection).await?;
+            swap_seconds += began.elapsed().as_secs_f64();
+            if let Some(lost) = options_lost(client, &s.database, &s.collection, &s.metadata).await? {
+                warnings.push(lost);
+            }
+        }
+        collections.push(s.count);
+    }
     for (database, name, metadata) in views {
         create(client, &database, &name, &metadata).await?;
-        loaded.push(CollectionCount { database, collection: name, documents: 0, indexes: 0, replaced: false });
+        collections.push(CollectionCount { database, collection: name, documents: 0, indexes: 0, replaced: false });
     }
-    Ok(Loaded { collections: loaded, swap_seconds, warnings })
+    Ok(Loaded { collections, swap_seconds, warnings })
 }
 
-/// What [`load`] did.
-pub(crate) struct Loaded {
-    pub collections: Vec<CollectionCount>,
-    pub swap_seconds: f64,
-    pub warnings: Vec<String>,
-}
-
-fn scratch_name(collection: &str) -> String {
-    format!("{collection}.dbkit-restore-{}", std::process::id())
+/// Scratch collections of `collection` that an interrupted restore left in `database`.
+async fn leftovers(client: &Client, database: &str, collection: &str) -> Result<Vec<String>, Error> {
+    let prefix = format!("{collection}.dbkit-restore-");
+    let names = client
+        .database(database)
+        .list_collection_names()
+        .await
+        .map_err(|e| db_error(format!("cannot list the collections of {database}"), &e))?;
+    Ok(names.into_iter().filter(|n| n.starts_with(&prefix)).collect())
 }
 
 /// `create` with the collection's options from its metadata (capped, validator, collation,

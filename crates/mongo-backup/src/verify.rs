@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::backup::db_error;
 use crate::manifest::{ContentHash, Manifest};
-use crate::restore::{Item, Plan, fetch_checked, find, load, read_archive};
+use crate::restore::{Item, Mode, Plan, fetch_checked, find, load, read_archive};
 
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
@@ -36,6 +36,8 @@ pub struct VerifyReport {
     /// With `compare`: the collections restored and read back.
     pub compared: usize,
     pub seconds: f64,
+    /// Scratch databases that could not be dropped, or that a killed verify left and were.
+    pub warnings: Vec<String>,
 }
 
 pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Result<VerifyReport, Error> {
@@ -65,21 +67,23 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
     let mut problems = compare_with(&manifest, &seen, "the archive");
 
     let mut compared = 0;
+    let mut warnings = Vec::new();
     if problems.is_empty()
         && options.compare
         && let Some(mongo) = mongo
     {
         let client = mongo.client().await?;
-        let stamp = format!("{}_{}", std::process::id(), Utc::now().format("%H%M%S%3f"));
+        warnings.extend(sweep_scratch(&client, Utc::now()).await?);
+        let stamp = format!("{}_{:08x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
         let databases: BTreeMap<String, String> = manifest
             .databases
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.clone(), format!("mongobackup_verify_{stamp}_{i}")))
+            .map(|(i, d)| (d.clone(), format!("{SCRATCH_PREFIX}{stamp}_{i}")))
             .collect();
         let mut plan = Plan { include: Vec::new(), exclude: Vec::new(), databases: databases.clone(), target_db: None };
         let restored = async {
-            load(&client, &path, found.compression, &mut plan, false, true).await?;
+            load(&client, &path, found.compression, &mut plan, Mode::Fresh).await?;
             let mut read_back = BTreeMap::new();
             for c in manifest.collections.iter().filter(|c| c.kind == "collection") {
                 let Some(scratch_db) = databases.get(&c.database) else { continue };
@@ -90,7 +94,9 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
         }
         .await;
         for scratch_db in databases.values() {
-            let _ = client.database(scratch_db).drop().await;
+            if let Err(e) = client.database(scratch_db).drop().await {
+                warnings.push(format!("cannot drop the scratch database {scratch_db}: {e}"));
+            }
         }
         let read_back = restored?;
         compared = read_back.len();
@@ -108,6 +114,7 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
         documents: seen.values().map(|(d, _)| d).sum(),
         compared,
         seconds: begun.elapsed().as_secs_f64(),
+        warnings,
     })
 }
 
@@ -145,4 +152,23 @@ async fn hash_collection(client: &Client, database: &str, name: &str) -> Result<
         count += 1;
     }
     Ok((count, hash.hex()))
+}
+
+const SCRATCH_PREFIX: &str = "mongobackup_verify_";
+
+/// Drops the scratch databases of verifies that were killed more than a day before `now`
+/// (`mongobackup_verify_<YYYYMMDDTHHMMSS>_...`); returns what it dropped.
+async fn sweep_scratch(client: &Client, now: chrono::DateTime<Utc>) -> Result<Vec<String>, Error> {
+    let names = client.list_database_names().await.map_err(|e| db_error("cannot list the databases", &e))?;
+    let mut swept = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix(SCRATCH_PREFIX) else { continue };
+        let Some(stamp) = rest.split('_').next() else { continue };
+        let Ok(at) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S") else { continue };
+        if now.signed_duration_since(at.and_utc()) > chrono::Duration::days(1) {
+            client.database(&name).drop().await.map_err(|e| db_error(format!("cannot drop {name}"), &e))?;
+            swept.push(format!("dropped {name}, left by an interrupted verify"));
+        }
+    }
+    Ok(swept)
 }

@@ -13,8 +13,8 @@ use datastores::{PostgresConfig, S3Config};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
-use backup_core::{Prepared, Sink};
 use backup_core::store::{self, S3Store, Upload, partial_path};
+use backup_core::{Prepared, Sink};
 
 use crate::Error;
 use crate::archive::{self, DirectoryToc, PlainScanner, RowHash, TableData};

@@ -12,6 +12,8 @@ use tokio::io::AsyncWriteExt;
 
 pub use backup_core::{Location, Selector, Stores, decompressed};
 
+use backup_core::BackupManifest;
+
 use crate::Error;
 use crate::manifest::{Compression, Format, Manifest};
 use crate::tools::{Credentials, Tools};
@@ -55,7 +57,7 @@ pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) 
             let stem = name.split('.').next().unwrap_or(name);
             let manifest_path = path.with_file_name(crate::manifest::manifest_name(stem));
             let manifest = match tokio::fs::read(&manifest_path).await {
-                Ok(bytes) => Some(Manifest::from_json(&bytes, &manifest_path.display().to_string())?),
+                Ok(bytes) => Manifest::from_json_of_kind(&bytes, &manifest_path.display().to_string())?,
                 Err(_) => None,
             };
             let (format, compression) = match &manifest {
@@ -72,9 +74,10 @@ pub async fn find(stores: &Stores, selector: &Selector, database: Option<&str>) 
             let stem = name.split('.').next().unwrap_or(&name).to_owned();
             let folder = full.rsplit_once('/').map(|(f, _)| format!("{f}/")).unwrap_or_default();
             let manifest = match s3.get(&format!("{folder}{}", crate::manifest::manifest_name(&stem))).await {
-                Ok(bytes) => {
-                    Some(Manifest::from_json(&bytes, &format!("s3://{}/{folder}{stem}.manifest.json", config.bucket))?)
-                }
+                Ok(bytes) => Manifest::from_json_of_kind(
+                    &bytes,
+                    &format!("s3://{}/{folder}{stem}.manifest.json", config.bucket),
+                )?,
                 Err(_) => None,
             };
             let (format, compression) = match &manifest {

@@ -215,7 +215,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let destination = bins::backups::destination(&ctx.stores);
     let (manifest, failure) = match outcome {
         Ok(m) => (Some(m), None),
-        Err(e) => (None, Some(e.to_string())),
+        // Kept typed: bad input exits 2.
+        Err(e) => (None, Some(anyhow::Error::new(e))),
     };
     let text = match (&manifest, &failure) {
         (Some(m), None) => format!(
@@ -255,7 +256,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(f) = failure {
-        return Err(anyhow!(f));
+        return Err(f);
     }
     if !args.no_prune {
         let pruned = async {

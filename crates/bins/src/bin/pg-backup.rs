@@ -233,8 +233,11 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let destination = bins::backups::destination(&ctx.stores);
     let (manifest, failure) = match outcome {
         Ok(m) => (Some(m), None),
-        Err(pg_backup::Error::Incomplete { failures, manifest }) => (Some(*manifest), Some(failures.join("; "))),
-        Err(e) => (None, Some(e.to_string())),
+        Err(pg_backup::Error::Incomplete { failures, manifest }) => {
+            (Some(*manifest), Some(anyhow!(failures.join("; "))))
+        }
+        // Kept typed: bad input exits 2.
+        Err(e) => (None, Some(anyhow::Error::new(e))),
     };
     // Notifications and metrics never fail the backup.
     let text = match (&manifest, &failure) {
@@ -269,7 +272,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(f) = failure {
-        return Err(anyhow!(f));
+        return Err(f);
     }
     if !args.no_prune {
         let pruned = async {

@@ -80,6 +80,10 @@ async fn backup_list_verify_restore_as_the_readme_says() {
     );
     let usage = mongo_backup(&source, dir.path()).args(["restore", "latest", "--clean"]).output().unwrap();
     assert_eq!(usage.status.code(), Some(2), "--clean without --yes is bad input");
+    let nothing =
+        mongo_backup(&source, dir.path()).args(["restore", "latest", "--include", "no_such"]).output().unwrap();
+    assert_eq!(nothing.status.code(), Some(2), "{}", String::from_utf8_lossy(&nothing.stderr));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("matches --include"));
 
     let target = TestMongoDatabase::new();
     let restored = json(
@@ -152,6 +156,27 @@ fn usage_errors_exit_2() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("MONGODB_URI"));
+
+    // A database that does not exist is a typo, not an empty backup.
+    let output = Command::cargo_bin("mongo-backup")
+        .unwrap()
+        .env("BACKUP_DIR", dir.path())
+        .args(["backup", "--db", "no_such_database_here"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no database no_such_database_here"));
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing was written");
+
+    // No destination at all.
+    let mut command = Command::cargo_bin("mongo-backup").unwrap();
+    command.env_remove("BACKUP_DIR");
+    for name in datastores::triggers(datastores::Datastore::S3) {
+        command.env_remove(name);
+    }
+    let output = command.args(["backup"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no destination"));
 }
 
 #[test]

@@ -22,7 +22,7 @@ async fn source_with_marker() -> TestMongoDatabase {
     source
 }
 
-fn flip(path: &std::path::Path, at: usize) {
+pub(crate) fn flip(path: &std::path::Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at] ^= 0x01;
     std::fs::write(path, &bytes).unwrap();
@@ -67,7 +67,7 @@ async fn one_flipped_byte_fails_verify_on_its_sha256() {
 
 /// Rewrites the manifest's SHA-256 to the damaged file's, as if the damage happened before the
 /// checksum was taken.
-fn forge_sha256(dir: &std::path::Path, manifest: &Manifest) {
+pub(crate) fn forge_sha256(dir: &std::path::Path, manifest: &Manifest) {
     let file = dir.join("daily").join(&manifest.artifact);
     let path = dir.join("daily").join(format!("{}.manifest.json", manifest.id));
     let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -111,4 +111,46 @@ async fn a_flipped_byte_behind_a_matching_sha256_is_still_caught() {
     assert!(!matches!(&err, Error::Verify { problems, .. } if problems.iter().any(|p| p.contains("SHA-256"))), "{err}");
     let listed = mongo_backup::list(&stores).await.unwrap();
     assert!(!listed[0].verified, "{err}");
+}
+
+/// A replacing restore is all or nothing: when a later collection of the archive turns out
+/// damaged, the earlier ones, loaded already, replace nothing either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_restore_that_fails_late_replaces_nothing() {
+    let source = source_with_marker().await;
+    let client = client(&source).await;
+    // `configurations` sorts before `records` (the damaged one), so it is loaded first.
+    client
+        .database(&source.name)
+        .collection::<Document>("configurations")
+        .insert_many((0..20).map(|i| doc! { "_id": i, "from": "backup" }))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(&source.name, Some(dir.path().into()), None);
+    opts.compression = Compression::None;
+    let manifest = mongo_backup::backup(&source.config, &opts, &mut |_| {}).await.unwrap();
+    let file = dir.path().join("daily").join(&manifest.artifact);
+    let bytes = std::fs::read(&file).unwrap();
+    let at = bytes.windows(MARKER.len()).position(|w| w == MARKER.as_bytes()).unwrap();
+    flip(&file, at + 3);
+    forge_sha256(dir.path(), &manifest);
+
+    let target = TestMongoDatabase::new();
+    let tdb = client.database(&target.name);
+    tdb.collection::<Document>("configurations").insert_one(doc! { "_id": "live", "from": "target" }).await.unwrap();
+    tdb.collection::<Document>("records").insert_one(doc! { "_id": "live", "from": "target" }).await.unwrap();
+    let mut consent = restore_options(Selector::Latest, &target.name, local(dir.path()));
+    consent.clean = true;
+    consent.yes = true;
+    let err = mongo_backup::restore(&source.config, &consent).await.unwrap_err().to_string();
+    assert!(err.contains("CRC-32"), "{err}");
+    for name in ["configurations", "records"] {
+        let left: Vec<Document> =
+            futures::TryStreamExt::try_collect(tdb.collection::<Document>(name).find(doc! {}).await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(left, [doc! { "_id": "live", "from": "target" }], "{name} is as it was");
+    }
+    assert_eq!(collection_names(&client, &target.name).await, ["configurations", "records"], "no scratch left");
 }
