@@ -131,3 +131,39 @@ pub fn report_leftovers(report: &backup_core::PruneReport) {
         eprintln!("removed the leftover of an interrupted backup: {removed}");
     }
 }
+
+/// `prune`'s report as a table, for both backup binaries: `unit` names what a cluster is
+/// (`cluster`, `deployment`).
+pub fn prune_text(report: &backup_core::PruneReport, unit: &str, grace_days: Option<u32>) -> String {
+    let verb = if report.dry_run { "Would delete" } else { "Deleted" };
+    let mut text = String::new();
+    for deleted in &report.deleted {
+        text.push_str(&format!("{verb} {deleted}\n"));
+    }
+    for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
+        text.push_str(&format!("Removed the leftover of an interrupted backup: {removed}\n"));
+    }
+    for database in &report.replaced_databases {
+        let verb = if report.dry_run { "Would drop" } else { "Dropped" };
+        let days = grace_days.map(|d| format!(" more than {d} days ago")).unwrap_or_default();
+        text.push_str(&format!("{verb} {database}, replaced by a restore{days}\n"));
+    }
+    if !report.other_clusters.is_empty() {
+        text.push_str(&format!(
+            "Left alone: {} backup(s) of the same name in another {unit}\n",
+            report.other_clusters.len()
+        ));
+    }
+    if !report.unidentified.is_empty() {
+        text.push_str(&format!(
+            "Left alone: {} backup(s) whose manifest names no {unit} (an older version): {}\n",
+            report.unidentified.len(),
+            report.unidentified.join(", ")
+        ));
+    }
+    for note in &report.notes {
+        text.push_str(&format!("Note: {note}\n"));
+    }
+    text.push_str(&format!("{verb} {} backup(s); keeping {}\n", report.deleted.len(), report.kept.len()));
+    text
+}

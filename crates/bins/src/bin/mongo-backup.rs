@@ -426,27 +426,7 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let report = pruned?;
     match args.common.output {
         Output::Json => print_json(&report)?,
-        Output::Table => {
-            let verb = if report.dry_run { "Would delete" } else { "Deleted" };
-            let mut text = String::new();
-            for deleted in &report.deleted {
-                text.push_str(&format!("{verb} {deleted}\n"));
-            }
-            for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
-                text.push_str(&format!("Removed the leftover of an interrupted backup: {removed}\n"));
-            }
-            if !report.other_clusters.is_empty() {
-                text.push_str(&format!(
-                    "Left alone: {} backup(s) named {name} of another deployment\n",
-                    report.other_clusters.len()
-                ));
-            }
-            for note in &report.notes {
-                text.push_str(&format!("Note: {note}\n"));
-            }
-            text.push_str(&format!("{verb} {} backup(s); keeping {}\n", report.deleted.len(), report.kept.len()));
-            bins::print(&text)?;
-        }
+        Output::Table => bins::print(&bins::backups::prune_text(&report, "deployment", None))?,
     }
     Ok(())
 }

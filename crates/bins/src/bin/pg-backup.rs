@@ -457,42 +457,10 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
         }
         bins::push_run(&ctx.settings, &run).await;
     }
-    let (cluster, report) = pruned?;
+    let (_cluster, report) = pruned?;
     match args.common.output {
         Output::Json => bins::backups::print_json(&report)?,
-        Output::Table => {
-            let verb = if report.dry_run { "Would delete" } else { "Deleted" };
-            let mut text = String::new();
-            for deleted in &report.deleted {
-                text.push_str(&format!("{verb} {deleted}\n"));
-            }
-            for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
-                text.push_str(&format!("Removed the leftover of an interrupted backup: {removed}\n"));
-            }
-            for database in &report.replaced_databases {
-                let verb = if report.dry_run { "Would drop" } else { "Dropped" };
-                text.push_str(&format!("{verb} {database}, replaced by a restore more than {grace_days} days ago\n"));
-            }
-            if !report.other_clusters.is_empty() {
-                text.push_str(&format!(
-                    "Left alone: {} backup(s) of a database {} in another cluster\n",
-                    report.other_clusters.len(),
-                    cluster.database
-                ));
-            }
-            if !report.unidentified.is_empty() {
-                text.push_str(&format!(
-                    "Left alone: {} backup(s) whose manifest names no cluster (older pg-backup): {}\n",
-                    report.unidentified.len(),
-                    report.unidentified.join(", ")
-                ));
-            }
-            for note in &report.notes {
-                text.push_str(&format!("Note: {note}\n"));
-            }
-            text.push_str(&format!("{verb} {} backup(s); keeping {}\n", report.deleted.len(), report.kept.len()));
-            bins::print(&text)?;
-        }
+        Output::Table => bins::print(&bins::backups::prune_text(&report, "cluster", Some(grace_days)))?,
     }
     Ok(())
 }
