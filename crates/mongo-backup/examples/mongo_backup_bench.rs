@@ -43,6 +43,12 @@ async fn main() {
     let settings = Settings::new().layer(Source::Environment, std::env::vars());
     let mongo = MongoConfig::from_settings(&settings).expect("MONGODB_URI: run `eval \"$(cargo xtask stack env)\"`");
     let client = mongo.client().await.unwrap();
+    // What an interrupted run left: a gigabyte that would slow every later run and test.
+    for name in client.list_database_names().await.unwrap() {
+        if name.starts_with("bench_mongo_") {
+            client.database(&name).drop().await.unwrap();
+        }
+    }
     let stamp = std::process::id();
     let source = format!("bench_mongo_source_{stamp}");
     let scratch = tempfile::tempdir().unwrap();
