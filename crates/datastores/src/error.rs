@@ -99,6 +99,7 @@ impl ConnectError {
 }
 
 /// Runs `future` with a deadline, turning a timeout into [`ConnectError::Timeout`].
+#[cfg_attr(not(feature = "health"), allow(dead_code))] // Used by some of the datastore features.
 pub(crate) async fn with_timeout<T>(
     datastore: Datastore,
     endpoint: &str,
@@ -124,4 +125,17 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
         current = cause.source();
     }
     text
+}
+
+/// The variables whose presence means a datastore is configured.
+pub const fn triggers(datastore: Datastore) -> &'static [&'static str] {
+    match datastore {
+        Datastore::Postgres => &["DATABASE_URL", "POSTGRES_URL", "POSTGRES_HOST"],
+        Datastore::Redis => &["REDIS_URL", "REDIS_SENTINEL_NODES", "REDIS_CLUSTER_NODES"],
+        Datastore::MongoDb => &["MONGODB_URI"],
+        Datastore::Kafka => &["KAFKA_BOOTSTRAP_SERVERS"],
+        Datastore::Milvus => &["MILVUS_URI", "MILVUS_HOST"],
+        Datastore::Weaviate => &["WEAVIATE_URL"],
+        Datastore::S3 => &["S3_BUCKET"],
+    }
 }

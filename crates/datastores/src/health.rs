@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::error::{ConfigError, ConnectError, Datastore};
+use crate::error::{ConfigError, ConnectError, Datastore, triggers};
 use crate::kafka::KafkaConfig;
 use crate::milvus::MilvusConfig;
 use crate::mongodb::MongoConfig;
@@ -31,19 +31,6 @@ pub struct DatastoresConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigErrors(pub Vec<ConfigError>);
-
-/// The variables whose presence means a datastore is configured.
-pub fn triggers(datastore: Datastore) -> &'static [&'static str] {
-    match datastore {
-        Datastore::Postgres => crate::postgres::TRIGGERS,
-        Datastore::Redis => crate::redis::TRIGGERS,
-        Datastore::MongoDb => crate::mongodb::TRIGGERS,
-        Datastore::Kafka => crate::kafka::TRIGGERS,
-        Datastore::Milvus => crate::milvus::TRIGGERS,
-        Datastore::Weaviate => crate::weaviate::TRIGGERS,
-        Datastore::S3 => crate::s3::TRIGGERS,
-    }
-}
 
 impl DatastoresConfig {
     /// Reads the configuration of each datastore whose variables are set, collecting all errors.

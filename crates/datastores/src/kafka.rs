@@ -10,9 +10,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use crate::error::{ConfigError, ConnectError, Datastore};
 use crate::settings::{Secret, Settings, invalid, parse_list};
 
-/// Variables that, when any is set, mean Kafka is configured.
-pub const TRIGGERS: &[&str] = &["KAFKA_BOOTSTRAP_SERVERS"];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,

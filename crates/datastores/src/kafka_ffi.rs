@@ -37,6 +37,7 @@ unsafe extern "C" {
     #[link_name = "rd_kafka_event_error"]
     pub(crate) fn event_error(event: *mut rdkafka_sys::rd_kafka_event_t) -> c_int;
     #[link_name = "rd_kafka_ConfigResource_error"]
+    #[cfg(feature = "bootstrap")]
     pub(crate) fn resource_error(resource: *const rdkafka_sys::rd_kafka_ConfigResource_t) -> c_int;
     #[link_name = "rd_kafka_err2name"]
     fn err2name(code: c_int) -> *const c_char;

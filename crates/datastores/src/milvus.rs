@@ -15,9 +15,6 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid, parse_port};
 
-/// Variables that, when any is set, mean Milvus is configured.
-pub const TRIGGERS: &[&str] = &["MILVUS_URI", "MILVUS_HOST"];
-
 /// How to reach Milvus. `Debug` and `Display` never show the password or token.
 #[derive(Clone, Debug)]
 pub struct MilvusConfig {

@@ -9,9 +9,6 @@ use mongodb::options::{ClientOptions, ConnectionString, Credential};
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, Value, invalid, percent_decode};
 
-/// Variables that, when any is set, mean MongoDB is configured.
-pub const TRIGGERS: &[&str] = &["MONGODB_URI"];
-
 /// How to reach MongoDB. The URI is kept without its credentials, which live in `username` and
 /// `password`, so `Debug` and `Display` never show the password.
 #[derive(Clone, Debug)]

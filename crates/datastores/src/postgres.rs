@@ -100,9 +100,6 @@ impl fmt::Display for PostgresConfig {
     }
 }
 
-/// Variables that, when any is set, mean PostgreSQL is configured.
-pub const TRIGGERS: &[&str] = &["DATABASE_URL", "POSTGRES_URL", "POSTGRES_HOST"];
-
 impl PostgresConfig {
     /// Defaults as libpq has them, for `host`.
     pub fn new(host: impl Into<String>) -> PostgresConfig {
@@ -366,34 +363,38 @@ impl UrlParts {
     fn parse(value: &Value) -> Result<UrlParts, ConfigError> {
         let text = value.text.strip_prefix("jdbc:").unwrap_or(&value.text);
         // Never quote the URL in an error: it may hold a password.
-        let url = url::Url::parse(text).map_err(|e| invalid(value, format!("not a valid URL ({e})")))?;
-        if url.scheme() != "postgres" && url.scheme() != "postgresql" {
-            return Err(invalid(value, format!("scheme {:?} is not postgres:// or postgresql://", url.scheme())));
+        let url = PgUrl::split(text).map_err(|r| invalid(value, r))?;
+        if url.scheme != "postgres" && url.scheme != "postgresql" {
+            return Err(invalid(value, format!("scheme {:?} is not postgres:// or postgresql://", url.scheme)));
         }
         let part = |text: String| {
             Some(Value { text, origin: Origin::new(format!("{} (URL)", value.origin)), rank: value.rank })
         };
         let decode = |s: &str| percent_decode(s).map_err(|r| invalid(value, r));
         let mut parts = UrlParts::default();
-        if let Some(host) = url.host_str().filter(|h| !h.is_empty()) {
-            parts.host = part(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        if !url.host.is_empty() {
+            parts.host = part(decode(url.host.trim_start_matches('[').trim_end_matches(']'))?);
         }
-        if let Some(port) = url.port() {
-            parts.port = part(port.to_string());
+        if let Some(port) = url.port {
+            parts.port = part(port.to_owned());
         }
-        let path = url.path().trim_start_matches('/');
-        if !path.is_empty() {
-            parts.dbname = part(decode(path)?);
+        if !url.path.is_empty() {
+            parts.dbname = part(decode(url.path)?);
         }
-        if !url.username().is_empty() {
-            parts.user = part(decode(url.username())?);
+        if !url.user.is_empty() {
+            parts.user = part(decode(url.user)?);
         }
-        if let Some(password) = url.password() {
+        if let Some(password) = url.password {
             parts.password = part(decode(password)?);
         }
-        for (key, val) in url.query_pairs() {
-            let val = val.into_owned();
-            let slot = match key.as_ref() {
+        let mut query = Vec::new();
+        for pair in url.query.split('&').filter(|p| !p.is_empty()) {
+            let (key, val) = pair.split_once('=').unwrap_or((pair, ""));
+            let form = |s: &str| decode(&s.replace('+', " "));
+            query.push((form(key)?, form(val)?));
+        }
+        for (key, val) in query {
+            let slot = match key.as_str() {
                 "user" => &mut parts.user,
                 "password" => &mut parts.password,
                 "sslmode" => &mut parts.sslmode,
@@ -432,6 +433,53 @@ impl UrlParts {
             *slot = part(val);
         }
         Ok(parts)
+    }
+}
+
+/// A libpq connection URL split into its parts, still percent-encoded:
+/// `scheme://[user[:password]@][host][:port][/dbname][?query]`, the host possibly `[v6]`.
+struct PgUrl<'a> {
+    scheme: &'a str,
+    user: &'a str,
+    password: Option<&'a str>,
+    host: &'a str,
+    port: Option<&'a str>,
+    path: &'a str,
+    query: &'a str,
+}
+
+impl<'a> PgUrl<'a> {
+    fn split(text: &'a str) -> Result<PgUrl<'a>, String> {
+        let (scheme, rest) = text.split_once("://").ok_or("not a valid URL (no scheme://)")?;
+        if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+            return Err("not a valid URL (bad scheme)".into());
+        }
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (u, h),
+            None => ("", authority),
+        };
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (userinfo, None),
+        };
+        let (host, port) = if hostport.starts_with('[') {
+            let end = hostport.find(']').ok_or("not a valid URL (unclosed [ in the host)")?;
+            let port = hostport[end + 1..].strip_prefix(':');
+            (&hostport[..=end], port)
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if let Some(port) = port
+            && port.parse::<u16>().is_err()
+        {
+            return Err("not a valid URL (invalid port number)".into());
+        }
+        Ok(PgUrl { scheme, user, password, host, port, path, query })
     }
 }
 
@@ -478,6 +526,28 @@ mod tests {
         let config = PostgresConfig::from_settings(&settings).unwrap();
         assert_eq!((config.host.as_str(), config.dbname.as_str()), ("flaghost", "flagdb"));
         assert_eq!(config.port, 7000, "parts the URL leaves out still come from the environment");
+    }
+
+    #[test]
+    fn urls_split_as_libpq_reads_them() {
+        let url = PgUrl::split("postgresql://us%40er:p%3Ass@[::1]:6543/my%20db?sslmode=require&a=b").unwrap();
+        assert_eq!((url.scheme, url.user, url.password), ("postgresql", "us%40er", Some("p%3Ass")));
+        assert_eq!(
+            (url.host, url.port, url.path, url.query),
+            ("[::1]", Some("6543"), "my%20db", "sslmode=require&a=b")
+        );
+        let bare = PgUrl::split("postgres:///recommend?host=/run/postgresql").unwrap();
+        assert_eq!((bare.host, bare.port, bare.path, bare.user), ("", None, "recommend", ""));
+        assert!(PgUrl::split("postgres://h:99999/db").is_err());
+        assert!(PgUrl::split("localhost:5432/db").is_err());
+        let config = PostgresConfig::from_settings(&env(&[(
+            "DATABASE_URL",
+            "postgres://app:s%2Fecret@[::1]:6543/recommend?application_name=svc%20one",
+        )]))
+        .unwrap();
+        assert_eq!((config.host.as_str(), config.port, config.dbname.as_str()), ("::1", 6543, "recommend"));
+        assert_eq!(config.password.as_ref().map(|p| p.expose()), Some("s/ecret"));
+        assert_eq!(config.application_name, "svc one");
     }
 
     #[test]

@@ -33,7 +33,6 @@ use base64::Engine as _;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 use crate::Secret;
-use crate::metrics::Kind;
 
 /// The prefix of the series every run sends.
 pub const PREFIX: &str = "dbkit_job_";
@@ -45,6 +44,14 @@ pub const DURATION: &str = "dbkit_job_duration_seconds";
 pub const LAST_RUN: &str = "dbkit_job_last_run_timestamp_seconds";
 /// When the last successful run ended: sent by successful runs only.
 pub const LAST_SUCCESS: &str = "dbkit_job_last_success_timestamp_seconds";
+
+/// The kind of a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    /// Monotonic; the name ends in `_total`.
+    Counter,
+}
 
 /// One figure of a run: a gauge, or a counter whose name ends in `_total`.
 #[derive(Clone, Debug, PartialEq)]

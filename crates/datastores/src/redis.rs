@@ -9,9 +9,6 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, Value, invalid, parse_list, parse_port, percent_decode};
 
-/// Variables that, when any is set, mean Redis is configured.
-pub const TRIGGERS: &[&str] = &["REDIS_URL", "REDIS_SENTINEL_NODES", "REDIS_CLUSTER_NODES"];
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     pub host: String,

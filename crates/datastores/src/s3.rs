@@ -12,9 +12,6 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid};
 
-/// Variables that, when any is set, mean S3 is configured.
-pub const TRIGGERS: &[&str] = &["S3_BUCKET"];
-
 #[derive(Clone, Debug)]
 pub enum S3Credentials {
     /// Keys given in the configuration.

@@ -259,6 +259,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Of a variable and the same part taken from a URL, the one from the higher layer; the variable
 /// when both come from the same layer.
+#[cfg_attr(not(feature = "health"), allow(dead_code))] // Used by some of the datastore features.
 pub fn prefer(variable: Option<Value>, from_url: Option<Value>) -> Option<Value> {
     match (variable, from_url) {
         (Some(v), Some(u)) if u.rank < v.rank => Some(u),
@@ -268,6 +269,7 @@ pub fn prefer(variable: Option<Value>, from_url: Option<Value>) -> Option<Value>
 }
 
 /// Decodes `%XX` escapes of a URL part.
+#[cfg_attr(not(feature = "health"), allow(dead_code))] // Used by some of the datastore features.
 pub fn percent_decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -286,6 +288,7 @@ pub fn percent_decode(text: &str) -> Result<String, String> {
 }
 
 /// Splits a comma-separated list, dropping empty items.
+#[cfg_attr(not(feature = "health"), allow(dead_code))] // Used by some of the datastore features.
 pub fn parse_list(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }

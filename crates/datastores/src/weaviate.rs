@@ -11,9 +11,6 @@ use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid};
 use crate::tls::{self, Verification};
 
-/// Variables that, when any is set, mean Weaviate is configured.
-pub const TRIGGERS: &[&str] = &["WEAVIATE_URL"];
-
 /// How to reach Weaviate. `Debug` and `Display` never show the API key.
 #[derive(Clone, Debug)]
 pub struct WeaviateConfig {

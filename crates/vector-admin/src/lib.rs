@@ -9,6 +9,7 @@
 //! The library never prints or exits: long waits report through a [`Progress`] callback and
 //! every outcome is a value or a typed [`Error`].
 
+#[cfg(feature = "bootstrap")]
 pub mod bootstrap;
 mod error;
 mod milvus;

@@ -156,7 +156,7 @@ impl SectionReport {
     pub fn not_configured(datastore: Datastore, mode: Mode, required: bool) -> SectionReport {
         let hint = format!(
             "{datastore} is not configured (set {}): section not run",
-            crate::health::triggers(datastore).join(" or ")
+            crate::error::triggers(datastore).join(" or ")
         );
         let mut report = SectionReport::new(datastore, "-", mode);
         report.skipped = true;

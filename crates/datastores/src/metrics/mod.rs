@@ -26,13 +26,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use crate::error::Datastore;
 use crate::health::DatastoresConfig;
 
-/// The kind of a series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Gauge,
-    /// Monotonic; the name ends in `_total`.
-    Counter,
-}
+pub use crate::push::Kind;
 
 /// One value of a series.
 #[derive(Clone, Debug, PartialEq)]
