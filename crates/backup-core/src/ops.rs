@@ -28,6 +28,24 @@ pub enum Selector {
 }
 
 impl Selector {
+    /// Reads a backup named on the command line: `latest`, a path (anything with a `/` or a
+    /// `.`), else an id. An S3 key is never guessed: build [`Selector::S3Key`] for one.
+    ///
+    /// ```rust
+    /// use std::path::PathBuf;
+    ///
+    /// use backup_core::Selector;
+    ///
+    /// assert_eq!(Selector::parse("latest"), Selector::Latest);
+    /// assert_eq!(
+    ///     Selector::parse("recommend_20261122T020000Z"),
+    ///     Selector::Id("recommend_20261122T020000Z".into())
+    /// );
+    /// assert_eq!(
+    ///     Selector::parse("daily/recommend_20261122T020000Z.dump.zst"),
+    ///     Selector::Path(PathBuf::from("daily/recommend_20261122T020000Z.dump.zst"))
+    /// );
+    /// ```
     pub fn parse(text: &str) -> Selector {
         if text == "latest" {
             Selector::Latest
@@ -42,7 +60,9 @@ impl Selector {
 /// Where to look for backups.
 #[derive(Clone, Debug, Default)]
 pub struct Stores {
+    /// The local folder (`BACKUP_DIR`), holding one folder per tier; `None` for no local store.
     pub local_dir: Option<PathBuf>,
+    /// The bucket and prefix (`S3_BUCKET`, `S3_PREFIX`); `None` for no S3 store.
     pub s3: Option<datastores::S3Config>,
 }
 
@@ -124,19 +144,23 @@ pub async fn find_listed<M: BackupManifest>(
             Selector::Id(id) => format!("no backup with id {id}"),
             _ => format!("no complete backup{what}"),
         };
-        Error::Refused(format!("{missing} in {}", stores.describe()))
+        Error::NotFound(format!("{missing} in {}", stores.describe()))
     })
 }
 
 /// A backup found, with its manifest when it has one.
 #[derive(Clone, Debug)]
 pub struct Found<M> {
+    /// The manifest; `None` for a file named without one beside it.
     pub manifest: Option<M>,
+    /// Where the artifact is.
     pub location: Location,
+    /// How the artifact is compressed: the manifest's word, else the file name's extension.
     pub compression: Compression,
 }
 
 impl<M: BackupManifest> Found<M> {
+    /// The backup's id, or its location when it has no manifest: for messages.
     pub fn name(&self) -> String {
         match &self.manifest {
             Some(m) => m.id().to_owned(),
@@ -214,6 +238,8 @@ pub async fn check_sha256<M: BackupManifest>(name: &str, manifest: &M, path: &Pa
     if problems.is_empty() { Ok(()) } else { Err(Error::Verify { backup: name.to_owned(), problems }) }
 }
 
+/// SHA-256 of the file at `path`, lowercase hex, read in 1 MiB chunks (blocking). Fails with
+/// [`Error::Io`] naming the file.
 pub fn sha256_file(path: &Path) -> Result<String, Error> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let mut hasher = Sha256::new();
@@ -255,7 +281,7 @@ pub async fn record_verification<M: BackupManifest>(
     let mut manifest = manifest.clone();
     manifest.set_verification(Verification { at: Utc::now(), method: method.into(), ok: true });
     let json = manifest.to_json()?;
-    let gone = || Error::Refused(format!("{} was deleted (pruned) while it was verified", manifest.id()));
+    let gone = || Error::Conflict(format!("{} was deleted (pruned) while it was verified", manifest.id()));
     match location {
         Location::Local(artifact) => {
             let folder = artifact.parent().unwrap_or(Path::new("."));
@@ -292,11 +318,16 @@ pub async fn record_verification<M: BackupManifest>(
     }
 }
 
+/// What a prune did or, with `dry_run`, would do. Each list names backups by id.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct PruneReport {
+    /// Nothing was deleted: `deleted`, `stale_uploads` and `replaced_databases` say what would
+    /// be; the local leftovers of interrupted backups (`stale_partials`) are not looked for.
     pub dry_run: bool,
+    /// The backups retention keeps, sorted.
     pub kept: Vec<String>,
-    /// `<where>: <id>`.
+    /// The backups deleted, one entry per store: `<where>: <id>`, `<where>` being `local` or
+    /// `s3`.
     pub deleted: Vec<String>,
     /// Backups of a database of the same name in another cluster or deployment: never touched.
     pub other_clusters: Vec<String>,

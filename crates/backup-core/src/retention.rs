@@ -18,8 +18,14 @@ use crate::manifest::Tier;
 /// weeks, 12 months.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
+    /// Calendar days (UTC), today included, for which the newest daily backup is kept
+    /// (`RETENTION_DAYS`, 30 by default).
     pub daily: u32,
+    /// ISO weeks, this one included, for which the newest weekly backup is kept
+    /// (`RETENTION_WEEKS`, 12 by default).
     pub weekly: u32,
+    /// Calendar months, this one included, for which the newest monthly backup is kept
+    /// (`RETENTION_MONTHS`, 12 by default).
     pub monthly: u32,
 }
 
@@ -32,13 +38,37 @@ impl Default for Retention {
 /// A backup as retention sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Candidate {
+    /// The backup's id, as [`keep`] returns it.
     pub id: String,
+    /// Its tier: each tier is judged by its own backups only.
     pub tier: Tier,
+    /// When it finished; its day, ISO week and month in UTC are the periods it counts for.
     pub at: DateTime<Utc>,
+    /// Whether a verification passed: the newest verified backup is always kept.
     pub verified: bool,
 }
 
-/// The ids of `backups` to keep at `now`.
+/// The ids of `backups` to keep at `now`: for each tier, the newest backup of each of its last
+/// periods (see [`Retention`]); the newest verified backup (when none is verified, the newest);
+/// and any backup dated after today, which a clock ahead somewhere made. Pure: nothing is read or
+/// deleted.
+///
+/// ```rust
+/// use backup_core::{Candidate, Retention, Tier, keep};
+/// use chrono::{DateTime, Utc};
+///
+/// let at = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+/// let backup = |id: &str, tier, when| Candidate { id: id.into(), tier, at: at(when), verified: false };
+/// let backups = [
+///     backup("monthly-jan", Tier::Monthly, "2026-01-01T04:00:00Z"),
+///     backup("daily-jan-31", Tier::Daily, "2026-01-31T02:00:00Z"),
+///     backup("daily-early", Tier::Daily, "2026-06-15T01:00:00Z"),
+///     backup("daily-late", Tier::Daily, "2026-06-15T02:00:00Z"),
+/// ];
+/// let kept = keep(&backups, Retention::default(), at("2026-06-15T12:00:00Z"));
+/// // The monthly backup lives 12 months; a daily 30 days; of two dailies of one day, the newer.
+/// assert_eq!(kept.into_iter().collect::<Vec<_>>(), ["daily-late", "monthly-jan"]);
+/// ```
 pub fn keep(backups: &[Candidate], retention: Retention, now: DateTime<Utc>) -> BTreeSet<String> {
     let today = now.date_naive();
     let mut newest_of: BTreeMap<(Tier, i64), &Candidate> = BTreeMap::new();

@@ -380,7 +380,7 @@ pub async fn free_id(
         tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         started = Utc::now().max(DateTime::from_timestamp(next, 0).unwrap_or(started));
     }
-    Err(Error::Refused(format!(
+    Err(Error::Conflict(format!(
         "backup ids of {ATTEMPTS} seconds in a row are taken for {name}; is another backup running?"
     )))
 }
@@ -389,9 +389,15 @@ pub async fn free_id(
 /// files as alive until it is dropped.
 #[derive(Debug)]
 pub struct Prepared {
+    /// The backup's start time, the second its id names: the time asked for, or later when
+    /// that second's id was taken (see [`free_id`]).
     pub started: chrono::DateTime<chrono::Utc>,
+    /// The backup's id, free in every store.
     pub id: String,
+    /// The bucket, when the backup goes to S3.
     pub s3: Option<S3Store>,
+    /// The lock on the backup's files in the local folder (`None` without one): hold it until
+    /// the manifest is written, so that no sweep takes the files for leftovers.
     pub lock: Option<store::BackupLock>,
 }
 

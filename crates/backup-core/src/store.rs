@@ -17,16 +17,25 @@ pub const PARTIAL: &str = ".partial";
 /// A backup found in a store.
 #[derive(Clone, Debug)]
 pub struct Stored<M> {
+    /// The backup's manifest, as read from the store.
     pub manifest: M,
+    /// Where its artifact is.
     pub location: Location,
 }
 
+/// Where a backup's artifact is: its file, or the folder of a backup stored as several files.
+/// Displays as the path, or as `s3://<bucket>/<key>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Location {
     /// The artifact's path.
     Local(PathBuf),
     /// The artifact's key.
-    S3 { bucket: String, key: String },
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The full key, prefix included.
+        key: String,
+    },
 }
 
 impl std::fmt::Display for Location {
@@ -40,6 +49,7 @@ impl std::fmt::Display for Location {
 
 // ---- local --------------------------------------------------------------------------------------
 
+/// Where a file of a backup of `tier` lives in the local store `dir`: `<dir>/<tier>/<name>`.
 pub fn local_path(dir: &Path, tier: Tier, name: &str) -> PathBuf {
     dir.join(tier.as_str()).join(name)
 }
@@ -76,6 +86,8 @@ pub struct BackupLock {
 }
 
 impl BackupLock {
+    /// Takes the lock of backup `id` in `folder` (a tier's folder), waiting while another
+    /// process holds it. Dropping it removes the lock file and releases the lock.
     pub async fn take(folder: &Path, id: &str) -> Result<BackupLock, Error> {
         let path = folder.join(format!("{id}.lock"));
         let path2 = path.clone();
@@ -156,6 +168,7 @@ pub async fn sweep_partials(dir: &Path) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// `path` with [`PARTIAL`] appended: where a file is written until it is complete.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(PARTIAL);
@@ -232,19 +245,26 @@ pub fn part_size(part_number: u32, base: usize) -> usize {
 /// The S3 side of a backup: the key of each file, the upload, the listing.
 #[derive(Clone, Debug)]
 pub struct S3Store {
+    /// The client, built from `config`.
     pub client: aws_sdk_s3::Client,
+    /// The bucket, prefix, server-side encryption and retries.
     pub config: S3Config,
 }
 
 impl S3Store {
+    /// A store for `config`'s bucket and prefix. The client connects lazily: nothing is sent
+    /// yet.
     pub async fn new(config: &S3Config) -> S3Store {
         S3Store { client: config.client().await, config: config.clone() }
     }
 
+    /// The full key of `name` in `tier`'s folder: `<prefix><tier>/<name>`.
     pub fn key(&self, tier: Tier, name: &str) -> String {
         self.config.key(&format!("{}/{name}", tier.as_str()))
     }
 
+    /// Writes an object in one request (for manifests), with the configured server-side
+    /// encryption.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), Error> {
         let mut request = self.client.put_object().bucket(&self.config.bucket).key(key).body(ByteStream::from(bytes));
         if let Some(sse) = self.config.server_side_encryption() {
@@ -257,6 +277,8 @@ impl S3Store {
         Ok(())
     }
 
+    /// Reads a whole object into memory (for manifests; see [`S3Store::download`] for
+    /// artifacts).
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, Error> {
         let object = self
             .client
@@ -310,6 +332,7 @@ impl S3Store {
         }
     }
 
+    /// Deletes the object at `key`; S3 answers success for a key that does not exist.
     pub async fn delete(&self, key: &str) -> Result<(), Error> {
         self.client
             .delete_object()
@@ -417,6 +440,7 @@ impl S3Store {
         Ok(out)
     }
 
+    /// Aborts the multipart upload `upload_id` of `key`, so the store frees its parts.
     pub async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), Error> {
         self.client
             .abort_multipart_upload()
@@ -449,6 +473,8 @@ impl std::fmt::Debug for Upload {
 }
 
 impl Upload {
+    /// Starts the multipart upload of `key`, with the configured server-side encryption. Parts
+    /// are `base_part` bytes (at least S3's minimum, 5 MiB) and grow as [`part_size`] says.
     pub async fn start(store: &S3Store, key: String, base_part: usize) -> Result<Upload, Error> {
         let mut request = store.client.create_multipart_upload().bucket(&store.config.bucket).key(&key);
         if let Some(sse) = store.config.server_side_encryption() {
@@ -474,6 +500,9 @@ impl Upload {
         })
     }
 
+    /// Adds `data` to the object, sending each part once it is full; waits while two parts are
+    /// in flight. A part that failed after the client's retries fails this call or
+    /// [`Upload::finish`].
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while !data.is_empty() {
             let want = part_size(self.next_part, self.base_part);

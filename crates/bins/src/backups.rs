@@ -1,12 +1,12 @@
-//! Glue shared by the backup binaries (`pg-backup`, `mongo-backup`): the stores and retention
-//! from settings, sizes for people, the progress display and the notices of a run.
+//! Glue shared by the backup binaries (`pg-backup`, `mongo-backup`): the stores from settings,
+//! sizes for people, the progress display, and what a backup job's report says on stderr.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use backup_core::{Retention, Stores};
+use backup_core::Stores;
 use datastores::{Datastore, S3Config, Settings};
 
 /// The local folder (`--backup-dir`, else BACKUP_DIR) and the bucket (when any S3 setting is set).
@@ -23,43 +23,14 @@ pub fn stores(settings: &Settings, backup_dir: Option<&PathBuf>) -> anyhow::Resu
     Ok(Stores { local_dir, s3 })
 }
 
-/// RETENTION_DAYS, RETENTION_WEEKS, RETENTION_MONTHS over the seed's defaults (30, 12, 12).
-pub fn retention(settings: &Settings) -> anyhow::Result<Retention> {
-    let mut r = Retention::default();
-    let get = |name: &str| -> anyhow::Result<Option<u32>> {
-        Ok(match settings.count(name)? {
-            Some(n) => Some(u32::try_from(n).map_err(|_| anyhow!("{name} {n} is too large"))?),
-            None => None,
-        })
-    };
-    if let Some(n) = get("RETENTION_DAYS")? {
-        r.daily = n;
-    }
-    if let Some(n) = get("RETENTION_WEEKS")? {
-        r.weekly = n;
-    }
-    if let Some(n) = get("RETENTION_MONTHS")? {
-        r.monthly = n;
-    }
-    Ok(r)
-}
-
+/// Prints `value` as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     crate::print(&(serde_json::to_string_pretty(value)? + "\n"))?;
     Ok(())
 }
 
 /// `12.3 MiB`.
-pub fn human(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", units[unit])
-}
+pub use backup_core::human_bytes as human;
 
 /// Progress of a running backup: a spinner on a terminal, a log line every 10 s otherwise.
 #[derive(Debug)]
@@ -71,6 +42,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress of the backup of `what` (a database, a backup's name), starting now.
     pub fn new(what: &str) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
@@ -84,6 +56,7 @@ impl Progress {
         Progress { bar, began: Instant::now(), last_log: Instant::now(), what: what.to_owned() }
     }
 
+    /// `stored_bytes` are stored so far.
     pub fn stored(&mut self, stored_bytes: u64) {
         match &self.bar {
             Some(bar) => bar.set_position(stored_bytes),
@@ -97,6 +70,7 @@ impl Progress {
         }
     }
 
+    /// The backup ended: clears the bar.
     pub fn finish(self) {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
@@ -104,32 +78,26 @@ impl Progress {
     }
 }
 
-/// Where a backup goes, for messages: `<folder> and s3://...`.
-pub fn destination(stores: &Stores) -> String {
-    [stores.local_dir.as_ref().map(|d| d.display().to_string()), stores.s3.as_ref().map(|s| s.to_string())]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
-/// Tells SLACK_WEBHOOK (when set) how a backup went; a failure to tell is a warning only.
-pub async fn notify(settings: &Settings, text: &str) -> anyhow::Result<()> {
-    let Some(hook) = settings.get("SLACK_WEBHOOK")?.map(|v| datastores::Secret::new(v.text)) else { return Ok(()) };
-    if let Err(e) = backup_core::slack(&hook, text).await {
-        eprintln!("warning: notification not sent: {e}");
+/// Warns, on stderr, of each notice of a backup job that could not be sent; they never change
+/// the outcome of the run.
+pub fn warn_unsent(notices: &backup_core::Notices) {
+    for failure in notices.failures() {
+        eprintln!("warning: {failure}");
     }
-    Ok(())
 }
 
-/// What a prune removed besides backups, on stderr.
-pub fn report_leftovers(report: &backup_core::PruneReport) {
+/// The prune that followed a good backup: what it removed, on stderr, or its failure as the
+/// run's error.
+pub fn report_prune<E: std::fmt::Display>(prune: Option<Result<backup_core::PruneReport, E>>) -> anyhow::Result<()> {
+    let Some(pruned) = prune else { return Ok(()) };
+    let report = pruned.map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
     for deleted in &report.deleted {
         eprintln!("pruned {deleted}");
     }
     for removed in report.stale_partials.iter().chain(&report.stale_uploads) {
         eprintln!("removed the leftover of an interrupted backup: {removed}");
     }
+    Ok(())
 }
 
 /// `prune`'s report as a table, for both backup binaries: `unit` names what a cluster is

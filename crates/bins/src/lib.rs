@@ -1,6 +1,6 @@
 //! Glue shared by the binaries: process set-up, the connection flags every binary accepts, output
 //! formats and exit codes. Logic belongs in the library crates, not here.
-
+#![warn(missing_docs)]
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -65,6 +65,8 @@ pub struct ConnectOpts {
     #[arg(long, value_name = "MODE")]
     pub postgres_sslmode: Option<String>,
     /// redis://[user[:password]@]host[:port][/db], rediss:// for TLS [env: REDIS_URL]
+    // This text is also the flag's `--help`, where brackets mark optional parts, not links.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "URL")]
     pub redis_url: Option<String>,
     /// mongodb://host:port/db?options [env: MONGODB_URI]
@@ -100,7 +102,19 @@ pub struct ConnectOpts {
 }
 
 impl ConnectOpts {
-    /// Flags first, then the process environment.
+    /// Flags first, then the process environment. Each value remembers its flag or variable, so
+    /// that a configuration error names it.
+    ///
+    /// ```rust
+    /// use bins::ConnectOpts;
+    ///
+    /// let opts = ConnectOpts { postgres_port: Some("6432".into()), ..ConnectOpts::default() };
+    /// let settings = opts.settings();
+    /// let port = settings.get("POSTGRES_PORT")?.expect("set by the flag");
+    /// assert_eq!(port.text, "6432");
+    /// assert_eq!(port.origin.to_string(), "flag --postgres-port");
+    /// # Ok::<(), datastores::ConfigError>(())
+    /// ```
     pub fn settings(&self) -> Settings {
         let flags: [(&str, &str, &Option<String>); 18] = [
             ("DATABASE_URL", "--database-url", &self.database_url),
@@ -153,8 +167,10 @@ pub async fn push_run(settings: &Settings, run: &datastores::push::JobRun) {
 /// How results are printed.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Output {
+    /// Aligned columns and sentences for people (the default).
     #[default]
     Table,
+    /// One JSON document on stdout for programs; errors too (see [`fail_as`]).
     Json,
 }
 
@@ -188,7 +204,17 @@ pub fn run(
     }
 }
 
-/// Whether `error` is a configuration error: a bad flag, variable or file.
+/// Whether `error` is a configuration error: a bad flag, variable or file. [`run`] exits with
+/// [`exit::USAGE`] for these.
+///
+/// ```rust
+/// use datastores::{Settings, Source};
+///
+/// let settings = Settings::new().layer(Source::Environment, [("POSTGRES_PORT", "five")]);
+/// let error = anyhow::Error::new(settings.port("POSTGRES_PORT").unwrap_err());
+/// assert!(bins::is_config_error(&error.context("cannot connect")));
+/// assert!(!bins::is_config_error(&anyhow::anyhow!("connection refused")));
+/// ```
 pub fn is_config_error(error: &anyhow::Error) -> bool {
     error.downcast_ref::<datastores::ConfigError>().is_some()
 }
@@ -222,7 +248,16 @@ pub fn fail_as(error: &anyhow::Error, code: u8, output: Output) -> ExitCode {
     fail(error, code)
 }
 
-/// Formats rows as left-aligned columns under a header.
+/// Formats rows as left-aligned columns under a header, two spaces apart; every row has as many
+/// cells as the header.
+///
+/// ```rust
+/// let text = bins::table(
+///     &["database", "size"],
+///     &[vec!["recommend".into(), "1.2 GiB".into()], vec!["db".into(), "8 MiB".into()]],
+/// );
+/// assert_eq!(text, "database   size\nrecommend  1.2 GiB\ndb         8 MiB\n");
+/// ```
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {

@@ -18,12 +18,19 @@ use crate::weaviate::WeaviateConfig;
 /// Each datastore's configuration, `None` where none of its variables is set.
 #[derive(Clone, Debug, Default)]
 pub struct DatastoresConfig {
+    /// PostgreSQL, when `DATABASE_URL`, `POSTGRES_URL` or `POSTGRES_HOST` is set.
     pub postgres: Option<PostgresConfig>,
+    /// Redis, when `REDIS_URL`, `REDIS_SENTINEL_NODES` or `REDIS_CLUSTER_NODES` is set.
     pub redis: Option<RedisConfig>,
+    /// MongoDB, when `MONGODB_URI` is set.
     pub mongodb: Option<MongoConfig>,
+    /// Kafka, when `KAFKA_BOOTSTRAP_SERVERS` is set.
     pub kafka: Option<KafkaConfig>,
+    /// Milvus, when `MILVUS_URI` or `MILVUS_HOST` is set.
     pub milvus: Option<MilvusConfig>,
+    /// Weaviate, when `WEAVIATE_URL` is set.
     pub weaviate: Option<WeaviateConfig>,
+    /// S3, when `S3_BUCKET` is set.
     pub s3: Option<S3Config>,
 }
 
@@ -34,6 +41,27 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl DatastoresConfig {
     /// Reads the configuration of each datastore whose variables are set, collecting all errors.
+    ///
+    /// ```rust
+    /// use datastores::{Datastore, DatastoresConfig, Settings, Source};
+    ///
+    /// let vars = [("POSTGRES_HOST", "db"), ("REDIS_URL", "redis://cache:6380/1")];
+    /// let settings = Settings::new().layer(Source::Environment, vars);
+    /// let config = DatastoresConfig::from_settings(&settings)?;
+    /// assert_eq!(config.endpoint(Datastore::Postgres).as_deref(), Some("db:5432"));
+    /// assert_eq!(config.endpoint(Datastore::Redis).as_deref(), Some("cache:6380"));
+    /// // A datastore none of whose variables is set is not configured, and not an error.
+    /// assert!(!config.is_configured(Datastore::Kafka));
+    ///
+    /// // Every datastore's errors are reported at once.
+    /// let bad = Settings::new().layer(
+    ///     Source::Environment,
+    ///     [("POSTGRES_HOST", "db"), ("POSTGRES_PORT", "x"), ("KAFKA_BOOTSTRAP_SERVERS", "broker")],
+    /// );
+    /// let errors = DatastoresConfig::from_settings(&bad).unwrap_err();
+    /// assert_eq!(errors.0.len(), 2);
+    /// # Ok::<(), datastores::ConfigErrors>(())
+    /// ```
     pub fn from_settings(settings: &Settings) -> Result<DatastoresConfig, ConfigErrors> {
         let mut errors = Vec::new();
         let configured = |d: Datastore| triggers(d).iter().any(|name| settings.is_set(name));
@@ -55,10 +83,12 @@ impl DatastoresConfig {
         if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
     }
 
+    /// Whether `datastore` has a configuration.
     pub fn is_configured(&self, datastore: Datastore) -> bool {
         self.endpoint(datastore).is_some()
     }
 
+    /// Where `datastore` is (hosts and ports, never credentials); `None` when it is not configured.
     pub fn endpoint(&self, datastore: Datastore) -> Option<String> {
         match datastore {
             Datastore::Postgres => self.postgres.as_ref().map(PostgresConfig::endpoint),
@@ -84,11 +114,15 @@ impl DatastoresConfig {
     }
 }
 
+/// The outcome of one datastore's health check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// It answered within the timeout.
     Healthy,
+    /// It could not be reached, refused, failed the check, or did not answer within the timeout.
     Unhealthy,
+    /// None of its variables is set; it was not checked.
     NotConfigured,
 }
 
@@ -105,13 +139,19 @@ impl fmt::Display for Status {
 /// The outcome of checking one datastore.
 #[derive(Clone, Debug, Serialize)]
 pub struct HealthReport {
+    /// The datastore checked.
     pub datastore: Datastore,
+    /// The outcome.
     pub status: Status,
+    /// Where it was checked (hosts and ports, never credentials); `None` when not configured.
     pub endpoint: Option<String>,
     /// The server's version, or what the protocol tells instead (Kafka, S3).
     pub version: Option<String>,
+    /// How long the check took (in JSON `latency_ms`, milliseconds to 0.1); `None` when not
+    /// configured.
     #[serde(rename = "latency_ms", serialize_with = "as_millis")]
     pub latency: Option<Duration>,
+    /// Why it is unhealthy, with the error's causes; `None` otherwise.
     pub error: Option<String>,
 }
 
@@ -132,6 +172,7 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
+    /// Checks each datastore within `timeout`, reading S3 without writing to it.
     pub fn new(timeout: Duration) -> CheckOptions {
         CheckOptions { timeout, s3_write_probe: false }
     }
@@ -139,6 +180,20 @@ impl CheckOptions {
 
 /// Checks `datastores` concurrently, each within `options.timeout`; unconfigured ones are
 /// reported as such without any network traffic. Reports come back in the order asked.
+///
+/// ```rust,no_run
+/// # async fn example() -> Result<(), datastores::ConfigErrors> {
+/// use std::time::Duration;
+/// use datastores::{CheckOptions, Datastore, DatastoresConfig, Settings, Source, Status, check};
+///
+/// let settings = Settings::new().layer(Source::Environment, std::env::vars());
+/// let config = DatastoresConfig::from_settings(&settings)?;
+/// let reports = check(&config, &Datastore::ALL, &CheckOptions::new(Duration::from_secs(5))).await;
+/// for report in reports.iter().filter(|r| r.status == Status::Unhealthy) {
+///     eprintln!("{}: {}", report.datastore, report.error.as_deref().unwrap_or_default());
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn check(config: &DatastoresConfig, datastores: &[Datastore], options: &CheckOptions) -> Vec<HealthReport> {
     let timeout = options.timeout;
     let checks = datastores.iter().map(|&datastore| async move {

@@ -10,15 +10,21 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use crate::error::{ConfigError, ConnectError, Datastore};
 use crate::settings::{Secret, Settings, invalid, parse_list};
 
+/// How clients talk to the brokers (`KAFKA_SECURITY_PROTOCOL`, librdkafka's `security.protocol`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
+    /// No TLS, no authentication; the default without a SASL user name.
     Plaintext,
+    /// TLS, no SASL authentication.
     Ssl,
+    /// SASL authentication without TLS; the default when `KAFKA_SASL_USERNAME` is set.
     SaslPlaintext,
+    /// SASL authentication over TLS.
     SaslSsl,
 }
 
 impl SecurityProtocol {
+    /// The name librdkafka and Kafka's own tools use: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`.
     pub fn as_str(self) -> &'static str {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
@@ -33,14 +39,19 @@ impl SecurityProtocol {
     }
 }
 
+/// The SASL mechanism (`KAFKA_SASL_MECHANISM`); PLAIN when unset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaslMechanism {
+    /// `PLAIN`: the password is sent as is (use it with TLS).
     Plain,
+    /// `SCRAM-SHA-256`.
     ScramSha256,
+    /// `SCRAM-SHA-512`.
     ScramSha512,
 }
 
 impl SaslMechanism {
+    /// The mechanism's name as Kafka spells it: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
     pub fn as_str(self) -> &'static str {
         match self {
             SaslMechanism::Plain => "PLAIN",
@@ -50,10 +61,14 @@ impl SaslMechanism {
     }
 }
 
+/// The SASL login, used with `SASL_PLAINTEXT` and `SASL_SSL`. `Debug` hides the password.
 #[derive(Clone, Debug)]
 pub struct SaslCredentials {
+    /// How to authenticate.
     pub mechanism: SaslMechanism,
+    /// The user name (`KAFKA_SASL_USERNAME`).
     pub username: String,
+    /// The password (`KAFKA_SASL_PASSWORD` or `KAFKA_SASL_PASSWORD_FILE`).
     pub password: Secret,
 }
 
@@ -61,13 +76,17 @@ pub struct SaslCredentials {
 /// `rdkafka::ClientConfig` that [`KafkaConfig::client_config`] builds does hold it, so never log it.
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
+    /// The brokers to start from, each `host:port` (`KAFKA_BOOTSTRAP_SERVERS`, comma-separated).
     pub bootstrap_servers: Vec<String>,
+    /// How to talk to the brokers.
     pub security_protocol: SecurityProtocol,
+    /// The SASL login; `Some` exactly when the protocol uses SASL.
     pub sasl: Option<SaslCredentials>,
-    /// CA certificates for SSL and SASL_SSL.
+    /// CA certificates for SSL and SASL_SSL (`KAFKA_SSL_CA_LOCATION`); librdkafka's default when unset.
     pub ssl_ca_location: Option<PathBuf>,
+    /// The client id the brokers see (`KAFKA_CLIENT_ID`, default `dbkit`).
     pub client_id: String,
-    /// Bounds metadata and admin requests.
+    /// Bounds metadata and admin requests (`KAFKA_REQUEST_TIMEOUT`, default 10 s).
     pub request_timeout: Duration,
 }
 
@@ -159,6 +178,7 @@ impl KafkaConfig {
         })
     }
 
+    /// The bootstrap servers, comma-separated, for messages and reports.
     pub fn endpoint(&self) -> String {
         self.bootstrap_servers.join(",")
     }
@@ -195,7 +215,7 @@ impl KafkaConfig {
         let config = self.client_config();
         let timeout = self.request_timeout;
         let consumer: BaseConsumer =
-            config.create().map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
+            config.create().map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, e))?;
         // librdkafka's metadata call blocks; keep it off the async workers.
         let result = tokio::task::spawn_blocking(move || {
             let metadata = consumer.fetch_metadata(None, timeout)?;
@@ -204,7 +224,7 @@ impl KafkaConfig {
         })
         .await
         .map_err(|e| ConnectError::message(Datastore::Kafka, &endpoint, format!("metadata task failed: {e}")))?;
-        let (brokers, topics, cluster) = result.map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, &e))?;
+        let (brokers, topics, cluster) = result.map_err(|e| ConnectError::failed(Datastore::Kafka, &endpoint, e))?;
         let cluster = cluster.map(|c| format!("cluster {c}, ")).unwrap_or_default();
         Ok(format!("Kafka protocol, {cluster}{brokers} broker(s), {topics} topic(s)"))
     }

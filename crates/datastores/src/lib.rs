@@ -19,12 +19,15 @@
 //! Each datastore is a Cargo feature (`postgres`, `redis`, `mongodb`, `kafka`, `milvus`,
 //! `weaviate`, `s3`), none on by default, so that a crate builds only the drivers it uses; `push`
 //! adds the Jobs' Pushgateway pushes, `health` the configuration of every datastore at once and
-//! its health check, `bootstrap` the declarative bootstrap, `metrics` the exporter, `full` all.
+//! its health check, `bootstrap` the declarative bootstrap, `metrics` the exporter, `full` all;
+//! `sqlx` adds `PostgresConfig::sqlx_pool`, a sqlx pool from the same configuration.
 //!
-//! This crate never reads the process environment, prints, or exits: the caller decides. Secrets
-//! are held in [`Secret`], whose `Debug` and `Display` print `[redacted]`; configurations show
-//! endpoints, never passwords. It is not a datastore administration tool: migrations, backups
-//! and schema management live in their own crates.
+//! This crate never reads the process environment (sqlx does, for the settings a configuration
+//! leaves unset; see `PostgresConfig::sqlx_options`), prints, or exits: the caller decides.
+//! Secrets are held in [`Secret`], whose `Debug` and `Display` print `[redacted]`;
+//! configurations show endpoints, never passwords. It is not a datastore administration tool:
+//! migrations, backups and schema management live in their own crates.
+#![warn(missing_docs)]
 
 #[cfg(feature = "bootstrap")]
 pub mod bootstrap;
@@ -56,7 +59,7 @@ pub mod tls;
 #[cfg(feature = "weaviate")]
 mod weaviate;
 
-pub use crate::error::{ConfigError, ConnectError, Datastore, chain as error_chain, triggers};
+pub use crate::error::{BoxError, ConfigError, ConnectError, Datastore, ErrorKind, chain as error_chain, sqlstate, triggers};
 #[cfg(feature = "health")]
 pub use crate::health::{CheckOptions, ConfigErrors, DatastoresConfig, HealthReport, Status, check};
 #[cfg(feature = "kafka")]
@@ -68,7 +71,9 @@ pub use crate::mongodb::MongoConfig;
 #[cfg(feature = "postgres")]
 pub use crate::postgres::{PoolConfig, PostgresConfig, SslMode};
 #[cfg(feature = "redis")]
-pub use crate::redis::{Node as RedisNode, RedisConfig, RedisConnection, RedisTls, Topology as RedisTopology};
+pub use crate::redis::{
+    Node as RedisNode, RedisConfig, RedisConnection, RedisManager, RedisTls, Topology as RedisTopology,
+};
 #[cfg(feature = "s3")]
 pub use crate::s3::{S3Config, S3Credentials, Sse, valid_bucket_name};
 pub use crate::settings::{Origin, Secret, Settings, Source, Value, parse_bool, parse_duration};
@@ -84,5 +89,7 @@ pub use ::mongodb as mongodb_driver;
 pub use ::redis as redis_driver;
 #[cfg(feature = "kafka")]
 pub use rdkafka;
+#[cfg(feature = "sqlx")]
+pub use sqlx;
 #[cfg(feature = "postgres")]
 pub use {deadpool_postgres, tokio_postgres};

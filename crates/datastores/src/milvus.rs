@@ -20,15 +20,22 @@ use crate::settings::{Secret, Settings, invalid, parse_port};
 pub struct MilvusConfig {
     /// `http://host:port` or `https://host:port`.
     pub uri: String,
+    /// The user name (`MILVUS_USER`), set together with `password`.
     pub username: Option<String>,
+    /// The password (`MILVUS_PASSWORD` or `MILVUS_PASSWORD_FILE`), set together with `username`.
     pub password: Option<Secret>,
     /// An API token (`user:password` or a cloud API key); wins over user name and password.
     pub token: Option<Secret>,
     /// The database to use; empty means Milvus' `default`.
     pub database: Option<String>,
+    /// A PEM file of CA certificates to trust for `https` (`MILVUS_CA_CERT`).
     pub ca_file: Option<PathBuf>,
+    /// The name to verify the server's certificate against, when it differs from the host
+    /// (`MILVUS_TLS_SERVER_NAME`).
     pub tls_server_name: Option<String>,
+    /// The time a connection may take (`MILVUS_CONNECT_TIMEOUT`, default 5 s).
     pub connect_timeout: Duration,
+    /// The time each call may take (`MILVUS_TIMEOUT`, default 30 s).
     pub request_timeout: Duration,
 }
 
@@ -92,6 +99,7 @@ impl MilvusConfig {
         Ok(config)
     }
 
+    /// `host:port`, for messages and reports.
     pub fn endpoint(&self) -> String {
         self.uri.split_once("://").map(|(_, rest)| rest.to_owned()).unwrap_or_else(|| self.uri.clone())
     }
@@ -121,12 +129,13 @@ impl MilvusConfig {
         config
     }
 
+    /// Connects with the SDK's v2 client, within `connect_timeout`.
     pub async fn connect(&self) -> Result<ClientV2, ConnectError> {
         let endpoint = self.endpoint();
         with_timeout(Datastore::Milvus, &endpoint, self.connect_timeout, async {
             ClientV2::new(&self.connect_config())
                 .await
-                .map_err(|e| ConnectError::failed(Datastore::Milvus, &endpoint, &e))
+                .map_err(|e| ConnectError::failed(Datastore::Milvus, &endpoint, e))
         })
         .await
     }
@@ -136,9 +145,9 @@ impl MilvusConfig {
     /// fit (bulk inserts without copies, flush polled at a fine grain, Milvus 2.3's expressions).
     pub async fn grpc(&self) -> Result<MilvusGrpc, ConnectError> {
         let endpoint = self.endpoint();
-        let failed = |e: &(dyn std::error::Error + 'static)| ConnectError::failed(Datastore::Milvus, &endpoint, e);
+        let failed = |e: tonic::transport::Error| ConnectError::failed(Datastore::Milvus, &endpoint, e);
         let mut channel = Endpoint::from_shared(self.uri.clone())
-            .map_err(|e| failed(&e))?
+            .map_err(failed)?
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             .tcp_nodelay(true);
@@ -153,10 +162,10 @@ impl MilvusConfig {
             if let Some(name) = &self.tls_server_name {
                 tls = tls.domain_name(name.clone());
             }
-            channel = channel.tls_config(tls).map_err(|e| failed(&e))?;
+            channel = channel.tls_config(tls).map_err(failed)?;
         }
         let channel = with_timeout(Datastore::Milvus, &endpoint, self.connect_timeout, async {
-            channel.connect().await.map_err(|e| failed(&e))
+            channel.connect().await.map_err(failed)
         })
         .await?;
         let credentials = match (&self.token, &self.username, &self.password) {
@@ -185,7 +194,7 @@ impl MilvusConfig {
         let endpoint = self.endpoint();
         let client = self.connect().await?;
         with_timeout(Datastore::Milvus, &endpoint, self.request_timeout, async {
-            let failed = |e: milvus::v2::prelude::Error| ConnectError::failed(Datastore::Milvus, &endpoint, &e);
+            let failed = |e: milvus::v2::prelude::Error| ConnectError::failed(Datastore::Milvus, &endpoint, e);
             let health =
                 client.check_health(CheckHealthRequest::builder().build().map_err(failed)?).await.map_err(failed)?;
             if !health.is_healthy() {

@@ -15,12 +15,17 @@ use crate::settings::{Secret, Settings, Value, invalid, percent_decode};
 pub struct MongoConfig {
     /// `mongodb://` or `mongodb+srv://` connection string, without `user:password@`.
     pub uri: String,
+    /// The user name: `MONGODB_USERNAME`, else the URI's `user@`.
     pub username: Option<String>,
+    /// The password: `MONGODB_PASSWORD` (or `_FILE`), else the URI's; needs a user name.
     pub password: Option<Secret>,
     /// The application's database: `MONGODB_DATABASE`, else the URI's path.
     pub database: Option<String>,
+    /// The application name the server logs for each connection; `dbkit` unless the caller sets it.
     pub app_name: String,
+    /// The time a connection may take (`MONGODB_CONNECT_TIMEOUT`, default 5 s).
     pub connect_timeout: Duration,
+    /// The time an operation waits for a suitable server (`MONGODB_SERVER_SELECTION_TIMEOUT`, default 5 s).
     pub server_selection_timeout: Duration,
 }
 
@@ -75,8 +80,7 @@ impl MongoConfig {
         Ok(config)
     }
 
-    /// The hosts of the URI, for messages.
-    /// `authSource` of the URI's options.
+    /// The `authSource` option of the URI: the database the user is authenticated against.
     pub fn auth_source(&self) -> Option<String> {
         let query = self.uri.split_once('?')?.1;
         query.split('&').find_map(|pair| {
@@ -86,6 +90,7 @@ impl MongoConfig {
         })
     }
 
+    /// The hosts of the URI (`host:port,...`), for messages.
     pub fn endpoint(&self) -> String {
         let rest = self.uri.split_once("://").map(|(_, r)| r).unwrap_or(&self.uri);
         rest.split(['/', '?']).next().unwrap_or(rest).to_owned()
@@ -94,7 +99,7 @@ impl MongoConfig {
     /// Builds a client; the driver connects lazily, so use [`MongoConfig::health`] to check.
     pub async fn client(&self) -> Result<mongodb::Client, ConnectError> {
         let endpoint = self.endpoint();
-        let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
+        let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, e);
         let mut options = with_timeout(Datastore::MongoDb, &endpoint, self.connect_timeout, async {
             ClientOptions::parse(&self.uri).await.map_err(failed)
         })
@@ -125,7 +130,7 @@ impl MongoConfig {
         let budget = self.server_selection_timeout + self.connect_timeout;
         with_timeout(Datastore::MongoDb, &endpoint, budget, async {
             let admin = client.database("admin");
-            let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, &e);
+            let failed = |e: mongodb::error::Error| ConnectError::failed(Datastore::MongoDb, &endpoint, e);
             admin.run_command(doc! { "ping": 1 }).await.map_err(failed)?;
             let info = admin.run_command(doc! { "buildInfo": 1 }).await.map_err(failed)?;
             let version = info.get_str("version").unwrap_or("unknown version");

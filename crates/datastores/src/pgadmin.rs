@@ -13,8 +13,11 @@ use crate::settings::Secret;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The object did not exist and was created.
     Created,
+    /// The object existed and was changed (a password reset, privileges granted).
     Changed,
+    /// Nothing was done: the object was already as asked, or another process created it meanwhile.
     Unchanged,
 }
 
@@ -32,17 +35,36 @@ impl fmt::Display for Outcome {
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {message}")]
 pub struct AdminError {
+    /// What was being done.
     pub what: String,
+    /// The server's message and SQLSTATE, or the client's error.
     pub message: String,
+    /// The server's error, where there is one (its text is in `message`).
+    pub error: Option<tokio_postgres::Error>,
 }
 
 impl AdminError {
-    fn new(what: impl Into<String>, error: &tokio_postgres::Error) -> AdminError {
+    fn new(what: impl Into<String>, error: tokio_postgres::Error) -> AdminError {
         let message = match error.as_db_error() {
             Some(db) => format!("{} [SQLSTATE {}]", db.message(), db.code().code()),
-            None => crate::error::chain(error),
+            None => crate::error::chain(&error),
         };
-        AdminError { what: what.into(), message }
+        AdminError { what: what.into(), message, error: Some(error) }
+    }
+
+    /// [`ErrorKind::Server`](crate::ErrorKind::Server) when the server refused the statement,
+    /// else [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self.sqlstate() {
+            Some(_) => crate::ErrorKind::Server,
+            None if self.error.is_some() => crate::ErrorKind::Unavailable,
+            None => crate::ErrorKind::Server,
+        }
+    }
+
+    /// The server's SQLSTATE (`42710` a duplicate object, `42501` insufficient privilege, ...).
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.error.as_ref().and_then(|e| e.as_db_error()).map(|db| db.code().code())
     }
 }
 
@@ -61,14 +83,16 @@ async fn exists(client: &impl GenericClient, sql: &str, name: &str, what: &str) 
     let row = client
         .query_one(sql, &[&name])
         .await
-        .map_err(|e| AdminError::new(format!("cannot look up {what} {name}"), &e))?;
+        .map_err(|e| AdminError::new(format!("cannot look up {what} {name}"), e))?;
     Ok(row.get(0))
 }
 
+/// Whether database `name` exists on the server.
 pub async fn database_exists(client: &impl GenericClient, name: &str) -> Result<bool, AdminError> {
     exists(client, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name, "database").await
 }
 
+/// Whether role `name` exists on the server.
 pub async fn role_exists(client: &impl GenericClient, name: &str) -> Result<bool, AdminError> {
     exists(client, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name, "role").await
 }
@@ -87,7 +111,7 @@ pub async fn ensure_database(client: &Client, name: &str, owner: Option<&str>) -
         Ok(()) => Ok(Outcome::Created),
         // Another process created it meanwhile.
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => Ok(Outcome::Unchanged),
-        Err(e) => Err(AdminError::new(format!("cannot create database {name}"), &e)),
+        Err(e) => Err(AdminError::new(format!("cannot create database {name}"), e)),
     }
 }
 
@@ -106,27 +130,31 @@ pub async fn ensure_extension(client: &impl GenericClient, name: &str) -> Result
                 format!(
                     "cannot install extension {name} (it needs a superuser, and the extension installed on the server)"
                 ),
-                &e,
+                e,
             ));
         }
     }
     Ok((Outcome::Created, extension_version(client, name).await?.unwrap_or_default()))
 }
 
+/// The installed version of extension `name` in the connected database; `None` when it is not
+/// installed.
 pub async fn extension_version(client: &impl GenericClient, name: &str) -> Result<Option<String>, AdminError> {
     let row = client
         .query_opt("SELECT extversion FROM pg_extension WHERE extname = $1", &[&name])
         .await
-        .map_err(|e| AdminError::new(format!("cannot look up extension {name}"), &e))?;
+        .map_err(|e| AdminError::new(format!("cannot look up extension {name}"), e))?;
     Ok(row.map(|r| r.get(0)))
 }
 
 /// A login role to create.
 #[derive(Clone, Debug)]
 pub struct RoleSpec {
+    /// The role's name.
     pub name: String,
     /// Needed to create the role; an existing role keeps its password unless `reset_password`.
     pub password: Option<Secret>,
+    /// Set the password of a role that already exists (`ALTER ROLE ... PASSWORD`).
     pub reset_password: bool,
 }
 
@@ -149,6 +177,7 @@ pub async fn ensure_role(client: &impl GenericClient, spec: &RoleSpec) -> Result
             return Err(AdminError {
                 what: format!("cannot create role {}", spec.name),
                 message: "no password given for it".into(),
+                error: None,
             });
         }
     };
@@ -156,7 +185,7 @@ pub async fn ensure_role(client: &impl GenericClient, spec: &RoleSpec) -> Result
         Ok(()) => Ok(if exists { Outcome::Changed } else { Outcome::Created }),
         // Another process created it between our look and our CREATE.
         Err(e) if !exists && concurrently_created(&e) => Ok(Outcome::Unchanged),
-        Err(e) => Err(AdminError::new(format!("cannot create or update role {}", spec.name), &e)),
+        Err(e) => Err(AdminError::new(format!("cannot create or update role {}", spec.name), e)),
     }
 }
 
@@ -181,23 +210,24 @@ impl AdminLock {
         let row = client
             .query_one("SELECT hashtextextended($1, 0)", &[&name])
             .await
-            .map_err(|e| AdminError::new("cannot compute the lock key", &e))?;
+            .map_err(|e| AdminError::new("cannot compute the lock key", e))?;
         let key: i64 = row.get(0);
         client
             .batch_execute(&format!("SET lock_timeout = '{}ms'", timeout.as_millis().max(1)))
             .await
-            .map_err(|e| AdminError::new("cannot set lock_timeout", &e))?;
+            .map_err(|e| AdminError::new("cannot set lock_timeout", e))?;
         let locked = client.query_one("SELECT pg_advisory_lock($1)", &[&key]).await;
         let _ = client.batch_execute("RESET lock_timeout").await;
-        locked.map_err(|e| AdminError::new(format!("another {name} is running; waited {timeout:?} for it"), &e))?;
+        locked.map_err(|e| AdminError::new(format!("another {name} is running; waited {timeout:?} for it"), e))?;
         Ok(AdminLock { key })
     }
 
+    /// Releases the lock; `client` must be the connection that acquired it.
     pub async fn release(self, client: &Client) -> Result<(), AdminError> {
         client
             .query_one("SELECT pg_advisory_unlock($1)", &[&self.key])
             .await
-            .map_err(|e| AdminError::new("cannot release the administration lock", &e))?;
+            .map_err(|e| AdminError::new("cannot release the administration lock", e))?;
         Ok(())
     }
 }
@@ -217,14 +247,16 @@ pub async fn privilege_snapshot(client: &impl GenericClient) -> Result<String, A
             &[],
         )
         .await
-        .map_err(|e| AdminError::new("cannot read privileges", &e))?;
+        .map_err(|e| AdminError::new("cannot read privileges", e))?;
     Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
 }
 
 /// Privileges for the roles of an application database, in the connected database.
 #[derive(Clone, Debug)]
 pub struct Grants<'a> {
+    /// The database the read-write and read-only roles may connect to (PUBLIC may not).
     pub database: &'a str,
+    /// The schema whose tables, sequences and default privileges are granted.
     pub schema: &'a str,
     /// Owns the objects; default privileges apply to what it creates later.
     pub owner: &'a str,
@@ -281,7 +313,7 @@ pub async fn apply_grants(client: &Client, grants: &Grants<'_>) -> Result<Outcom
     let script = format!("BEGIN;\n{};\nCOMMIT;", sql.join(";\n"));
     if let Err(e) = client.batch_execute(&script).await {
         let _ = client.batch_execute("ROLLBACK").await;
-        return Err(AdminError::new("cannot grant privileges", &e));
+        return Err(AdminError::new("cannot grant privileges", e));
     }
     let after = privilege_snapshot(client).await?;
     Ok(if before == after { Outcome::Unchanged } else { Outcome::Changed })
@@ -291,9 +323,13 @@ pub async fn apply_grants(client: &Client, grants: &Grants<'_>) -> Result<Outcom
 /// restore into a new database must give it so that it replaces the old one faithfully.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct DatabaseProperties {
+    /// The role that owns the database.
     pub owner: String,
+    /// The character encoding, such as `UTF8`.
     pub encoding: String,
+    /// `LC_COLLATE`: the sort order of strings.
     pub collate: String,
+    /// `LC_CTYPE`: the character classification.
     pub ctype: String,
     /// `c` (libc), `i` (ICU) or `b` (builtin); PostgreSQL 15 and later.
     #[serde(default)]
@@ -301,7 +337,9 @@ pub struct DatabaseProperties {
     /// The ICU or builtin locale; PostgreSQL 15 and later.
     #[serde(default)]
     pub locale: Option<String>,
+    /// The maximum number of concurrent connections; -1 means no limit.
     pub connection_limit: i32,
+    /// The default tablespace, such as `pg_default`.
     pub tablespace: String,
     /// `None`: the default privileges (PUBLIC may connect).
     #[serde(default)]
@@ -309,6 +347,7 @@ pub struct DatabaseProperties {
     /// `ALTER DATABASE ... SET` and `ALTER ROLE ... IN DATABASE ... SET`.
     #[serde(default)]
     pub settings: Vec<Setting>,
+    /// `COMMENT ON DATABASE`, where there is one.
     #[serde(default)]
     pub comment: Option<String>,
 }
@@ -320,14 +359,18 @@ pub struct Privilege {
     pub grantee: String,
     /// `CONNECT`, `CREATE` or `TEMPORARY`.
     pub privilege: String,
+    /// Whether the grantee may grant it on (`WITH GRANT OPTION`).
     pub grantable: bool,
 }
 
 /// A per-database setting, for every role or for one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 pub struct Setting {
+    /// The role the setting applies to; `None` for every role (`ALTER DATABASE ... SET`).
     pub role: Option<String>,
+    /// The setting's name, such as `search_path`.
     pub name: String,
+    /// The value, as `pg_db_role_setting` stores it.
     pub value: String,
 }
 
@@ -346,7 +389,7 @@ impl DatabaseProperties {
         let version: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await
-            .map_err(|e| AdminError::new("cannot read the server version", &e))?
+            .map_err(|e| AdminError::new("cannot read the server version", e))?
             .get(0);
         let (provider, locale) = match version {
             v if v >= 170_000 => ("d.datlocprovider::text", "d.datlocale"),
@@ -363,7 +406,7 @@ impl DatabaseProperties {
         let Some(row) = client
             .query_opt(&sql, &[&name])
             .await
-            .map_err(|e| AdminError::new(format!("cannot read the properties of database {name}"), &e))?
+            .map_err(|e| AdminError::new(format!("cannot read the properties of database {name}"), e))?
         else {
             return Ok(None);
         };
@@ -380,7 +423,7 @@ impl DatabaseProperties {
                     &[&oid],
                 )
                 .await
-                .map_err(|e| AdminError::new(format!("cannot read the privileges of database {name}"), &e))?;
+                .map_err(|e| AdminError::new(format!("cannot read the privileges of database {name}"), e))?;
             let mut list: Vec<Privilege> = rows
                 .iter()
                 .map(|r| Privilege { grantee: r.get(0), privilege: r.get(1), grantable: r.get(2) })
@@ -395,7 +438,7 @@ impl DatabaseProperties {
                 &[&oid],
             )
             .await
-            .map_err(|e| AdminError::new(format!("cannot read the settings of database {name}"), &e))?;
+            .map_err(|e| AdminError::new(format!("cannot read the settings of database {name}"), e))?;
         let mut settings = Vec::new();
         for r in &rows {
             let role: Option<String> = r.get(0);

@@ -15,16 +15,23 @@ use crate::tls::{self, Verification};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
+    /// No TLS.
     Disable,
     /// Behaves as `prefer`: the client offers TLS and accepts a server without it.
     Allow,
+    /// TLS when the server offers it, without verifying its certificate; the default.
     Prefer,
+    /// TLS, without verifying the certificate, unless `sslrootcert` is set: then the chain is
+    /// verified, as libpq does.
     Require,
+    /// TLS with a certificate chain that leads to a trusted CA; the host name is not checked.
     VerifyCa,
+    /// TLS with a trusted chain and a certificate issued for the host name.
     VerifyFull,
 }
 
 impl SslMode {
+    /// Parses libpq's spelling (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`).
     pub fn parse(text: &str) -> Result<SslMode, String> {
         Ok(match text.trim() {
             "disable" => SslMode::Disable,
@@ -41,6 +48,7 @@ impl SslMode {
         })
     }
 
+    /// libpq's spelling of the mode.
     pub fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
@@ -57,10 +65,15 @@ impl SslMode {
 /// most 50, connections idle for 300 s closed down to the minimum.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolConfig {
+    /// Connections kept open even when idle (`POSTGRES_POOL_MIN`, default 5).
     pub min_size: usize,
+    /// The most connections open at once (`POSTGRES_POOL_MAX`, default 50).
     pub max_size: usize,
+    /// Connections unused for this long are closed while more than `min_size` are open
+    /// (`POSTGRES_POOL_IDLE_TIMEOUT`, default 300 s).
     pub idle_timeout: Duration,
-    /// How long `Pool::get` waits for a free connection before failing.
+    /// How long `Pool::get` waits for a free connection before failing
+    /// (`POSTGRES_POOL_WAIT_TIMEOUT`, default 30 s).
     pub wait_timeout: Duration,
 }
 
@@ -80,17 +93,25 @@ impl Default for PoolConfig {
 pub struct PostgresConfig {
     /// A host name, an IP address, or a directory holding the server's Unix socket.
     pub host: String,
+    /// The TCP port, or the Unix socket's number (default 5432).
     pub port: u16,
+    /// The database (default `postgres`).
     pub dbname: String,
+    /// The user name (default `postgres`).
     pub user: String,
+    /// The password; `None` for trust, peer or certificate authentication.
     pub password: Option<Secret>,
+    /// Whether and how to use TLS (default `prefer`).
     pub sslmode: SslMode,
     /// CA certificates to trust instead of the Mozilla roots.
     pub sslrootcert: Option<PathBuf>,
+    /// The name the server shows in `pg_stat_activity` and its logs (default `dbkit`).
     pub application_name: String,
     /// libpq's `options`: run-time settings sent at connection start, e.g. `-c search_path=app`.
     pub options: Option<String>,
+    /// The time a connection, its TLS handshake and login included, may take (default 10 s).
     pub connect_timeout: Duration,
+    /// The connection pool's sizing, for [`PostgresConfig::pool`] and `sqlx_pool`.
     pub pool: PoolConfig,
 }
 
@@ -120,6 +141,39 @@ impl PostgresConfig {
 
     /// Reads the configuration from `DATABASE_URL` (or `POSTGRES_URL`) and the `POSTGRES_*`
     /// variables; a variable overrides the same part of a URL from its own or a lower layer.
+    ///
+    /// ```rust
+    /// use std::time::Duration;
+    /// use datastores::{PostgresConfig, Settings, Source, SslMode};
+    ///
+    /// let settings = Settings::new().layer(
+    ///     Source::Environment,
+    ///     [
+    ///         ("DATABASE_URL", "postgres://app:hunter2@db.internal:6432/recommend?sslmode=require"),
+    ///         ("POSTGRES_PASSWORD", "s3cret"),
+    ///         ("POSTGRES_POOL_MAX", "20"),
+    ///     ],
+    /// );
+    /// let config = PostgresConfig::from_settings(&settings)?;
+    /// assert_eq!(config.endpoint(), "db.internal:6432");
+    /// assert_eq!((config.user.as_str(), config.dbname.as_str()), ("app", "recommend"));
+    /// assert_eq!(config.sslmode, SslMode::Require);
+    /// // The variable wins over the URL's password.
+    /// assert_eq!(config.password.as_ref().map(|p| p.expose()), Some("s3cret"));
+    /// // The platform's pool defaults, where not set.
+    /// assert_eq!((config.pool.min_size, config.pool.max_size), (5, 20));
+    /// assert_eq!(config.pool.idle_timeout, Duration::from_secs(300));
+    ///
+    /// // `Display` and `Debug` never show the password.
+    /// assert_eq!(config.to_string(), "app@db.internal:6432 db=recommend sslmode=require");
+    /// assert!(!format!("{config:?}").contains("s3cret"));
+    ///
+    /// // A wrong value is an error naming the variable.
+    /// let bad = Settings::new().layer(Source::Environment, [("POSTGRES_SSLMODE", "on")]);
+    /// let error = PostgresConfig::from_settings(&bad).unwrap_err();
+    /// assert_eq!(error.origin(), Some("environment variable POSTGRES_SSLMODE"));
+    /// # Ok::<(), datastores::ConfigError>(())
+    /// ```
     pub fn from_settings(settings: &Settings) -> Result<PostgresConfig, ConfigError> {
         let url = match settings.get_any(&["DATABASE_URL", "POSTGRES_URL"])? {
             Some(value) => UrlParts::parse(&value)?,
@@ -172,6 +226,9 @@ impl PostgresConfig {
         Ok(config)
     }
 
+    /// Checks what [`PostgresConfig::from_settings`] checks, for a configuration built in code:
+    /// `pool.max_size` at least 1 and not below `pool.min_size`, a non-zero `connect_timeout`, and
+    /// an existing `sslrootcert` file.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let incomplete = |reason: String| ConfigError::Incomplete { datastore: Datastore::Postgres, reason };
         if self.pool.max_size == 0 {
@@ -255,7 +312,7 @@ impl PostgresConfig {
         // including a server that accepts the socket and never answers.
         with_timeout(Datastore::Postgres, &endpoint, self.connect_timeout, async {
             let (client, connection) =
-                config.connect(tls).await.map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+                config.connect(tls).await.map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, e))?;
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "PostgreSQL connection closed");
@@ -284,10 +341,10 @@ impl PostgresConfig {
             .recycle_timeout(Some(self.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, e))?;
         fill_to_minimum(&pool, self.pool.min_size)
             .await
-            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, e))?;
         let weak = pool.weak();
         let (min, idle) = (self.pool.min_size, self.pool.idle_timeout);
         let period = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
@@ -311,9 +368,159 @@ impl PostgresConfig {
         let row = client
             .query_one("SELECT current_setting('server_version')", &[])
             .await
-            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, &e))?;
+            .map_err(|e| ConnectError::failed(Datastore::Postgres, &endpoint, e))?;
         Ok(format!("PostgreSQL {}", row.get::<_, String>(0)))
     }
+}
+
+#[cfg(feature = "sqlx")]
+impl PostgresConfig {
+    /// sqlx's connection options for this configuration: host (a directory for a Unix socket),
+    /// port, database, user, password, `sslmode`, `sslrootcert`, `application_name` and the
+    /// settings of `options`, as [`PostgresConfig::client_config`] and [`PostgresConfig::tls`]
+    /// give them to tokio-postgres.
+    ///
+    /// `sslmode` keeps libpq's meaning: `require` with a `sslrootcert` verifies the chain (it
+    /// becomes sqlx's `verify-ca`), `allow` behaves as `prefer`. Differences remain, all sqlx
+    /// 0.8's: a `sslrootcert` is trusted besides the Mozilla roots rather than instead of them;
+    /// `verify-ca` (so `require` with a `sslrootcert` too) also checks that the certificate names
+    /// the host, with rustls 0.23.24 and later (launchbadge/sqlx#3793, fixed in sqlx 0.9);
+    /// and `verify-ca` takes rustls' process-wide crypto provider, which a process that links
+    /// two providers must install first (dbkit's binaries install ring).
+    ///
+    /// sqlx starts from the process environment (`PGHOST`, `PGSSLMODE`, ...). Every setting this
+    /// configuration has overrides it, and an unset password or `sslrootcert` is set empty so
+    /// that `PGPASSWORD` and `PGSSLROOTCERT` do not apply; `PGOPTIONS` (before this
+    /// configuration's `options`), `PGSSLCERT` and `PGSSLKEY` still do.
+    ///
+    /// Fails when `options` holds something other than run-time settings (`-c name=value`,
+    /// `--name=value`), which sqlx cannot send. Do not log the result: sqlx's `Debug` of it
+    /// shows the password.
+    pub fn sqlx_options(&self) -> Result<sqlx::postgres::PgConnectOptions, ConnectError> {
+        use sqlx::postgres::{PgConnectOptions, PgSslMode};
+        let sslmode = match self.sslmode {
+            SslMode::Disable => PgSslMode::Disable,
+            SslMode::Allow | SslMode::Prefer => PgSslMode::Prefer,
+            // As libpq and `tls()`: `require` with a root certificate verifies the chain.
+            SslMode::Require if self.sslrootcert.is_some() => PgSslMode::VerifyCa,
+            SslMode::Require => PgSslMode::Require,
+            SslMode::VerifyCa => PgSslMode::VerifyCa,
+            SslMode::VerifyFull => PgSslMode::VerifyFull,
+        };
+        // `host` starting with `/` is a socket directory for sqlx as for libpq.
+        let mut options = PgConnectOptions::new_without_pgpass()
+            .host(&self.host)
+            .port(self.port)
+            .database(&self.dbname)
+            .username(&self.user)
+            // sqlx sends an empty password when it has none; setting one keeps PGPASSWORD out.
+            .password(self.password.as_ref().map_or("", |p| p.expose()))
+            .application_name(&self.application_name)
+            .ssl_mode(sslmode);
+        options = match &self.sslrootcert {
+            Some(path) => options.ssl_root_cert(path),
+            // No certificate: only the Mozilla roots, whatever PGSSLROOTCERT says.
+            None => options.ssl_root_cert_from_pem(Vec::new()),
+        };
+        if let Some(text) = &self.options {
+            let settings = runtime_settings(text).map_err(|reason| {
+                ConnectError::message(Datastore::Postgres, &self.endpoint(), format!("options for sqlx: {reason}"))
+            })?;
+            options = options.options(settings);
+        }
+        Ok(options)
+    }
+
+    /// A sqlx pool with the settings of [`PostgresConfig::pool`]: at least `pool.min_size`
+    /// connections kept open, at most `pool.max_size`, idle ones closed after
+    /// `pool.idle_timeout` (and reopened up to the minimum), callers waiting at most
+    /// `pool.wait_timeout` for a connection, connections kept without a lifetime limit.
+    ///
+    /// Opened eagerly, so that a bad configuration fails here: one connection is made first
+    /// within `connect_timeout` (a refused port, a wrong password or a refused certificate fail
+    /// at once, where sqlx's pool would retry a refused port until `wait_timeout`), then the
+    /// pool opens `pool.min_size` connections and tests one within `pool.wait_timeout`. Later
+    /// connections are bounded by `pool.wait_timeout`: sqlx has no connect timeout of its own.
+    ///
+    /// ```rust,no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use datastores::{PostgresConfig, Settings, Source};
+    ///
+    /// let settings = Settings::new().layer(Source::Environment, std::env::vars());
+    /// let pool = PostgresConfig::from_settings(&settings)?.sqlx_pool().await?;
+    /// let (items,): (i64,) = datastores::sqlx::query_as("SELECT count(*) FROM items").fetch_one(&pool).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn sqlx_pool(&self) -> Result<sqlx::PgPool, ConnectError> {
+        use sqlx::Connection;
+        let endpoint = self.endpoint();
+        let options = self.sqlx_options()?;
+        let failed = |error: sqlx::Error| match error {
+            sqlx::Error::PoolTimedOut => ConnectError::Timeout {
+                datastore: Datastore::Postgres,
+                endpoint: endpoint.clone(),
+                timeout: self.pool.wait_timeout,
+            },
+            error => ConnectError::failed(Datastore::Postgres, &endpoint, error),
+        };
+        let first = with_timeout(Datastore::Postgres, &endpoint, self.connect_timeout, async {
+            sqlx::PgConnection::connect_with(&options).await.map_err(failed)
+        })
+        .await?;
+        if tokio::time::timeout(self.connect_timeout, first.close()).await.is_err() {
+            tracing::debug!(%endpoint, "PostgreSQL did not acknowledge closing sqlx's first connection");
+        }
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        sqlx::postgres::PgPoolOptions::new()
+            .min_connections(count(self.pool.min_size))
+            .max_connections(count(self.pool.max_size))
+            .idle_timeout(Some(self.pool.idle_timeout))
+            .acquire_timeout(self.pool.wait_timeout)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(failed)
+    }
+}
+
+/// The run-time settings of libpq's `options` (`-c name=value`, `-cname=value`,
+/// `--name=value`, separated by spaces), as sqlx takes them. Values keep their backslash
+/// escapes (`\ ` for a space), which sqlx passes on unchanged, so the server reads them as
+/// libpq would have sent them.
+#[cfg(feature = "sqlx")]
+fn runtime_settings(options: &str) -> Result<Vec<(String, String)>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            word.push(c);
+            word.extend(chars.next());
+        } else if c.is_ascii_whitespace() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+        } else {
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next().ok_or("-c at the end names no setting")?
+        } else if let Some(setting) = word.strip_prefix("--").or_else(|| word.strip_prefix("-c")) {
+            setting.to_owned()
+        } else {
+            return Err(format!("{word:?} is not a run-time setting (-c name=value)"));
+        };
+        let (name, value) = setting.split_once('=').ok_or_else(|| format!("{setting:?} is not name=value"))?;
+        settings.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(settings)
 }
 
 /// Closes idle connections unused for `idle` while more than `min` are open.
@@ -586,6 +793,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("POSTGRES_POOL_MIN") && err.contains("POSTGRES_POOL_MAX"), "{err}");
+    }
+
+    #[cfg(feature = "sqlx")]
+    #[test]
+    fn sqlx_options_carry_the_same_settings() {
+        use sqlx::postgres::PgSslMode;
+        let mut config = PostgresConfig::new("/run/postgresql");
+        config.port = 6543;
+        config.dbname = "recommend".into();
+        config.user = "app".into();
+        config.application_name = "svc".into();
+        config.options = Some(r"-c search_path=app -cstatement_timeout=5s --lock-timeout=1s -c x=a\ b".into());
+        let options = config.sqlx_options().unwrap();
+        assert_eq!((options.get_host(), options.get_port()), ("/run/postgresql", 6543));
+        assert_eq!((options.get_database(), options.get_username()), (Some("recommend"), "app"));
+        assert_eq!(options.get_application_name(), Some("svc"));
+        assert_eq!(
+            options.get_options(),
+            Some(r"-c search_path=app -c statement_timeout=5s -c lock-timeout=1s -c x=a\ b")
+        );
+        let modes = [
+            (SslMode::Disable, false, PgSslMode::Disable),
+            (SslMode::Allow, false, PgSslMode::Prefer),
+            (SslMode::Prefer, false, PgSslMode::Prefer),
+            (SslMode::Require, false, PgSslMode::Require),
+            (SslMode::Require, true, PgSslMode::VerifyCa),
+            (SslMode::VerifyCa, false, PgSslMode::VerifyCa),
+            (SslMode::VerifyFull, true, PgSslMode::VerifyFull),
+        ];
+        for (mode, root, expected) in modes {
+            config.sslmode = mode;
+            config.sslrootcert = root.then(|| PathBuf::from("/etc/ssl/ca.pem"));
+            let got = config.sqlx_options().unwrap().get_ssl_mode();
+            assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{mode:?} root={root}");
+        }
+    }
+
+    #[cfg(feature = "sqlx")]
+    #[test]
+    fn options_sqlx_cannot_send_are_refused() {
+        assert_eq!(runtime_settings("  ").unwrap(), Vec::new());
+        for bad in ["-e", "-c", "-c geqo", "search_path=app"] {
+            let mut config = PostgresConfig::new("h");
+            config.options = Some(bad.into());
+            let err = config.sqlx_options().unwrap_err().to_string();
+            assert!(err.contains("options for sqlx") && err.contains("h:5432"), "{bad}: {err}");
+        }
     }
 
     #[test]

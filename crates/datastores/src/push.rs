@@ -48,6 +48,7 @@ pub const LAST_SUCCESS: &str = "dbkit_job_last_success_timestamp_seconds";
 /// The kind of a series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A value that may go up or down.
     Gauge,
     /// Monotonic; the name ends in `_total`.
     Counter,
@@ -56,25 +57,51 @@ pub enum Kind {
 /// One figure of a run: a gauge, or a counter whose name ends in `_total`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Figure {
+    /// The series' name, `<job>_<what>` (such as `pg_backup_size_bytes`); not `dbkit_job_*`.
     pub name: String,
+    /// The `# HELP` text.
     pub help: String,
+    /// Gauge or counter.
     pub kind: Kind,
     /// Labels of the series itself (never the grouping labels' names).
     pub labels: Vec<(String, String)>,
+    /// The value; finite, and not negative for a counter (rounded to a whole number when sent).
     pub value: f64,
 }
 
 /// One run of a job, as pushed.
+///
+/// ```rust
+/// use std::time::Duration;
+/// use datastores::push::JobRun;
+///
+/// let run = JobRun::new("pg_backup", true, Duration::from_secs(42))
+///     .label("instance", "recommend")
+///     .gauge("pg_backup_size_bytes", "Size of the backup.", 1.5e9)
+///     .counter("pg_backup_files_total", "Files written.", 3);
+/// assert_eq!(run.path()?, "/metrics/job/pg_backup/instance/recommend");
+/// let text = run.exposition()?;
+/// assert!(text.contains("\ndbkit_job_success 1\n"));
+/// assert!(text.contains("\npg_backup_files_total 3\n"));
+///
+/// // What the Pushgateway would refuse is refused before anything is sent.
+/// let reserved = run.clone().gauge("dbkit_job_success", "A name of the series every run sends.", 0.0);
+/// assert!(reserved.validate().is_err());
+/// # Ok::<(), datastores::push::PushError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct JobRun {
     /// The `job` of the group, such as `pg_backup`.
     pub job: String,
     /// The other labels of the group, such as `("instance", "recommend")`.
     pub grouping: Vec<(String, String)>,
+    /// Whether the run succeeded: `dbkit_job_success`, and whether the last-success time is sent.
     pub success: bool,
+    /// How long the run took: `dbkit_job_duration_seconds`.
     pub duration: Duration,
     /// When the run ended.
     pub finished: SystemTime,
+    /// The job's own series.
     pub figures: Vec<Figure>,
 }
 
@@ -228,12 +255,28 @@ pub enum PushError {
     /// The address is not shown: it may hold a password.
     #[error("the Pushgateway address is not an http(s) URL")]
     Address,
+    /// The run breaks a rule of Prometheus or the Pushgateway (a name, a duplicate, a value);
+    /// nothing was sent.
     #[error("cannot push the run: {0}")]
     Invalid(String),
+    /// The Pushgateway could not be reached, or did not answer within the timeout.
     #[error("cannot reach the Pushgateway at {host}: {detail}")]
-    Unreachable { host: String, detail: String },
+    Unreachable {
+        /// The Pushgateway's host and port.
+        host: String,
+        /// The HTTP client's error with its causes, without the URL.
+        detail: String,
+    },
+    /// The Pushgateway answered with a status outside 2xx.
     #[error("the Pushgateway at {host} answered {status}{}", answer(.body))]
-    Rejected { host: String, status: String, body: String },
+    Rejected {
+        /// The Pushgateway's host and port.
+        host: String,
+        /// The HTTP status, such as `400 Bad Request`.
+        status: String,
+        /// The start of the answer's body (at most 300 characters, on one line).
+        body: String,
+    },
 }
 
 fn answer(body: &str) -> String {

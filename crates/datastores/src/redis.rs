@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
@@ -9,9 +10,12 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectio
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, Value, invalid, parse_list, parse_port, percent_decode};
 
+/// The address of a Redis server or Sentinel; `Display` gives `host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node {
+    /// A host name or IP address (IPv6 without brackets).
     pub host: String,
+    /// The TCP port.
     pub port: u16,
 }
 
@@ -21,15 +25,21 @@ impl fmt::Display for Node {
     }
 }
 
+/// Which kind of deployment to connect to, and its nodes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Topology {
+    /// One server (`REDIS_URL`, default `localhost:6379`).
     Standalone(Node),
     /// Ask the Sentinels for the current master of `master`.
     Sentinel {
+        /// The master's name as the Sentinels know it (`REDIS_SENTINEL_MASTER`).
         master: String,
+        /// The Sentinels to ask (`REDIS_SENTINEL_NODES`; port 26379 when none is given).
         sentinels: Vec<Node>,
     },
+    /// A Redis Cluster, discovered from any of `nodes`.
     Cluster {
+        /// The seed nodes (`REDIS_CLUSTER_NODES`; port 6379 when none is given).
         nodes: Vec<Node>,
     },
 }
@@ -46,16 +56,24 @@ pub struct RedisTls {
 /// How to reach Redis. `Debug` and `Display` never show the password.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
+    /// Standalone, Sentinel or Cluster, with the nodes to contact.
     pub topology: Topology,
+    /// The logical database (`REDIS_DB` or the URL's path, default 0); a cluster has only 0.
     pub db: i64,
+    /// The ACL user name of the data nodes (`REDIS_USERNAME` or the URL's); `None` for `default`.
     pub username: Option<String>,
+    /// The data nodes' password (`REDIS_PASSWORD`, `_FILE`, or the URL's).
     pub password: Option<Secret>,
     /// Credentials of the Sentinels themselves (`requirepass` in sentinel.conf), which may differ
     /// from the data nodes'; none by default.
     pub sentinel_username: Option<String>,
+    /// The Sentinels' password (`REDIS_SENTINEL_PASSWORD` or `_FILE`).
     pub sentinel_password: Option<Secret>,
+    /// TLS settings; `None` for plain TCP.
     pub tls: Option<RedisTls>,
+    /// The time a connection may take (`REDIS_CONNECT_TIMEOUT`, default 5 s).
     pub connect_timeout: Duration,
+    /// The time each command may take to answer (`REDIS_RESPONSE_TIMEOUT`, default 5 s).
     pub response_timeout: Duration,
 }
 
@@ -217,7 +235,7 @@ impl RedisConfig {
             },
         };
         let info =
-            addr.into_connection_info().map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), &e))?;
+            addr.into_connection_info().map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), e))?;
         Ok(info.set_redis_settings(self.redis_info()))
     }
 
@@ -255,14 +273,60 @@ impl RedisConfig {
             Some(certs) => redis::Client::build_with_tls(info, certs),
             None => redis::Client::open(info),
         };
-        client.map_err(|e| ConnectError::failed(Datastore::Redis, &self.endpoint(), &e))
+        client.map_err(|e| ConnectError::failed(Datastore::Redis, &self.endpoint(), e))
+    }
+
+    /// A client that asks the Sentinels for the current master of `master` and logs in to it
+    /// with the data nodes' credentials, database and TLS.
+    fn sentinel_client(
+        &self,
+        master: &str,
+        sentinels: &[Node],
+    ) -> Result<redis::sentinel::SentinelClient, ConnectError> {
+        let nodes = self.sentinel_infos(sentinels)?;
+        let mut node_info =
+            redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(self.redis_info());
+        if let Some(tls) = &self.tls {
+            node_info =
+                node_info.set_tls_mode(if tls.insecure { redis::TlsMode::Insecure } else { redis::TlsMode::Secure });
+        }
+        redis::sentinel::SentinelClient::build(
+            nodes,
+            master,
+            Some(node_info),
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|e| ConnectError::failed(Datastore::Redis, &self.endpoint(), e))
+    }
+
+    /// How to reach and log in to each Sentinel.
+    fn sentinel_infos(&self, sentinels: &[Node]) -> Result<Vec<ConnectionInfo>, ConnectError> {
+        sentinels.iter().map(|n| Ok(self.connection_info(n)?.set_redis_settings(self.sentinel_info()))).collect()
+    }
+
+    /// A cluster client over `nodes` with the configured credentials, TLS and timeouts.
+    fn cluster_client(&self, nodes: &[Node]) -> Result<redis::cluster::ClusterClient, ConnectError> {
+        let infos = nodes.iter().map(|n| self.connection_info(n)).collect::<Result<Vec<_>, _>>()?;
+        let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout);
+        if let Some(user) = &self.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &self.password {
+            builder = builder.password(password.expose());
+        }
+        if let Some(certs) = self.certificates()? {
+            builder = builder.certs(certs);
+        }
+        builder.build().map_err(|e| ConnectError::failed(Datastore::Redis, &self.endpoint(), e))
     }
 
     /// Opens a connection that runs commands on the standalone server, the Sentinel's current
     /// master, or across the cluster.
     pub async fn connect(&self) -> Result<RedisConnection, ConnectError> {
         let endpoint = self.endpoint();
-        let failed = |e: redis::RedisError| ConnectError::failed(Datastore::Redis, &endpoint, &e);
+        let failed = |e: redis::RedisError| ConnectError::failed(Datastore::Redis, &endpoint, e);
         let budget = self.connect_timeout + self.response_timeout;
         with_timeout(Datastore::Redis, &endpoint, budget, async {
             match &self.topology {
@@ -275,50 +339,72 @@ impl RedisConfig {
                     Ok(RedisConnection::Single(connection))
                 }
                 Topology::Sentinel { master, sentinels } => {
-                    let nodes = sentinels
-                        .iter()
-                        .map(|n| Ok(self.connection_info(n)?.set_redis_settings(self.sentinel_info())))
-                        .collect::<Result<Vec<_>, ConnectError>>()?;
-                    let mut node_info = redis::sentinel::SentinelNodeConnectionInfo::default()
-                        .set_redis_connection_info(self.redis_info());
-                    if let Some(tls) = &self.tls {
-                        node_info = node_info.set_tls_mode(if tls.insecure {
-                            redis::TlsMode::Insecure
-                        } else {
-                            redis::TlsMode::Secure
-                        });
-                    }
-                    let mut client = redis::sentinel::SentinelClient::build(
-                        nodes,
-                        master.clone(),
-                        Some(node_info),
-                        redis::sentinel::SentinelServerType::Master,
-                    )
-                    .map_err(failed)?;
-                    let connection = client.get_async_connection().await.map_err(failed)?;
+                    let mut client = self.sentinel_client(master, sentinels)?;
+                    let connection =
+                        client.get_async_connection_with_config(&self.async_config()).await.map_err(failed)?;
                     Ok(RedisConnection::Single(connection))
                 }
                 Topology::Cluster { nodes } => {
-                    let infos = nodes.iter().map(|n| self.connection_info(n)).collect::<Result<Vec<_>, _>>()?;
-                    let mut builder = redis::cluster::ClusterClientBuilder::new(infos)
-                        .connection_timeout(self.connect_timeout)
-                        .response_timeout(self.response_timeout);
-                    if let Some(user) = &self.username {
-                        builder = builder.username(user);
-                    }
-                    if let Some(password) = &self.password {
-                        builder = builder.password(password.expose());
-                    }
-                    if let Some(certs) = self.certificates()? {
-                        builder = builder.certs(certs);
-                    }
-                    let client = builder.build().map_err(failed)?;
-                    let connection = client.get_async_connection().await.map_err(failed)?;
+                    let connection = self.cluster_client(nodes)?.get_async_connection().await.map_err(failed)?;
                     Ok(RedisConnection::Cluster(connection))
                 }
             }
         })
         .await
+    }
+
+    /// Connects and returns a [`RedisManager`]: one object a service clones into its tasks, which
+    /// reconnects by itself when the server restarts or, behind Sentinels, fails over. Made
+    /// with the same address, credentials, database, TLS and timeouts as
+    /// [`RedisConfig::connect`], and fails as it does when the first connection cannot be made.
+    pub async fn manager(&self) -> Result<RedisManager, ConnectError> {
+        let endpoint = self.endpoint();
+        let failed = |e: redis::RedisError| ConnectError::failed(Datastore::Redis, &endpoint, e);
+        let budget = self.connect_timeout + self.response_timeout;
+        let inner = with_timeout(Datastore::Redis, &endpoint, budget, async {
+            match &self.topology {
+                Topology::Standalone(_) => {
+                    let client = self.client()?;
+                    // A plain connection first, so that a wrong password or a refused port fails at
+                    // once: the manager retries every failure of its first connection for seconds.
+                    client.get_multiplexed_async_connection_with_config(&self.async_config()).await.map_err(failed)?;
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.connect_timeout))
+                        .set_response_timeout(Some(self.response_timeout));
+                    let manager =
+                        redis::aio::ConnectionManager::new_with_config(client, config).await.map_err(failed)?;
+                    Ok(Managed::Single(manager))
+                }
+                Topology::Sentinel { master, sentinels } => {
+                    let mut client = self.sentinel_client(master, sentinels)?;
+                    let config = self.async_config();
+                    let connection = client.get_async_connection_with_config(&config).await.map_err(failed)?;
+                    let state = Arc::new(tokio::sync::Mutex::new(MasterState {
+                        client,
+                        connection: Some(connection),
+                        generation: 0,
+                    }));
+                    let watcher = tokio::spawn(watch_failovers(
+                        state.clone(),
+                        self.sentinel_infos(sentinels)?,
+                        master.clone(),
+                        budget,
+                    ));
+                    Ok(Managed::Sentinel(Arc::new(SentinelMaster {
+                        state,
+                        config,
+                        budget,
+                        watcher: watcher.abort_handle(),
+                    })))
+                }
+                Topology::Cluster { nodes } => {
+                    let connection = self.cluster_client(nodes)?.get_async_connection().await.map_err(failed)?;
+                    Ok(Managed::Cluster(connection))
+                }
+            }
+        })
+        .await?;
+        Ok(RedisManager { endpoint: endpoint.into(), db: self.db, inner })
     }
 
     /// Connects, runs `INFO server` and returns the server version.
@@ -332,7 +418,7 @@ impl RedisConfig {
                 RedisConnection::Single(c) => command.query_async(c).await,
                 RedisConnection::Cluster(c) => command.query_async(c).await,
             };
-            let reply = reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, &e))?;
+            let reply = reply.map_err(|e| ConnectError::failed(Datastore::Redis, &endpoint, e))?;
             // A cluster answers with one reply per node; every node must answer.
             first_text(&reply)
                 .ok_or_else(|| ConnectError::message(Datastore::Redis, &endpoint, "INFO server gave no text answer"))
@@ -350,8 +436,205 @@ impl RedisConfig {
 /// A connection to a single server or to a cluster. Both implement `redis::aio::ConnectionLike`.
 #[allow(missing_debug_implementations)]
 pub enum RedisConnection {
+    /// A standalone server, or the master a Sentinel named when connecting.
     Single(redis::aio::MultiplexedConnection),
+    /// A Redis Cluster, commands routed by slot.
     Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// A Redis connection that reconnects by itself, for a service to share: clones use the same
+/// connection, and it implements `redis::aio::ConnectionLike`, so commands run on it as on any
+/// connection of the driver. Made by [`RedisConfig::manager`].
+///
+/// - A standalone server: the driver's `ConnectionManager`, which reconnects in the background
+///   with backoff when the connection breaks.
+/// - Sentinel: a connection to the master the Sentinels name. When the Sentinels announce a new
+///   master (`+switch-master`, watched on a background task that ends with the last clone), or
+///   the connection breaks, times out or meets a replica (`READONLY`), the next command asks the
+///   Sentinels again and connects to the master they name then.
+/// - Cluster: the driver's cluster connection, which reconnects to nodes and follows slot moves.
+///
+/// As with the driver's manager, the command that meets a broken connection fails; retry it
+/// if it is safe to run twice. `Debug` shows the endpoint, never the password.
+///
+/// ```rust,no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use datastores::redis_driver::AsyncCommands;
+/// use datastores::{RedisConfig, Settings, Source};
+///
+/// let settings = Settings::new().layer(Source::Environment, std::env::vars());
+/// let redis = RedisConfig::from_settings(&settings)?.manager().await?;
+/// // Each task takes a clone; all of them share one connection.
+/// let mut connection = redis.clone();
+/// let () = connection.set_ex("session:42", "alice", 3600).await?;
+/// let user: Option<String> = connection.get("session:42").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisManager {
+    endpoint: Arc<str>,
+    db: i64,
+    inner: Managed,
+}
+
+#[derive(Clone)]
+enum Managed {
+    Single(redis::aio::ConnectionManager),
+    Sentinel(Arc<SentinelMaster>),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl fmt::Debug for RedisManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.inner {
+            Managed::Single(_) => "standalone",
+            Managed::Sentinel(_) => "sentinel",
+            Managed::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisManager")
+            .field("endpoint", &self.endpoint)
+            .field("db", &self.db)
+            .field("topology", &kind)
+            .finish()
+    }
+}
+
+impl redis::aio::ConnectionLike for RedisManager {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match &mut self.inner {
+            Managed::Single(connection) => connection.req_packed_command(cmd),
+            Managed::Cluster(connection) => connection.req_packed_command(cmd),
+            Managed::Sentinel(master) => Box::pin(async move {
+                let (generation, mut connection) = master.connection().await?;
+                let result = connection.req_packed_command(cmd).await;
+                master.forget_if_broken(generation, &result).await;
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match &mut self.inner {
+            Managed::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Managed::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Managed::Sentinel(master) => Box::pin(async move {
+                let (generation, mut connection) = master.connection().await?;
+                let result = connection.req_packed_commands(pipeline, offset, count).await;
+                master.forget_if_broken(generation, &result).await;
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        self.db
+    }
+}
+
+/// The connection to the master the Sentinels named last, replaced when it breaks or the
+/// Sentinels announce another master.
+struct SentinelMaster {
+    state: Arc<tokio::sync::Mutex<MasterState>>,
+    config: AsyncConnectionConfig,
+    /// How long asking the Sentinels and connecting to the master may take.
+    budget: Duration,
+    /// The task running [`watch_failovers`], stopped with the last clone of the manager.
+    watcher: tokio::task::AbortHandle,
+}
+
+impl Drop for SentinelMaster {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+struct MasterState {
+    client: redis::sentinel::SentinelClient,
+    connection: Option<redis::aio::MultiplexedConnection>,
+    /// Counts connections made, so that a command that fails on an old one does not drop its
+    /// replacement.
+    generation: u64,
+}
+
+impl SentinelMaster {
+    /// The current connection, or a new one to the master the Sentinels name now. Callers wait
+    /// for one another, so a failover makes one new connection, not one per caller.
+    async fn connection(&self) -> redis::RedisResult<(u64, redis::aio::MultiplexedConnection)> {
+        let mut state = self.state.lock().await;
+        if let Some(connection) = &state.connection {
+            return Ok((state.generation, connection.clone()));
+        }
+        let connected = tokio::time::timeout(self.budget, state.client.get_async_connection_with_config(&self.config));
+        let connection = match connected.await {
+            Ok(connection) => connection?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no master from the Sentinels within {:?}", self.budget),
+                )
+                .into());
+            }
+        };
+        state.generation += 1;
+        state.connection = Some(connection.clone());
+        Ok((state.generation, connection))
+    }
+
+    /// Drops connection `generation` when `result` says it is broken or no longer a master's.
+    async fn forget_if_broken<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
+        let Err(error) = result else { return };
+        let replaced = error.is_unrecoverable_error()
+            || error.is_io_error()
+            || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly);
+        if !replaced {
+            return;
+        }
+        let mut state = self.state.lock().await;
+        if state.generation == generation && state.connection.is_some() {
+            tracing::debug!(%error, "Redis master connection lost; asking the Sentinels again");
+            state.connection = None;
+        }
+    }
+}
+
+/// Listens on the Sentinels for `+switch-master` of `master` and drops the connection to the
+/// old master as soon as they announce a new one. Until the Sentinels demote it (which can take
+/// seconds), the old master still takes writes, which its demotion then discards; a broken
+/// connection or a `READONLY` answer alone would find the new master only then. Moves on to the
+/// next Sentinel when one goes away.
+async fn watch_failovers(
+    state: Arc<tokio::sync::Mutex<MasterState>>,
+    sentinels: Vec<ConnectionInfo>,
+    master: String,
+    budget: Duration,
+) {
+    use futures::StreamExt;
+    loop {
+        for info in &sentinels {
+            let Ok(client) = redis::Client::open(info.clone()) else { continue };
+            let subscribed = tokio::time::timeout(budget, async {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.subscribe("+switch-master").await?;
+                Ok::<_, redis::RedisError>(pubsub)
+            });
+            let Ok(Ok(pubsub)) = subscribed.await else { continue };
+            let mut messages = pubsub.into_on_message();
+            while let Some(message) = messages.next().await {
+                // `<master> <old ip> <old port> <new ip> <new port>`
+                let payload: String = message.get_payload().unwrap_or_default();
+                if payload.split(' ').next() == Some(master.as_str()) {
+                    tracing::debug!(%payload, "the Sentinels switched the Redis master");
+                    state.lock().await.connection = None;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The text of a reply: a plain string, or the first node's answer in a cluster's map of them.
@@ -437,8 +720,17 @@ mod tests {
     }
 
     #[test]
+    fn the_manager_can_be_shared_between_tasks() {
+        fn shared<T: Clone + Send + Sync + 'static>() {}
+        shared::<RedisManager>();
+    }
+
+    #[test]
     fn malformed_url_names_the_variable() {
-        let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "http://h")])).unwrap_err().to_string();
+        let error = RedisConfig::from_settings(&env(&[("REDIS_URL", "http://h")])).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Config);
+        assert_eq!(error.origin(), Some("environment variable REDIS_URL"));
+        let err = error.to_string();
         assert!(err.contains("environment variable REDIS_URL"), "{err}");
         let err = RedisConfig::from_settings(&env(&[("REDIS_URL", "redis://h/zero")])).unwrap_err().to_string();
         assert!(err.contains("REDIS_URL") && err.contains("zero"), "{err}");

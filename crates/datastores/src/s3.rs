@@ -12,10 +12,18 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
 use crate::settings::{Secret, Settings, invalid};
 
+/// How the S3 client authenticates. `Debug` hides the secret key and session token.
 #[derive(Clone, Debug)]
 pub enum S3Credentials {
     /// Keys given in the configuration.
-    Static { access_key_id: String, secret_access_key: Secret, session_token: Option<Secret> },
+    Static {
+        /// `AWS_ACCESS_KEY_ID`.
+        access_key_id: String,
+        /// `AWS_SECRET_ACCESS_KEY` (or `_FILE`).
+        secret_access_key: Secret,
+        /// `AWS_SESSION_TOKEN` (or `_FILE`), for temporary credentials.
+        session_token: Option<Secret>,
+    },
     /// The AWS SDK's default chain: environment, shared profile, web identity (EKS IRSA),
     /// container and instance metadata. This chain reads the process environment itself.
     DefaultChain,
@@ -24,23 +32,38 @@ pub enum S3Credentials {
 /// Server-side encryption requested on every object written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sse {
+    /// `AES256`: SSE-S3, keys managed by the store.
     Aes256,
-    Kms { key_id: Option<String> },
+    /// `aws:kms`: SSE-KMS.
+    Kms {
+        /// The KMS key (`S3_SSE_KMS_KEY_ID`); `None` for the bucket's default key.
+        key_id: Option<String>,
+    },
 }
 
 /// Where objects go. `Debug` and `Display` never show the secret key.
 #[derive(Clone, Debug)]
 pub struct S3Config {
+    /// The bucket (`S3_BUCKET`).
     pub bucket: String,
     /// Prepended to every key; empty or ending in `/`.
     pub prefix: String,
+    /// The region (`AWS_REGION` or `AWS_DEFAULT_REGION`, default `us-east-1`).
     pub region: String,
     /// For S3-compatible stores (MinIO, Ceph, ...): `http(s)://host:port`.
     pub endpoint: Option<String>,
+    /// Address the bucket in the path (`host/bucket/key`) rather than the host name
+    /// (`S3_FORCE_PATH_STYLE`; on by default with a custom `endpoint`).
     pub force_path_style: bool,
+    /// Static keys, or the AWS default chain when none are configured.
     pub credentials: S3Credentials,
+    /// Server-side encryption of objects written (`S3_SSE`); `None` leaves it to the bucket.
     pub sse: Option<Sse>,
+    /// Bounds each read of a response, and connecting too, at most 10 s of it (`S3_TIMEOUT`,
+    /// default 30 s).
     pub timeout: Duration,
+    /// Attempts per request, the first included, with the SDK's standard retries (`S3_MAX_ATTEMPTS`,
+    /// 1 to 100, default 5).
     pub max_attempts: u32,
 }
 
@@ -130,6 +153,7 @@ impl S3Config {
         })
     }
 
+    /// Where the bucket is, for messages: `endpoint/bucket`, or `s3://bucket (region)` on AWS.
     pub fn endpoint(&self) -> String {
         match &self.endpoint {
             Some(endpoint) => format!("{endpoint}/{}", self.bucket),
@@ -150,6 +174,7 @@ impl S3Config {
         }
     }
 
+    /// The encryption to request on each object written, in the SDK's type.
     pub fn server_side_encryption(&self) -> Option<ServerSideEncryption> {
         self.sse.as_ref().map(|sse| match sse {
             Sse::Aes256 => ServerSideEncryption::Aes256,
@@ -157,6 +182,9 @@ impl S3Config {
         })
     }
 
+    /// An S3 client with this configuration's region, endpoint, addressing, credentials, timeouts
+    /// and retries. It connects lazily. With the default chain it first loads the AWS SDK's shared
+    /// configuration, which reads the process environment and profile files.
     pub async fn client(&self) -> aws_sdk_s3::Client {
         let mut builder = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())

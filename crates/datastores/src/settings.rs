@@ -37,6 +37,46 @@ struct Layer {
 }
 
 /// Layered configuration variables. See the module documentation for the rules.
+///
+/// ```rust
+/// use std::collections::BTreeMap;
+/// use std::time::Duration;
+/// use datastores::{Settings, Source};
+///
+/// let dir = tempfile::tempdir()?;
+/// let secret = dir.path().join("password");
+/// std::fs::write(&secret, "s3cret\n")?;
+/// let secret = secret.to_str().expect("a UTF-8 path");
+///
+/// // Flags first, then the environment: a layer added later has a lower priority.
+/// let flags = BTreeMap::from([("POSTGRES_PORT".to_owned(), "--postgres-port".to_owned())]);
+/// let settings = Settings::new().layer(Source::Flags(flags), [("POSTGRES_PORT", "6432")]).layer(
+///     Source::Environment,
+///     [
+///         ("POSTGRES_PORT", "5432"),
+///         ("POSTGRES_HOST", ""),
+///         ("POSTGRES_CONNECT_TIMEOUT", "2s"),
+///         ("POSTGRES_PASSWORD_FILE", secret),
+///     ],
+/// );
+///
+/// // The highest layer wins, and the value remembers where it came from.
+/// let port = settings.get("POSTGRES_PORT")?.expect("set");
+/// assert_eq!(port.text, "6432");
+/// assert_eq!(port.origin.to_string(), "flag --postgres-port");
+/// assert_eq!(settings.port("POSTGRES_PORT")?, Some(6432));
+/// assert_eq!(settings.duration("POSTGRES_CONNECT_TIMEOUT")?, Some(Duration::from_secs(2)));
+/// // An empty value counts as unset.
+/// assert!(!settings.is_set("POSTGRES_HOST"));
+/// // `NAME_FILE` gives the content of a file, such as a mounted Kubernetes Secret.
+/// assert_eq!(settings.get("POSTGRES_PASSWORD")?.expect("set").text, "s3cret");
+///
+/// // A value that does not parse is an error naming its origin.
+/// let bad = Settings::new().layer(Source::Environment, [("REDIS_DB", "two")]);
+/// let error = bad.count("REDIS_DB").unwrap_err();
+/// assert_eq!(error.to_string(), r#"environment variable REDIS_DB: "two" is not a whole number"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     layers: Vec<Layer>,
@@ -63,7 +103,9 @@ impl Origin {
 /// A value and its origin. Its `Debug` output hides the text, which may be a secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Value {
+    /// The value as given, or the content of the `_FILE` file without its final newline.
     pub text: String,
+    /// Where the value came from, for error messages.
     pub origin: Origin,
     /// The layer the value came from; 0 is the highest. A URL's parts carry the URL's rank, so a
     /// variable from a lower layer does not override a URL given on the command line.
@@ -81,6 +123,7 @@ impl fmt::Debug for Value {
 }
 
 impl Settings {
+    /// Settings with no layers: every variable is unset.
     pub fn new() -> Settings {
         Settings::default()
     }
@@ -167,6 +210,8 @@ impl Settings {
         found.into_iter().collect()
     }
 
+    /// The value of `name` (as [`Settings::get`]) parsed by `parse`; a parse failure becomes
+    /// [`ConfigError::Invalid`] naming the value's origin and `parse`'s reason.
     pub fn get_parsed<T>(
         &self,
         name: &str,
@@ -178,18 +223,23 @@ impl Settings {
         }
     }
 
+    /// The value of `name` as a TCP port (1-65535).
     pub fn port(&self, name: &str) -> Result<Option<u16>, ConfigError> {
         self.get_parsed(name, parse_port)
     }
 
+    /// The value of `name` as a duration, in the forms [`parse_duration`] accepts (a bare number is
+    /// seconds).
     pub fn duration(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
         self.get_parsed(name, parse_duration)
     }
 
+    /// The value of `name` as a boolean, in the forms [`parse_bool`] accepts.
     pub fn boolean(&self, name: &str) -> Result<Option<bool>, ConfigError> {
         self.get_parsed(name, parse_bool)
     }
 
+    /// The value of `name` as a non-negative whole number.
     pub fn count(&self, name: &str) -> Result<Option<usize>, ConfigError> {
         self.get_parsed(name, |text| {
             text.trim().parse::<usize>().map_err(|_| format!("{text:?} is not a whole number"))
@@ -228,6 +278,7 @@ pub fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// Parses `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`, ignoring case and surrounding spaces.
 pub fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -299,10 +350,12 @@ pub fn parse_list(text: &str) -> Vec<String> {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
 
+    /// The secret in clear text, for handing it to a client library; never log or display it.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -18,7 +18,10 @@ pub struct WeaviateConfig {
     pub url: url::Url,
     /// Sent as `Authorization: Bearer <key>` (Weaviate's API-key authentication).
     pub api_key: Option<Secret>,
+    /// A PEM file of CA certificates to trust for `https` instead of the Mozilla roots
+    /// (`WEAVIATE_CA_CERT`).
     pub ca_file: Option<PathBuf>,
+    /// Bounds connecting and each whole request (`WEAVIATE_TIMEOUT`, default 10 s).
     pub timeout: Duration,
 }
 
@@ -53,6 +56,7 @@ impl WeaviateConfig {
         })
     }
 
+    /// `host:port` of the URL, for messages.
     pub fn endpoint(&self) -> String {
         let host = self.url.host_str().unwrap_or_default();
         match self.url.port_or_known_default() {
@@ -61,6 +65,8 @@ impl WeaviateConfig {
         }
     }
 
+    /// A client for the `/v1` API that verifies the server's certificate and sends the API key.
+    /// Fails when the CA file cannot be used; nothing is sent before the first request.
     pub fn client(&self) -> Result<WeaviateClient, ConnectError> {
         let tls = tls::client_config(Verification::Full, self.ca_file.as_deref())
             .map_err(|m| ConnectError::message(Datastore::Weaviate, &self.endpoint(), m))?;
@@ -70,7 +76,7 @@ impl WeaviateConfig {
             .connect_timeout(self.timeout)
             .user_agent(concat!("dbkit/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ConnectError::failed(Datastore::Weaviate, &self.endpoint(), &e))?;
+            .map_err(|e| ConnectError::failed(Datastore::Weaviate, &self.endpoint(), e))?;
         Ok(WeaviateClient { http, config: self.clone() })
     }
 
@@ -90,7 +96,9 @@ impl WeaviateConfig {
 /// `GET /v1/meta`, as the OpenAPI `Meta` definition describes it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Meta {
+    /// The address the server reports for itself, such as `http://[::]:8080`.
     pub hostname: Option<String>,
+    /// The server's version, such as `1.22.13`.
     pub version: String,
     /// Module name to module-specific information.
     #[serde(default)]
@@ -128,7 +136,7 @@ impl WeaviateClient {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, e))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -159,9 +167,9 @@ impl WeaviateClient {
         if let Some(body) = body {
             builder = builder.json(body);
         }
-        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let response = builder.send().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, e))?;
         Ok((status, bytes.to_vec()))
     }
 
@@ -175,14 +183,17 @@ impl WeaviateClient {
         self.send(reqwest::Method::GET, ".well-known/ready", None).await.map(drop)
     }
 
+    /// `GET /v1/meta`: the server's version and modules.
     pub async fn meta(&self) -> Result<Meta, ConnectError> {
         self.get_json("meta").await
     }
 
+    /// `GET /v1/{path}`, the answer's JSON body parsed as `T`; fails on a status outside 2xx or a
+    /// body that does not parse.
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ConnectError> {
         let endpoint = self.config.endpoint();
         let response = self.send(reqwest::Method::GET, path, None).await?;
-        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, &e))?;
+        let bytes = response.bytes().await.map_err(|e| ConnectError::failed(Datastore::Weaviate, &endpoint, e))?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ConnectError::message(Datastore::Weaviate, &endpoint, format!("GET /v1/{path}: unexpected answer: {e}"))
         })

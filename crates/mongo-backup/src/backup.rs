@@ -18,16 +18,21 @@ use futures::TryStreamExt;
 use crate::manifest::{CollectionInfo, Consistency, ContentHash, Manifest, artifact_name};
 use crate::zipstream::ZipStreamWriter;
 
+/// What to back up, and where to store it (at least one of `local_dir` and `s3`).
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
     /// The databases to back up; empty: every database but `admin`, `local` and `config`.
     pub databases: Vec<String>,
+    /// How the archive is compressed, as a whole (`mongo-backup` uses zstd:3).
     pub compression: Compression,
+    /// The tier the backup is taken for: its folder, and how long retention keeps it.
     pub tier: Tier,
-    /// BACKUP_DIR.
+    /// The local folder (`BACKUP_DIR`); `None` for no local copy.
     pub local_dir: Option<PathBuf>,
+    /// The bucket and prefix to upload to; `None` for no upload.
     pub s3: Option<S3Config>,
-    /// The first S3 parts' size; later parts grow.
+    /// The first S3 parts' size in bytes, raised to S3's minimum of 5 MiB; later parts grow,
+    /// see [`backup_core::part_size`].
     pub part_size: usize,
 }
 
@@ -36,12 +41,23 @@ pub struct BackupOptions {
 pub struct BackupProgress {
     /// `<db>.<collection>` being read.
     pub collection: String,
+    /// Documents of that collection read so far.
     pub documents: u64,
+    /// Bytes stored so far, after compression (reported about every 4 MiB).
     pub stored_bytes: u64,
 }
 
+/// The name a backup of `databases` is listed, restored and pruned by: the one database named,
+/// else `all`.
+pub fn backup_name(databases: &[String]) -> String {
+    match databases {
+        [one] => one.clone(),
+        _ => "all".to_owned(),
+    }
+}
+
 pub(crate) fn db_error(context: impl Into<String>, error: &mongodb::error::Error) -> Error {
-    Error::Database { context: context.into(), message: datastores::error_chain(error) }
+    Error::database(context, error.clone())
 }
 
 /// What names the deployment: the replica set's id, else its name, else the server's address.
@@ -204,10 +220,7 @@ pub async fn backup(
         }
         options.databases.clone()
     };
-    let name = match options.databases.as_slice() {
-        [one] => one.clone(),
-        _ => "all".to_owned(),
-    };
+    let name = backup_name(&options.databases);
     let label = format!("mongodb-{name}");
     let artifact_of = |id: &str| artifact_name(id, options.compression);
     let Prepared { started, id, s3, lock: _lock } = backup_core::prepare(
@@ -470,11 +483,11 @@ fn report(
 /// A document's canonical Extended JSON, for metadata read back.
 pub(crate) fn from_extjson(bytes: &[u8], origin: &str) -> Result<Document, Error> {
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::Refused(format!("{origin} is not valid JSON: {e}")))?;
+        serde_json::from_slice(bytes).map_err(|e| Error::Damaged(format!("{origin} is not valid JSON: {e}")))?;
     match Bson::try_from(value) {
         Ok(Bson::Document(doc)) => Ok(doc),
-        Ok(_) => Err(Error::Refused(format!("{origin} is not a JSON object"))),
-        Err(e) => Err(Error::Refused(format!("{origin} is not Extended JSON: {e}"))),
+        Ok(_) => Err(Error::Damaged(format!("{origin} is not a JSON object"))),
+        Err(e) => Err(Error::Damaged(format!("{origin} is not Extended JSON: {e}"))),
     }
 }
 

@@ -9,17 +9,20 @@
 //! consistency, every collection's documents, bytes and content hash, and the server version.
 //!
 //! The library does not print, exit or read the environment.
+#![warn(missing_docs)]
 
 mod backup;
+mod job;
 mod manifest;
 mod ops;
 mod restore;
 mod verify;
 pub mod zipstream;
 
-pub use crate::backup::{BackupOptions, BackupProgress, backup};
+pub use crate::backup::{BackupOptions, BackupProgress, backup, backup_name};
+pub use crate::job::{BackupRun, backup_and_prune};
 pub use crate::manifest::{CollectionInfo, Consistency, Manifest, artifact_name};
 pub use crate::ops::{Deployment, Listed, backup_run, list, prune};
 pub use crate::restore::{CollectionCount, RestoreOptions, RestoreReport, restore};
 pub use crate::verify::{VerifyOptions, VerifyReport, verify};
-pub use backup_core::{Error, Retention, Selector, Stores};
+pub use backup_core::{Error, Notices, Notifications, Policy, Retention, Selector, Stores};

@@ -13,20 +13,32 @@ use crate::manifest::{Consistency, Manifest};
 /// One line of `list`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Listed {
+    /// The backup's id.
     pub id: String,
+    /// What was backed up: a database's name, or `all`.
     pub name: String,
+    /// The deployment it came from; `None` in manifests that do not record one.
     pub deployment: Option<String>,
+    /// The tier it was taken for.
     pub tier: Tier,
+    /// Collections and views in the backup.
     pub collections: usize,
+    /// Documents in the backup.
     pub documents: u64,
+    /// Bytes stored.
     pub size_bytes: u64,
+    /// Whether every collection was read in a snapshot.
     pub consistency: Consistency,
+    /// When it finished (UTC).
     pub finished_at: DateTime<Utc>,
+    /// Whether a verification passed (in any of the stores that hold it).
     pub verified: bool,
     /// `local`, `s3`, or both.
     pub stored_in: Vec<String>,
 }
 
+/// Every MongoDB backup in the stores, oldest first; a backup held by both stores is one line.
+/// Manifests of other datastores are skipped; an unreadable one is an error.
 pub async fn list(stores: &Stores) -> Result<Vec<Listed>, Error> {
     Ok(backup_core::listed::<Manifest>(stores)
         .await?
@@ -52,6 +64,8 @@ pub async fn list(stores: &Stores) -> Result<Vec<Listed>, Error> {
 pub struct Deployment {
     /// The backup's name: the database's, or `all`.
     pub name: String,
+    /// The deployment, as manifests record it: `replicaSetId:<id>`, else `setName:<name>`, else
+    /// `host:<address>`.
     pub deployment: String,
 }
 

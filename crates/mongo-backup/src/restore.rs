@@ -21,8 +21,11 @@ use crate::backup::{code, db_error, from_extjson};
 use crate::manifest::{ContentHash, Manifest};
 use crate::zipstream::ZipStreamReader;
 
+/// How to restore a backup: which one, which collections, where to, and with what consent.
 #[derive(Clone, Debug)]
 pub struct RestoreOptions {
+    /// Which backup: the latest (of `name`), an id, a file (its manifest beside it, when there
+    /// is one) or an S3 key.
     pub selector: Selector,
     /// With `Latest`: the newest backup of this name (a database's name, or `all`).
     pub name: Option<String>,
@@ -34,25 +37,37 @@ pub struct RestoreOptions {
     pub exclude: Vec<String>,
     /// Replace collections that hold documents (needs `yes`).
     pub clean: bool,
+    /// Confirms `clean`.
     pub yes: bool,
+    /// Where to look for the backup.
     pub stores: Stores,
 }
 
+/// A collection as restored.
 #[derive(Clone, Debug, Serialize)]
 pub struct CollectionCount {
+    /// The database it was restored into.
     pub database: String,
+    /// The collection's name.
     pub collection: String,
+    /// Documents loaded, as the server acknowledged them.
     pub documents: u64,
+    /// Indexes of its metadata, `_id_` included.
     pub indexes: usize,
     /// The target held documents and was replaced.
     pub replaced: bool,
 }
 
+/// What a restore did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RestoreReport {
+    /// The backup restored: its id, or its location when it has no manifest.
     pub backup: String,
+    /// Every collection restored.
     pub collections: Vec<CollectionCount>,
+    /// Their documents in all.
     pub documents: u64,
+    /// How long the restore took, in seconds.
     pub seconds: f64,
     /// Of `seconds`, the time spent renaming loaded collections over their targets (a catalog
     /// change on mongod; a copy on some MongoDB-compatible servers).
@@ -103,7 +118,7 @@ pub(crate) fn read_archive(
     std::thread::spawn(move || {
         let reader: Box<dyn Read + Send> = backup_core::decompressed(&path, compression)?;
         let mut zip = ZipStreamReader::new(reader);
-        let broken = |e: std::io::Error| Error::Refused(format!("{} is not a whole archive: {e}", path.display()));
+        let broken = |e: std::io::Error| Error::Damaged(format!("{} is not a whole archive: {e}", path.display()));
         while let Some(entry) = zip.next_entry().map_err(broken)? {
             let Some((database, collection, is_metadata)) = entry_name(&entry.name) else {
                 // Not ours (a prelude.json of mongodump): skipped.
@@ -280,9 +295,16 @@ impl Plan {
     }
 }
 
+/// Restores a backup without ever leaving a target collection half-restored. The backup's
+/// SHA-256 is checked first; every wanted collection is loaded into a scratch collection beside
+/// its target and counted against the archive and the manifest, and only when all are loaded are
+/// they renamed over their targets. A failure before that drops the scratch collections and
+/// leaves every target as it was. A target that holds documents refuses the restore, before
+/// anything is written, with [`Error::NeedsConsent`] unless `clean` and `yes`; `include` and
+/// `exclude` matching nothing is [`Error::Invalid`].
 pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
     if options.clean && !options.yes {
-        return Err(Error::Refused("--clean replaces collections that hold documents: add --yes to confirm".into()));
+        return Err(Error::NeedsConsent("--clean replaces collections that hold documents: add --yes to confirm".into()));
     }
     let begun = Instant::now();
     let found = find(&options.stores, &options.selector, options.name.as_deref()).await?;
@@ -326,7 +348,7 @@ pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<Re
                 }
             }
             if !occupied.is_empty() {
-                return Err(Error::Refused(format!(
+                return Err(Error::NeedsConsent(format!(
                     "{} already hold documents; nothing was restored (replace them with --clean --yes)",
                     occupied.join(", ")
                 )));
@@ -433,7 +455,7 @@ pub(crate) async fn load(
             match item {
                 Item::Metadata { database, collection, metadata } => {
                     if let Some(loading) = &current {
-                        return Err(Error::Refused(format!(
+                        return Err(Error::Damaged(format!(
                             "{}: the archive has no documents entry for {}.{} before {database}.{collection}",
                             path.display(),
                             loading.source_database,
@@ -458,7 +480,7 @@ pub(crate) async fn load(
                     if let Mode::Replace { clean: false, .. } = mode
                         && holds_documents(client, &target, &collection).await?
                     {
-                        return Err(Error::Refused(format!(
+                        return Err(Error::NeedsConsent(format!(
                             "{target}.{collection} already holds documents; nothing was replaced (replace it with \
                              --clean --yes)"
                         )));
@@ -572,7 +594,7 @@ pub(crate) async fn load(
             }
         }
         outcome?;
-        return Err(Error::Refused(format!("{}: the archive ends inside a collection's documents", path.display())));
+        return Err(Error::Damaged(format!("{}: the archive ends inside a collection's documents", path.display())));
     }
     // Every collection is loaded and counted: now, and only now, the targets are replaced.
     let mut swap_seconds = 0.0;
@@ -582,7 +604,7 @@ pub(crate) async fn load(
             let clean = matches!(mode, Mode::Replace { clean: true, .. });
             s.count.replaced = holds_documents(client, &s.database, &s.collection).await?;
             if s.count.replaced && !clean {
-                return Err(Error::Refused(format!(
+                return Err(Error::Conflict(format!(
                     "{}.{} received documents during the restore; it was left as it is, and the restored copy is \
                      {}.{} (replace it with --clean --yes)",
                     s.database, s.collection, s.database, s.scratch

@@ -18,33 +18,50 @@ use crate::backup::db_error;
 use crate::manifest::{ContentHash, Manifest};
 use crate::restore::{Item, Mode, Plan, fetch_checked, find, load, read_archive};
 
+/// How to verify a backup.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
+    /// Which backup: the latest (of `name`), an id, a file or an S3 key; it needs its manifest.
     pub selector: Selector,
     /// With `Latest`: the newest backup of this name.
     pub name: Option<String>,
+    /// Also restore into scratch databases and compare each collection read back from the
+    /// server (needs a connection).
     pub compare: bool,
+    /// Where to look for the backup.
     pub stores: Stores,
 }
 
+/// What a verification that passed checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
+    /// The backup verified, by id.
     pub backup: String,
+    /// The stored bytes match the manifest's SHA-256 (always `true` in a report: a mismatch is
+    /// an error).
     pub checksum: bool,
+    /// Collections whose documents were read from the archive and matched the manifest.
     pub collections: usize,
+    /// Their documents in all.
     pub documents: u64,
     /// With `compare`: the collections restored and read back.
     pub compared: usize,
+    /// How long the verification took, in seconds.
     pub seconds: f64,
     /// Scratch databases that could not be dropped, or that a killed verify left and were.
     pub warnings: Vec<String>,
 }
 
+/// Verifies a backup: its SHA-256, every document of the archive decoded and each collection's
+/// count and content hash compared with the manifest, and with `compare` the same read back from
+/// a restore into scratch databases (`mongo` is needed for that only), which are dropped after.
+/// Any difference is [`Error::Verify`]; a backup without a manifest is [`Error::NotFound`]. A
+/// successful verification is recorded in the manifest, which retention then protects.
 pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Result<VerifyReport, Error> {
     let begun = std::time::Instant::now();
     let found = find(&options.stores, &options.selector, options.name.as_deref()).await?;
     let Some(manifest) = found.manifest.clone() else {
-        return Err(Error::Refused(format!("{} has no manifest: there is nothing to verify it against", found.name())));
+        return Err(Error::NotFound(format!("{} has no manifest: there is nothing to verify it against", found.name())));
     };
     if options.compare && mongo.is_none() {
         return Err(Error::Invalid("--compare restores the backup: it needs MONGODB_URI".into()));

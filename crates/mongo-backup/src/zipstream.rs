@@ -262,6 +262,38 @@ struct OpenStream {
 /// inner writer should buffer (a zstd encoder does). If a write to the inner writer fails, the
 /// archive is incomplete and every later call fails. Dropping the writer without
 /// [`finish`](Self::finish) leaves an archive without central directory, which no tool accepts.
+///
+/// ```rust
+/// use mongo_backup::zipstream::{EntryKind, ZipStreamReader, ZipStreamWriter};
+///
+/// // Two BSON documents: {} and {"a": 1}.
+/// let empty: &[u8] = b"\x05\x00\x00\x00\x00";
+/// let a_is_1: &[u8] = b"\x0c\x00\x00\x00\x10a\x00\x01\x00\x00\x00\x00";
+/// let metadata = br#"{"options":{},"indexes":[]}"#;
+///
+/// let mut zip = ZipStreamWriter::new(Vec::new());
+/// zip.add_whole("recommend/items.metadata.json", metadata)?;
+/// zip.start_stream("recommend/items.bson")?;
+/// zip.write_stream(&empty[..3])?; // Documents may be split anywhere.
+/// zip.write_stream(&[&empty[3..], a_is_1].concat())?;
+/// assert_eq!(zip.finish_stream()?.0, 17);
+/// let archive = zip.finish()?;
+///
+/// let mut reader = ZipStreamReader::new(archive.as_slice());
+/// let first = reader.next_entry()?.expect("the metadata");
+/// assert_eq!((first.kind, first.size), (EntryKind::Whole, Some(metadata.len() as u64)));
+/// let second = reader.next_entry()?.expect("the documents");
+/// assert_eq!((second.name.as_str(), second.kind), ("recommend/items.bson", EntryKind::Streamed));
+/// let mut documents = Vec::new();
+/// reader.read_documents(&mut |doc| {
+///     documents.push(doc.to_vec());
+///     Ok(())
+/// })?;
+/// assert_eq!(documents, [empty, a_is_1]);
+/// assert!(reader.next_entry()?.is_none());
+/// reader.finish()?; // Checks the central directory against what was read.
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct ZipStreamWriter<W: Write> {
     inner: W,
     written: u64,

@@ -17,9 +17,25 @@ use std::io::{self, Read};
 
 use xxhash_rust::xxh3::xxh3_128;
 
-/// Rows and content hash of a stream of COPY text.
+/// Rows and content hash of a stream of COPY text: one row per line, up to the `\.` line that
+/// ends COPY data in a dump. The same rows in any order give the same hash.
+///
+/// ```rust
+/// use pg_backup::RowHash;
+///
+/// let mut dumped = RowHash::default();
+/// dumped.feed(b"1\tapple\n2\tpe"); // Lines may be split anywhere.
+/// dumped.feed(b"ar\n\\.\n\n");
+/// let mut restored = RowHash::default();
+/// restored.feed(b"2\tpear\n1\tapple\n");
+/// let (rows, hash) = dumped.finish();
+/// assert_eq!(rows, 2);
+/// assert_eq!(hash.len(), 32);
+/// assert_eq!(restored.finish(), (2, hash));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct RowHash {
+    /// Rows counted so far.
     pub rows: i64,
     sum: u128,
     partial: Vec<u8>,
@@ -69,11 +85,15 @@ impl RowHash {
 /// A table's data as the dump holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableData {
+    /// The table's schema.
     pub schema: String,
+    /// The table's name, unquoted.
     pub name: String,
     /// The column list of pg_dump's COPY statement, as written there (`id, "Name", payload`).
     pub columns: Option<String>,
+    /// Its rows in the dump.
     pub rows: i64,
+    /// The [`RowHash`] of its rows, 32 hex digits.
     pub content_hash: String,
 }
 

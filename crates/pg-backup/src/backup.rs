@@ -21,28 +21,40 @@ use crate::archive::{self, DirectoryToc, PlainScanner, RowHash, TableData};
 use crate::manifest::{Compression, FileEntry, Format, Manifest, TableInfo, Tier, artifact_name};
 use crate::tools::{Credentials, Tools};
 
+/// How to take a backup, and where to store it (at least one of `local_dir` and `s3`).
 #[derive(Clone, Debug)]
 pub struct BackupOptions {
+    /// pg_dump's format (`pg-backup` uses custom unless told otherwise).
     pub format: Format,
+    /// How the dump is compressed: as a stream for the custom and plain formats, by pg_dump,
+    /// file by file, for the directory format (`pg-backup` uses zstd:3, gzip:6 for plain).
     pub compression: Compression,
     /// Parallel pg_dump jobs (directory format).
     pub jobs: u32,
+    /// The tier the backup is taken for: its folder, and how long retention keeps it.
     pub tier: Tier,
-    /// BACKUP_DIR.
+    /// The local folder (`BACKUP_DIR`); `None` for no local copy.
     pub local_dir: Option<PathBuf>,
+    /// The bucket and prefix to upload to; `None` for no upload.
     pub s3: Option<S3Config>,
+    /// Where pg_dump is.
     pub tools: Tools,
     /// Also count every table with `count(*)` in the dump's own snapshot and fail when a count
     /// differs from what the archive holds. The manifest's counts always come from the archive.
     pub exact_counts: bool,
-    /// The first S3 parts' size; later parts grow.
+    /// The first S3 parts' size in bytes, raised to S3's minimum of 5 MiB (`pg-backup` uses
+    /// 8 MiB); later parts grow, see [`part_size`](crate::part_size).
     pub part_size: usize,
 }
 
 /// Progress of a running backup.
 #[derive(Clone, Copy, Debug)]
 pub struct BackupProgress {
+    /// Bytes pg_dump wrote, before compression. A one-file backup reports it only at the end
+    /// (0 before); for the directory format, whose files pg_dump compresses, it is
+    /// `stored_bytes`.
     pub dump_bytes: u64,
+    /// Bytes stored so far, after compression.
     pub stored_bytes: u64,
 }
 
@@ -60,7 +72,7 @@ async fn inspect(client: &datastores::tokio_postgres::Client, database: &str, ex
     let row = client
         .query_one("SELECT current_setting('server_version'), current_setting('server_version_num')::int", &[])
         .await
-        .map_err(|e| Error::db("cannot read the server version", &e))?;
+        .map_err(|e| Error::db("cannot read the server version", e))?;
     let (server_version, num): (String, i32) = (row.get(0), row.get(1));
     let system_identifier = match client.query_one("SELECT system_identifier::text FROM pg_control_system()", &[]).await
     {
@@ -72,7 +84,7 @@ async fn inspect(client: &datastores::tokio_postgres::Client, database: &str, ex
     };
     let properties = datastores::pgadmin::DatabaseProperties::read(client, database)
         .await
-        .map_err(|e| Error::Database { context: e.what, message: e.message })?;
+        .map_err(Error::admin)?;
     let mut tables = Vec::new();
     for (schema, name, row_estimate) in user_tables(client).await? {
         let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };
@@ -95,7 +107,7 @@ pub(crate) async fn user_tables(
             &[],
         )
         .await
-        .map_err(|e| Error::db("cannot list the tables", &e))?;
+        .map_err(|e| Error::db("cannot list the tables", e))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
 }
 
@@ -106,7 +118,7 @@ pub(crate) async fn count_rows(
 ) -> Result<i64, Error> {
     use datastores::pgadmin::quote_ident;
     let sql = format!("SELECT count(*) FROM ONLY {}.{}", quote_ident(schema), quote_ident(table));
-    let row = client.query_one(&sql, &[]).await.map_err(|e| Error::db(format!("cannot count {schema}.{table}"), &e))?;
+    let row = client.query_one(&sql, &[]).await.map_err(|e| Error::db(format!("cannot count {schema}.{table}"), e))?;
     Ok(row.get(0))
 }
 
@@ -128,11 +140,11 @@ pub async fn backup(
         session
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
-            .map_err(|e| Error::db("cannot begin the snapshot transaction", &e))?;
+            .map_err(|e| Error::db("cannot begin the snapshot transaction", e))?;
         let row = session
             .query_one("SELECT pg_export_snapshot()", &[])
             .await
-            .map_err(|e| Error::db("cannot export a snapshot", &e))?;
+            .map_err(|e| Error::db("cannot export a snapshot", e))?;
         Some(row.get::<_, String>(0))
     } else {
         None

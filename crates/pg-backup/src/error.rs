@@ -1,51 +1,119 @@
-use datastores::ConnectError;
+use datastores::{BoxError, ConnectError, ErrorKind};
 
 /// Everything a backup command can fail with. Messages name the backup, file, key, tool or
-/// option at fault.
+/// option at fault; [`Error::kind`] tells callers which kind of failure it is, and
+/// [`Error::sqlstate`] PostgreSQL's code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The server could not be reached.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// The server refused or failed a request.
     #[error("{context}: {message}")]
-    Database { context: String, message: String },
-    /// A PostgreSQL client tool is missing, too old, or failed.
+    Database {
+        /// What was being done.
+        context: String,
+        /// The server's message with its SQLSTATE.
+        message: String,
+        /// The client's error, where there is one (its text is in `message`).
+        error: Option<BoxError>,
+    },
+    /// A PostgreSQL client tool is missing, too old, or failed; or a worker thread failed.
     #[error("{0}")]
     Tool(String),
+    /// A local file or folder cannot be read or written.
     #[error("{context}: {source}")]
     Io {
+        /// What was being done, naming the file.
         context: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The object store failed a request.
     #[error("S3 {context}: {message}")]
-    S3 { context: String, message: String },
+    S3 {
+        /// What was being done, naming the key.
+        context: String,
+        /// The client's error with its causes.
+        message: String,
+    },
     /// Bad options: nothing was done.
     #[error("{0}")]
     Invalid(String),
-    /// Refused to protect data (a non-empty target, a failed checksum, ...).
+    /// The backup asked for does not exist.
     #[error("{0}")]
-    Refused(String),
+    NotFound(String),
+    /// Refused to replace a database without consent (`--clean --yes`, `--terminate-connections`):
+    /// nothing was changed.
+    #[error("{0}")]
+    NeedsConsent(String),
+    /// A file, archive or manifest is damaged or not what it claims to be: nothing was changed.
+    #[error("{0}")]
+    Damaged(String),
+    /// Another process changed or holds what this one needs (a backup pruned while it was
+    /// verified).
+    #[error("{0}")]
+    Conflict(String),
     /// The backup completed in some destinations, not all: `manifest.destinations` says where
     /// it is complete.
     #[error("{}; the backup is complete in {} ({})", failures.join("; "), manifest.destinations.join(" and "), manifest.id)]
-    Incomplete { failures: Vec<String>, manifest: Box<crate::Manifest> },
+    Incomplete {
+        /// What failed, one entry per destination.
+        failures: Vec<String>,
+        /// The backup's manifest.
+        manifest: Box<crate::Manifest>,
+    },
     /// A verification found differences.
     #[error("verification of {backup} failed:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Verify { backup: String, problems: Vec<String> },
+    Verify {
+        /// The backup verified.
+        backup: String,
+        /// One line per difference.
+        problems: Vec<String>,
+    },
 }
 
 impl Error {
-    pub(crate) fn db(context: impl Into<String>, error: &datastores::tokio_postgres::Error) -> Error {
+    pub(crate) fn db(context: impl Into<String>, error: datastores::tokio_postgres::Error) -> Error {
         let message = match error.as_db_error() {
             Some(db) => format!("{} [SQLSTATE {}]", db.message(), db.code().code()),
-            None => datastores::error_chain(error),
+            None => datastores::error_chain(&error),
         };
-        Error::Database { context: context.into(), message }
+        Error::Database { context: context.into(), message, error: Some(Box::new(error)) }
+    }
+
+    pub(crate) fn admin(error: datastores::pgadmin::AdminError) -> Error {
+        Error::Database { context: error.what, message: error.message, error: error.error.map(|e| Box::new(e) as BoxError) }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io { context: context.into(), source }
+    }
+
+    /// What kind of failure this is; see [`ErrorKind`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Connect(e) => e.kind(),
+            Error::Database { .. } | Error::S3 { .. } => ErrorKind::Server,
+            Error::Tool(_) | Error::Io { .. } => ErrorKind::Io,
+            Error::Invalid(_) | Error::Damaged(_) => ErrorKind::Invalid,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::NeedsConsent(_) => ErrorKind::NeedsConsent,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Incomplete { .. } => ErrorKind::Partial,
+            Error::Verify { .. } => ErrorKind::Mismatch,
+        }
+    }
+
+    /// PostgreSQL's SQLSTATE when the server refused a request or the login.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Connect(e) => e.sqlstate(),
+            Error::Database { error: Some(error), .. } => datastores::sqlstate(&**error),
+            _ => None,
+        }
     }
 }
 
@@ -54,13 +122,17 @@ impl From<backup_core::Error> for Error {
         use backup_core::Error as Core;
         match error {
             Core::Connect(e) => Error::Connect(e),
-            Core::Database { context, message } => Error::Database { context, message },
+            Core::Database { context, message, error } => Error::Database { context, message, error },
             Core::Tool(m) => Error::Tool(m),
             Core::Io { context, source } => Error::Io { context, source },
             Core::S3 { context, message } => Error::S3 { context, message },
             Core::Invalid(m) => Error::Invalid(m),
-            Core::Refused(m) => Error::Refused(m),
+            Core::NotFound(m) => Error::NotFound(m),
+            Core::NeedsConsent(m) => Error::NeedsConsent(m),
+            Core::Damaged(m) => Error::Damaged(m),
+            Core::Conflict(m) => Error::Conflict(m),
             Core::Verify { backup, problems } => Error::Verify { backup, problems },
+            // Only pg-backup's own writer reports an incomplete backup, with its manifest.
             other => Error::Tool(other.to_string()),
         }
     }

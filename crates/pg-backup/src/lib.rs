@@ -10,10 +10,12 @@
 //! `backup-core`, shared with `mongo-backup`; the names this crate always had are re-exported.
 //!
 //! The library does not print, exit or read the environment.
+#![warn(missing_docs)]
 
 mod archive;
 mod backup;
 mod error;
+mod job;
 mod manifest;
 mod ops;
 mod restore;
@@ -23,6 +25,7 @@ mod verify;
 pub use crate::archive::{RowHash, TableData};
 pub use crate::backup::{BackupOptions, BackupProgress, backup};
 pub use crate::error::Error;
+pub use crate::job::{BackupRun, backup_and_prune};
 pub use crate::manifest::{
     Compression, FileEntry, Format, Manifest, TableInfo, Tier, Verification, artifact_name, backup_id, manifest_name,
 };
@@ -33,6 +36,7 @@ pub use crate::restore::{
 pub use crate::tools::Tools;
 pub use crate::verify::{VerifyOptions, VerifyReport, verify};
 pub use backup_core::{
-    Candidate, Location, PruneReport, Retention, STALE_UPLOAD_AGE, keep, part_size, slack, sweep_partials,
+    Candidate, Location, Notices, Notifications, Policy, PruneReport, Retention, STALE_UPLOAD_AGE, keep, part_size,
+    slack, sweep_partials,
 };
 pub use backup_core::{Selector, Stores};

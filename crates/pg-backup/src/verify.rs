@@ -16,31 +16,43 @@ use crate::restore::{
 };
 use crate::tools::{Credentials, Tools};
 
+/// How to verify a backup.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
+    /// Which backup: the latest of the connection's database, an id, a file or an S3 key.
     pub selector: Selector,
     /// Restore into a scratch database and compare row counts.
     pub compare: bool,
     /// With `compare`, compare each table's content too: the hash of its rows (see
-    /// [`crate::archive`]) against the manifest's.
+    /// [`RowHash`](crate::RowHash)) against the manifest's.
     pub checksums: bool,
     /// With `compare`, compare with the live database instead of the manifest (for backups
     /// whose manifest has no exact counts). A busy database differs from any backup of it.
     pub against_live: bool,
+    /// Parallel pg_restore jobs of the scratch restore (`compare`).
     pub jobs: u32,
-    /// For the scratch restore; see [`crate::restore::Load`].
+    /// `maintenance_work_mem` of the scratch restore's sessions, as
+    /// [`RestoreOptions::maintenance_work_mem`](crate::RestoreOptions::maintenance_work_mem).
     pub maintenance_work_mem: String,
+    /// Where pg_restore and psql are.
     pub tools: Tools,
+    /// Where to look for the backup.
     pub stores: Stores,
+    /// The database to connect to while the scratch database is created and dropped
+    /// (`pg-backup` uses `postgres`).
     pub maintenance_db: String,
 }
 
+/// What a verification that passed checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
+    /// The backup verified: its id, or its location when it has no manifest.
     pub backup: String,
+    /// One line per check passed, in the order they ran.
     pub checks: Vec<String>,
     /// What the counts were compared with: the manifest's exact counts or the live database.
     pub compared_with: Option<String>,
+    /// Tables whose counts (and hashes) were compared; 0 without `compare`.
     pub tables_compared: usize,
 }
 
@@ -79,7 +91,7 @@ pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<Veri
             && let Location::Local(artifact) = &found.location
             && !artifact.with_file_name(manifest.manifest_name()).exists()
         {
-            return Err(Error::Refused(format!("{} was deleted (pruned) while it was verified", manifest.id)));
+            return Err(Error::Conflict(format!("{} was deleted (pruned) while it was verified", manifest.id)));
         }
         return Err(e);
     }
@@ -152,7 +164,7 @@ async fn compare(
     admin
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await
-        .map_err(|e| Error::db("cannot create the scratch database", &e))?;
+        .map_err(|e| Error::db("cannot create the scratch database", e))?;
     let result = async {
         let settings =
             Load { jobs: options.jobs, no_owner: true, maintenance_work_mem: options.maintenance_work_mem.clone() };
@@ -161,7 +173,7 @@ async fn compare(
         restored_client
             .batch_execute("ANALYZE")
             .await
-            .map_err(|e| Error::db("cannot analyze the scratch database", &e))?;
+            .map_err(|e| Error::db("cannot analyze the scratch database", e))?;
         let restored: BTreeMap<String, i64> =
             count_all(&restored_client).await?.into_iter().map(|t| (t.table, t.rows)).collect();
         let source_db = found.manifest.as_ref().map(|m| m.database.clone()).unwrap_or_else(|| pg.dbname.clone());
@@ -233,7 +245,7 @@ async fn compare(
     .await;
     let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
     result?;
-    dropped.map_err(|e| Error::db("cannot drop the scratch database", &e))?;
+    dropped.map_err(|e| Error::db("cannot drop the scratch database", e))?;
     report.checks.push(format!("restored into a scratch database; {} tables match", report.tables_compared));
     Ok(())
 }
@@ -262,14 +274,14 @@ pub(crate) async fn table_hash(
             "SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3; SET TimeZone = 'UTC'",
         )
         .await
-        .map_err(|e| Error::db("cannot set up the session", &e))?;
+        .map_err(|e| Error::db("cannot set up the session", e))?;
     let columns = columns.map(|c| format!(" ({c})")).unwrap_or_default();
     let sql = format!("COPY {}{columns} TO STDOUT", qualified(table));
-    let stream = client.copy_out(&sql).await.map_err(|e| Error::db(format!("cannot read {table}"), &e))?;
+    let stream = client.copy_out(&sql).await.map_err(|e| Error::db(format!("cannot read {table}"), e))?;
     futures::pin_mut!(stream);
     let mut hash = crate::archive::RowHash::default();
     while let Some(chunk) = stream.next().await {
-        hash.feed(&chunk.map_err(|e| Error::db(format!("cannot read {table}"), &e))?);
+        hash.feed(&chunk.map_err(|e| Error::db(format!("cannot read {table}"), e))?);
     }
     Ok(hash.finish().1)
 }

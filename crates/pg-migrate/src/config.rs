@@ -19,37 +19,69 @@ use crate::version::Version;
 /// Which versions `migrate` goes up to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// Every pending migration (Flyway's `target=latest`, the default).
     Latest,
+    /// Versions up to and including this one; higher ones stay pending (`Above Target` in `info`).
     Version(Version),
 }
 
 /// What pg-migrate does and where. Build it with [`MigrateConfig::from_settings`] or by hand.
 #[derive(Clone, Debug)]
 pub struct MigrateConfig {
+    /// Folders holding the scripts, read recursively (`flyway.locations`, `filesystem:` only);
+    /// default `migrations`, relative to the working directory.
     pub locations: Vec<PathBuf>,
     /// Schemas pg-migrate manages (created when missing, cleaned by `clean`).
     pub schemas: Vec<String>,
     /// Holds the history table; first on the `search_path` while migrations run.
     pub default_schema: String,
+    /// Name of the history table in `default_schema` (`flyway.table`); default
+    /// `flyway_schema_history`.
     pub table: String,
+    /// Encoding of the script files (`flyway.encoding`); default UTF-8.
     pub encoding: Encoding,
+    /// Values of `${name}` placeholders (`flyway.placeholders.<name>`), keyed by lower-cased name:
+    /// names in scripts match whatever their case. The built-ins (`flyway:user`, ...) come on top.
     pub placeholders: BTreeMap<String, String>,
+    /// Whether placeholders are replaced at all (`flyway.placeholderReplacement`); default true.
     pub placeholder_replacement: bool,
+    /// What opens a placeholder (`flyway.placeholderPrefix`); default `${`.
     pub placeholder_prefix: String,
+    /// What closes a placeholder (`flyway.placeholderSuffix`); default `}`.
     pub placeholder_suffix: String,
+    /// The version `baseline` records (`flyway.baselineVersion`); default 1. Scripts at or below
+    /// it are never applied (`Below Baseline`).
     pub baseline_version: Version,
+    /// The description of the baseline row (`flyway.baselineDescription`); default
+    /// `<< Flyway Baseline >>`.
     pub baseline_description: String,
+    /// Whether `migrate` baselines a non-empty schema that has no history table instead of
+    /// refusing it (`flyway.baselineOnMigrate`); default false.
     pub baseline_on_migrate: bool,
+    /// Whether `migrate` applies a pending version lower than the highest applied one
+    /// (`flyway.outOfOrder`); default false, and such a script is a validation issue (`Ignored`).
     pub out_of_order: bool,
+    /// Whether `migrate` refuses to run while applied migrations differ from the scripts
+    /// (checksums, missing scripts, ...) (`flyway.validateOnMigrate`); default true. A failed
+    /// migration in the history stops `migrate` either way.
     pub validate_on_migrate: bool,
+    /// Refuses `clean` while true (`flyway.cleanDisabled`); default true.
     pub clean_disabled: bool,
+    /// Whether `migrate` creates missing `schemas` (`flyway.createSchemas`); default
+    /// true. When false, a missing schema stops `migrate`.
     pub create_schemas: bool,
+    /// How far `migrate` goes (`flyway.target`); default [`Target::Latest`].
     pub target: Target,
     /// Recorded in `installed_by`; the connected user when `None`.
     pub installed_by: Option<String>,
-    /// How long to wait for another migrator's lock.
+    /// How long to wait for another migrator's lock, and for statements an interrupted migrator
+    /// left running; default 300 s (`PG_MIGRATE_LOCK_TIMEOUT`, or Flyway's `lockRetryCount` in
+    /// seconds).
     pub lock_timeout: Duration,
+    /// How many times a failed connection is retried before giving up (`flyway.connectRetries`);
+    /// default 0.
     pub connect_retries: u32,
+    /// The wait between connection attempts (`flyway.connectRetriesInterval`); default 10 s.
     pub connect_retries_interval: Duration,
     /// Consent to drop an INVALID index that an interrupted `CREATE INDEX CONCURRENTLY` of a
     /// pending migration left behind (`DROP INDEX CONCURRENTLY`), so that the migration builds it
@@ -86,7 +118,43 @@ impl MigrateConfig {
         }
     }
 
-    /// Reads the `FLYWAY_*` canonical variables (see the module documentation).
+    /// Reads the canonical variables: `FLYWAY_<KEY>` for Flyway's `flyway.<key>`
+    /// (`flyway.defaultSchema` is `FLYWAY_DEFAULT_SCHEMA`, see [`canonical_name`]), and
+    /// `PG_MIGRATE_LOCK_TIMEOUT`, `PG_MIGRATE_DROP_INVALID_INDEXES`. Flyway's `flyway.conf` files
+    /// and `FLYWAY_*` variables become such layers through [`flyway_layer`] and
+    /// [`flyway_env_layer`]. What is not set keeps the default of [`MigrateConfig::new`]; the
+    /// connection (`DATABASE_URL`, `POSTGRES_*`) is `datastores::PostgresConfig`'s.
+    ///
+    /// A value that cannot be used is a [`ConfigError`] naming where it came from, as is a
+    /// Flyway setting pg-migrate supports only with its default (`flyway.mixed=true`, ...).
+    ///
+    /// ```rust
+    /// use datastores::{Settings, Source};
+    /// use pg_migrate::{MigrateConfig, Target, Version, flyway_env_layer, flyway_layer, parse_properties};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // The repository's flyway.conf, under the Job's FLYWAY_* variables.
+    /// let conf = "flyway.schemas=app,audit\n\
+    ///             flyway.placeholders.Owner=app_owner\n\
+    ///             flyway.target=3\n";
+    /// let file = flyway_layer(&parse_properties(conf)?, |key| format!("{key} in flyway.conf"))?;
+    /// let env = flyway_env_layer([("FLYWAY_TABLE".to_owned(), "schema_history".to_owned())]);
+    /// let settings = file.apply(env.apply(Settings::new()));
+    ///
+    /// let config = MigrateConfig::from_settings(&settings)?;
+    /// assert_eq!(config.schemas, ["app", "audit"]);
+    /// assert_eq!(config.default_schema, "app"); // the first schema
+    /// assert_eq!(config.table, "schema_history");
+    /// assert_eq!(config.placeholders["owner"], "app_owner");
+    /// assert_eq!(config.target, Target::Version(Version::parse("3")?));
+    /// assert!(config.clean_disabled); // Flyway's default
+    ///
+    /// // A bad value names its origin.
+    /// let settings = Settings::new().layer(Source::Environment, [("FLYWAY_OUT_OF_ORDER", "perhaps")]);
+    /// let error = MigrateConfig::from_settings(&settings).unwrap_err();
+    /// assert!(error.to_string().starts_with("environment variable FLYWAY_OUT_OF_ORDER:"), "{error}");
+    /// # Ok(()) }
+    /// ```
     pub fn from_settings(settings: &Settings) -> Result<MigrateConfig, ConfigError> {
         let mut c = MigrateConfig::new();
         if let Some(v) = settings.get("FLYWAY_LOCATIONS")? {
@@ -195,6 +263,7 @@ impl MigrateConfig {
         Ok(c)
     }
 
+    /// The history table: `table` in `default_schema`.
     pub fn history_table(&self) -> crate::history::Table {
         crate::history::Table { schema: self.default_schema.clone(), name: self.table.clone() }
     }
@@ -279,7 +348,10 @@ pub fn canonical_name(key: &str) -> Option<String> {
 /// Values and descriptions of one layer of settings in canonical names.
 #[derive(Debug, Default)]
 pub struct Layer {
+    /// Values by canonical name (`DATABASE_URL`, `FLYWAY_TABLE`, `FLYWAY_PLACEHOLDERS_owner`, ...).
     pub values: BTreeMap<String, String>,
+    /// Where each value came from, by the same names, as errors quote it
+    /// (`flyway.table in migrations/flyway.conf`, `environment variable FLYWAY_TABLE`).
     pub descriptions: BTreeMap<String, String>,
 }
 

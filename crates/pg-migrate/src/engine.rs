@@ -55,14 +55,14 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
             &[],
         )
         .await
-        .map_err(|e| MigrateError::db("cannot read the session", &e))?;
+        .map_err(|e| MigrateError::db("cannot read the session", e))?;
     let (user, database, search_path, version): (String, String, String, i32) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let path = format!("{}, {search_path}", quote_ident(&config.default_schema));
     client
         .query_typed_one("SELECT set_config('search_path', $1, false)", &[(&path, Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db("cannot set the search_path", &e))?;
+        .map_err(|e| MigrateError::db("cannot set the search_path", e))?;
     if version >= 140_000 {
         // When this process dies (a Job evicted mid-migration), the server stops the statement
         // within a second instead of running it to the end on its own, as it would otherwise:
@@ -71,7 +71,7 @@ async fn open(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Session, Mi
         client
             .batch_execute("SET client_connection_check_interval = '1s'")
             .await
-            .map_err(|e| MigrateError::db("cannot set client_connection_check_interval", &e))?;
+            .map_err(|e| MigrateError::db("cannot set client_connection_check_interval", e))?;
     }
     let cancel = client.cancel_token();
     Ok(Session {
@@ -94,21 +94,32 @@ impl Session {
 /// One migration that ran.
 #[derive(Clone, Debug, Serialize)]
 pub struct AppliedScript {
+    /// The script's path relative to its location, as the history records it.
     pub script: String,
+    /// Its version as the history stores it (`1.2`); `None` for a repeatable migration.
     pub version: Option<String>,
+    /// Its description, from the file name.
     pub description: String,
+    /// How long it ran, in milliseconds.
     pub execution_time_ms: i32,
+    /// Whether it ran in a transaction of its own.
     pub transactional: bool,
 }
 
 /// What `migrate` did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct MigrateReport {
+    /// The migrations applied by this run, in order (callbacks are not listed).
     pub applied: Vec<AppliedScript>,
-    /// The schema version before and after (the highest applied version).
+    /// The schema version before the run (the highest applied or baselined version); `None` on
+    /// an empty history.
     pub version_before: Option<String>,
+    /// The schema version after the run; equal to `version_before` when nothing was pending.
     pub version_after: Option<String>,
+    /// Schemas of `MigrateConfig::schemas` that did not exist and were created.
     pub created_schemas: Vec<String>,
+    /// The baseline version recorded, when `baseline_on_migrate` started the history of a
+    /// non-empty schema.
     pub baselined: Option<String>,
     /// Things the caller should show: a transaction-pooling proxy, for one.
     pub warnings: Vec<String>,
@@ -122,7 +133,7 @@ pub struct MigrateReport {
 }
 
 fn lock_lost(script: &str) -> MigrateError {
-    MigrateError::Refused(format!(
+    MigrateError::Conflict(format!(
         "the connection holding the migration lock was lost while {script} was to run or running; it was stopped \
          (another migrator may have taken the lock). Run migrate again"
     ))
@@ -145,7 +156,7 @@ async fn wait_for_orphans(session: &Session, lock: &MigrationLock, config: &Migr
                 &[(&lock.pid, Type::INT4), (&session.application_name, Type::TEXT)],
             )
             .await
-            .map_err(|e| MigrateError::db("cannot look for statements of an earlier migrator", &e))?;
+            .map_err(|e| MigrateError::db("cannot look for statements of an earlier migrator", e))?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -160,7 +171,7 @@ async fn wait_for_orphans(session: &Session, lock: &MigrationLock, config: &Migr
             })
             .collect();
         if Instant::now() >= deadline {
-            return Err(MigrateError::Refused(format!(
+            return Err(MigrateError::Conflict(format!(
                 "statements of an earlier migrator ({} sessions named {:?}) are still running: {}. Wait for them, or \
                  stop them with SELECT pg_cancel_backend(pid)",
                 running.len(),
@@ -197,13 +208,13 @@ async fn check_invalid_indexes(
                 &[(&name, Type::TEXT), (&schema, Type::TEXT)],
             )
             .await
-            .map_err(|e| MigrateError::db(format!("cannot look up index {name}"), &e))?;
+            .map_err(|e| MigrateError::db(format!("cannot look up index {name}"), e))?;
         if row.is_none_or(|r| r.get::<_, bool>(0)) {
             continue;
         }
         let qualified = format!("{}.{}", quote_ident(&schema), quote_ident(&name));
         if !config.drop_invalid_indexes {
-            return Err(MigrateError::Refused(format!(
+            return Err(MigrateError::NeedsConsent(format!(
                 "{} line {}: index {qualified} exists and is INVALID: an earlier CREATE INDEX CONCURRENTLY of this \
                  migration was interrupted. Run migrate with --drop-invalid-indexes (PG_MIGRATE_DROP_INVALID_INDEXES=true) \
                  to drop it concurrently and build it again, or drop it yourself",
@@ -215,13 +226,34 @@ async fn check_invalid_indexes(
             .client
             .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"))
             .await
-            .map_err(|e| MigrateError::db(format!("cannot drop the invalid index {qualified}"), &e))?;
+            .map_err(|e| MigrateError::db(format!("cannot drop the invalid index {qualified}"), e))?;
         dropped.push(qualified);
     }
     Ok(dropped)
 }
 
-/// Applies pending migrations. See the module documentation for the order of steps.
+/// Applies the pending migrations of `scripts` (as [`load`](crate::load) returns them) to the
+/// database `pg` points at. In this order: takes the migration lock, creates missing schemas and
+/// the history table, refuses to go on over a failed migration (and, with `validate_on_migrate`,
+/// over any difference between the history and the scripts), checks every pending script
+/// (placeholders, statements, transaction mode) before the first runs, then runs the
+/// `beforeMigrate` callbacks, each pending migration in a transaction of its own unless it must
+/// run outside one, and the `afterMigrate` callbacks.
+///
+/// ```rust,no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use datastores::{PostgresConfig, Settings, Source};
+///
+/// let settings = Settings::new().layer(Source::Environment, [("DATABASE_URL", "postgres://app@db:5432/app")]);
+/// let pg = PostgresConfig::from_settings(&settings)?;
+/// let config = pg_migrate::MigrateConfig::from_settings(&settings)?;
+/// let scripts = pg_migrate::load(&config.locations, config.encoding)?;
+/// let report = pg_migrate::migrate(&pg, &config, &scripts).await?;
+/// for applied in &report.applied {
+///     println!("{} in {} ms", applied.script, applied.execution_time_ms);
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn migrate(
     pg: &PostgresConfig,
     config: &MigrateConfig,
@@ -275,14 +307,14 @@ async fn migrate_locked(
         // In one transaction holding a transaction-level advisory lock: that lock holds even
         // behind a transaction-pooling proxy, where two migrators may both pass the session lock.
         let key = crate::checksum::flyway_lock_key(&table.schema, &table.name).wrapping_add(1);
-        session.client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+        session.client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", e))?;
         session
             .client
             .query_typed("SELECT pg_advisory_xact_lock($1)", &[(&key, Type::INT8)])
             .await
-            .map_err(|e| MigrateError::db("cannot lock the history table's creation", &e))?;
+            .map_err(|e| MigrateError::db("cannot lock the history table's creation", e))?;
         prepare_history(session, config, table, &mut report).await?;
-        session.client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot create the history", &e))?;
+        session.client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot create the history", e))?;
         applied = history::read(&session.client, table).await?;
     }
     let plan = plan(scripts, &applied, config);
@@ -315,7 +347,7 @@ async fn migrate_locked(
     if lock.warning.is_some()
         && let Some((script, _)) = prepared.iter().find(|(s, _)| !s.transactional)
     {
-        return Err(MigrateError::Refused(format!(
+        return Err(MigrateError::Conflict(format!(
             "{} runs outside a transaction, and the migration lock does not hold on this connection (a \
              transaction-pooling proxy?): two migrators could both run it. Connect directly to PostgreSQL, or \
              through a session-pooling port, to apply it",
@@ -414,13 +446,13 @@ async fn prepare_history(
         let row = client
             .query_typed_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[(schema, Type::TEXT)])
             .await
-            .map_err(|e| MigrateError::db("cannot look up schemas", &e))?;
+            .map_err(|e| MigrateError::db("cannot look up schemas", e))?;
         if !row.get::<_, bool>(0) {
             missing.push(schema.clone());
         }
     }
     if !missing.is_empty() && !config.create_schemas {
-        return Err(MigrateError::Refused(format!(
+        return Err(MigrateError::NeedsConsent(format!(
             "schema(s) {} do not exist and createSchemas is false",
             missing.join(", ")
         )));
@@ -429,14 +461,14 @@ async fn prepare_history(
         client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
             .await
-            .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), &e))?;
+            .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), e))?;
     }
     report.created_schemas = missing.clone();
     let table_exists = history::exists(client, table).await?;
     if !table_exists && !missing.contains(&config.default_schema) {
         let objects = user_objects(client, &config.default_schema).await?;
         if objects > 0 && !config.baseline_on_migrate {
-            return Err(MigrateError::Refused(format!(
+            return Err(MigrateError::NeedsConsent(format!(
                 "schema {:?} holds {objects} object(s) but has no history table {}: run baseline to start from the \
                  current state, or set baselineOnMigrate=true",
                 config.default_schema,
@@ -469,7 +501,7 @@ async fn user_objects(client: &Client, schema: &str) -> Result<i64, MigrateError
     let row = client
         .query_typed_opt(sql, &[(&schema, Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db("cannot inspect the schema", &e))?;
+        .map_err(|e| MigrateError::db("cannot inspect the schema", e))?;
     Ok(row.map(|r| r.get::<_, i64>(0)).unwrap_or(0))
 }
 
@@ -669,6 +701,7 @@ async fn apply_in_transaction(
         message: server_message(&e),
         rolled_back: true,
         applied: Vec::new(),
+        error: e,
     })
 }
 
@@ -742,7 +775,7 @@ async fn execute_script(
         None => Ok(()),
     };
     if transactional {
-        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", &e))?;
+        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin a transaction", e))?;
         if let Some((table, _, search_path)) = history
             && let Err(e) = client.batch_execute(&applied_guard(table, script, search_path)).await
         {
@@ -750,7 +783,7 @@ async fn execute_script(
             if is_applied_meanwhile(&e) {
                 return Err(MigrateError::AppliedMeanwhile { script: script.name.clone() });
             }
-            return Err(MigrateError::db("cannot check the history", &e));
+            return Err(MigrateError::db("cannot check the history", e));
         }
     }
     for statement in statements {
@@ -766,6 +799,7 @@ async fn execute_script(
                 message: server_message(&e),
                 rolled_back: transactional,
                 applied: Vec::new(),
+        error: e,
             });
         }
     }
@@ -782,6 +816,7 @@ async fn execute_script(
             message: format!("COMMIT failed: {}", server_message(&e)),
             rolled_back: true,
             applied: Vec::new(),
+        error: e,
         })?;
     }
     Ok(())
@@ -813,7 +848,10 @@ pub async fn validate(
 /// What `repair` changed.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct RepairReport {
+    /// History rows of failed migrations that were removed.
     pub removed_failed: u64,
+    /// Applied versioned migrations whose checksum, description or type were set to the local
+    /// script's, one line each naming the script and what changed.
     pub realigned: Vec<String>,
 }
 
@@ -829,7 +867,7 @@ pub async fn repair(
         if !history::exists(client, table).await? {
             return Ok(RepairReport::default());
         }
-        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+        client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", e))?;
         let mut report =
             RepairReport { removed_failed: history::delete_failed(client, table).await?, realigned: Vec::new() };
         for row in history::read(client, table).await? {
@@ -857,7 +895,7 @@ pub async fn repair(
                 report.realigned.push(format!("{} (version {version}): {}", local.name, changes.join(", ")));
             }
         }
-        client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit the repair", &e))?;
+        client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit the repair", e))?;
         Ok(report)
     };
     Ok(locked(pg, config, work).await?.0)
@@ -870,7 +908,7 @@ pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Str
         let applied = history::read(&session.client, table).await?;
         let rows = applied.iter().filter(|r| r.kind != TYPE_SCHEMA).count();
         if rows > 0 {
-            return Err(MigrateError::Refused(format!(
+            return Err(MigrateError::Conflict(format!(
                 "{} already records {rows} migration(s); baseline only starts an empty history",
                 table.qualified()
             )));
@@ -881,7 +919,7 @@ pub async fn baseline(pg: &PostgresConfig, config: &MigrateConfig) -> Result<Str
                     .client
                     .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)))
                     .await
-                    .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), &e))?;
+                    .map_err(|e| MigrateError::db(format!("cannot create schema {schema}"), e))?;
             }
             history::create(&session.client, table).await?;
         }
@@ -906,7 +944,7 @@ pub struct CleanReport {
 /// unless `cleanDisabled` is false. Runs in one transaction: all or nothing.
 pub async fn clean(pg: &PostgresConfig, config: &MigrateConfig) -> Result<CleanReport, MigrateError> {
     if config.clean_disabled {
-        return Err(MigrateError::Refused(format!(
+        return Err(MigrateError::NeedsConsent(format!(
             "clean is disabled; it would drop every object in schema(s) {}. Set cleanDisabled=false \
              (flyway.cleanDisabled, FLYWAY_CLEAN_DISABLED or -cleanDisabled=false) to allow it",
             config.schemas.join(", ")
@@ -924,7 +962,7 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
         .flat_map(|r| r.script.split(',').map(|s| s.trim().trim_matches('"').replace("\"\"", "\"")).collect::<Vec<_>>())
         .collect();
     let mut report = CleanReport::default();
-    client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", &e))?;
+    client.batch_execute("BEGIN").await.map_err(|e| MigrateError::db("cannot begin", e))?;
     for schema in &config.schemas {
         let row = client
             .query_typed_opt(
@@ -934,7 +972,7 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
                 &[(schema, Type::TEXT)],
             )
             .await
-            .map_err(|e| MigrateError::db("cannot inspect schemas", &e))?;
+            .map_err(|e| MigrateError::db("cannot inspect schemas", e))?;
         let Some(row) = row else { continue };
         let (owner, comment, relations): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
         report.dropped_relations += relations;
@@ -943,7 +981,7 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
             client
                 .batch_execute(&format!("DROP SCHEMA {q} CASCADE"))
                 .await
-                .map_err(|e| MigrateError::db(format!("cannot drop schema {schema}"), &e))?;
+                .map_err(|e| MigrateError::db(format!("cannot drop schema {schema}"), e))?;
             report.dropped_schemas.push(schema.clone());
             continue;
         }
@@ -956,7 +994,7 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
                 &[(schema, Type::TEXT)],
             )
             .await
-            .map_err(|e| MigrateError::db("cannot read schema privileges", &e))?;
+            .map_err(|e| MigrateError::db("cannot read schema privileges", e))?;
         let mut sql = format!("DROP SCHEMA {q} CASCADE; CREATE SCHEMA {q} AUTHORIZATION {};", quote_ident(&owner));
         for g in &grants {
             let (grantee, privilege, grantable): (Option<String>, String, bool) = (g.get(0), g.get(1), g.get(2));
@@ -969,10 +1007,10 @@ async fn clean_locked(session: &Session, config: &MigrateConfig, table: &Table) 
         if !comment.is_empty() {
             sql.push_str(&format!("COMMENT ON SCHEMA {q} IS {};", sql::quote_literal(&comment)));
         }
-        client.batch_execute(&sql).await.map_err(|e| MigrateError::db(format!("cannot clean schema {schema}"), &e))?;
+        client.batch_execute(&sql).await.map_err(|e| MigrateError::db(format!("cannot clean schema {schema}"), e))?;
         report.emptied_schemas.push(schema.clone());
     }
-    client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit clean", &e))?;
+    client.batch_execute("COMMIT").await.map_err(|e| MigrateError::db("cannot commit clean", e))?;
     Ok(report)
 }
 

@@ -16,11 +16,14 @@ pub const TYPE_SCHEMA: &str = "SCHEMA";
 /// Where the history table lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Table {
+    /// The schema holding it (`MigrateConfig::default_schema`).
     pub schema: String,
+    /// The table's name, unquoted (`flyway_schema_history` by default).
     pub name: String,
 }
 
 impl Table {
+    /// The quoted name for SQL: `"schema"."name"`.
     pub fn qualified(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
@@ -45,17 +48,28 @@ impl Table {
 /// One row of the history table.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
+    /// The row's position in the history (the primary key): 1 for the first migration, 0 for
+    /// the marker of schemas the migrator created.
     pub installed_rank: i32,
+    /// The version as written (`1.2`); `None` for repeatable migrations and the schema marker.
     pub version: Option<String>,
+    /// The migration's description (the baseline's, for a baseline row).
     pub description: String,
+    /// Flyway's `type`: `SQL` for a migration, `BASELINE`, or `SCHEMA` for the marker of
+    /// schemas the migrator created.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The script's path relative to its location; the quoted schema names for a `SCHEMA` row.
     pub script: String,
+    /// Flyway's checksum of the script; `None` for baseline and schema rows.
     pub checksum: Option<i32>,
+    /// Who applied it: `installedBy`, else the connected user.
     pub installed_by: String,
+    /// When it was applied, by the server's clock (a `timestamp` without time zone).
     pub installed_on: NaiveDateTime,
     /// Milliseconds.
     pub execution_time: i32,
+    /// Whether it succeeded; a failed row stops `migrate` until `repair` removes it.
     pub success: bool,
 }
 
@@ -69,7 +83,7 @@ impl Applied {
             table: &Table,
         ) -> Result<T, MigrateError> {
             row.try_get(index).map_err(|e| {
-                MigrateError::Refused(format!(
+                MigrateError::Unexpected(format!(
                     "{} does not have the shape of Flyway's history table (column {}): {e}",
                     table.qualified(),
                     row.columns().get(index).map(|c| c.name()).unwrap_or("?")
@@ -138,7 +152,7 @@ pub async fn exists(client: &impl GenericClient, table: &Table) -> Result<bool, 
     let row = client
         .query_typed_one("SELECT to_regclass($1) IS NOT NULL", &[(&table.qualified(), Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db(format!("cannot look for the history table {}", table.qualified()), &e))?;
+        .map_err(|e| MigrateError::db(format!("cannot look for the history table {}", table.qualified()), e))?;
     Ok(row.get(0))
 }
 
@@ -146,7 +160,7 @@ pub async fn create(client: &impl GenericClient, table: &Table) -> Result<(), Mi
     client
         .batch_execute(&table.create_sql())
         .await
-        .map_err(|e| MigrateError::db(format!("cannot create the history table {}", table.qualified()), &e))
+        .map_err(|e| MigrateError::db(format!("cannot create the history table {}", table.qualified()), e))
 }
 
 /// Every row, in `installed_rank` order; none when the table does not exist.
@@ -162,7 +176,7 @@ pub async fn read(client: &impl GenericClient, table: &Table) -> Result<Vec<Appl
     let rows = client
         .query_typed(&sql, &[])
         .await
-        .map_err(|e| MigrateError::db(format!("cannot read the history table {}", table.qualified()), &e))?;
+        .map_err(|e| MigrateError::db(format!("cannot read the history table {}", table.qualified()), e))?;
     rows.iter().map(|r| Applied::from_row(r, table)).collect()
 }
 
@@ -187,7 +201,7 @@ pub async fn insert(client: &impl GenericClient, table: &Table, row: &NewRow<'_>
             ],
         )
         .await
-        .map_err(|e| MigrateError::db(format!("cannot record {} in {}", row.script, table.qualified()), &e))?;
+        .map_err(|e| MigrateError::db(format!("cannot record {} in {}", row.script, table.qualified()), e))?;
     Ok(())
 }
 
@@ -207,7 +221,7 @@ pub async fn insert_schema_marker(
     client
         .query_typed(&sql, &[(&TYPE_SCHEMA, Type::VARCHAR), (&names, Type::VARCHAR), (&user, Type::VARCHAR)])
         .await
-        .map_err(|e| MigrateError::db("cannot record the created schemas", &e))?;
+        .map_err(|e| MigrateError::db("cannot record the created schemas", e))?;
     Ok(())
 }
 
@@ -215,7 +229,7 @@ pub async fn delete_failed(client: &impl GenericClient, table: &Table) -> Result
     let sql = format!("DELETE FROM {} WHERE NOT success", table.qualified());
     let sql = format!("WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone");
     let row =
-        client.query_typed_one(&sql, &[]).await.map_err(|e| MigrateError::db("cannot remove failed migrations", &e))?;
+        client.query_typed_one(&sql, &[]).await.map_err(|e| MigrateError::db("cannot remove failed migrations", e))?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
@@ -237,6 +251,6 @@ pub async fn realign(
             &[(&rank, Type::INT4), (&description, Type::VARCHAR), (&kind, Type::VARCHAR), (&checksum, Type::INT4)],
         )
         .await
-        .map_err(|e| MigrateError::db("cannot update the history table", &e))?;
+        .map_err(|e| MigrateError::db("cannot update the history table", e))?;
     Ok(())
 }

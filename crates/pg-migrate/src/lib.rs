@@ -23,10 +23,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A service can compile its `migrations/` folder in with [`embed_migrations!`] and migrate at
+//! start-up in one call, [`Embedded::migrate`].
+//!
 //! This crate does not print or exit; the binary does.
+#![warn(missing_docs)]
 
 mod checksum;
 mod config;
+mod embedded;
 mod engine;
 mod error;
 mod history;
@@ -42,6 +47,7 @@ pub use crate::checksum::{flyway_checksum, flyway_lock_key};
 pub use crate::config::{
     Layer, MigrateConfig, Target, canonical_name, flyway_env_layer, flyway_layer, parse_properties,
 };
+pub use crate::embedded::Embedded;
 pub use crate::engine::{
     AppliedScript, CleanReport, MigrateReport, RepairReport, baseline, clean, dry_run, info, migrate, repair, validate,
 };
@@ -54,3 +60,7 @@ pub use crate::source::{
 };
 pub use crate::sql::{Statement, concurrent_index, split as split_statements};
 pub use crate::version::Version;
+
+/// The proc-macro behind [`embed_migrations!`]; use that instead.
+#[doc(hidden)]
+pub use pg_migrate_macros::embedded_files as __embedded_files;

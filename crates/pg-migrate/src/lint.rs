@@ -13,10 +13,13 @@ use serde::Serialize;
 use crate::source::Script;
 use crate::sql::{self, Statement, Token, TokenKind};
 
+/// How serious a [`Finding`] is; `Error` sorts above `Warning`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Risky but sometimes intended (dropping a table); reported, does not fail `lint`.
     Warning,
+    /// Locks or breaks a live table; the `pg-migrate lint` command exits 1.
     Error,
 }
 
@@ -32,12 +35,18 @@ impl fmt::Display for Severity {
 /// A rule: id, name, severity, and the fix.
 #[derive(Clone, Copy, Debug)]
 pub struct Rule {
+    /// The id a finding reports and an ignore comment names (`PM001`).
     pub id: &'static str,
+    /// A short kebab-case name (`create-index-non-concurrently`).
     pub name: &'static str,
+    /// How serious its findings are.
     pub severity: Severity,
+    /// How to write the statement safely instead.
     pub hint: &'static str,
 }
 
+/// Every rule [`lint`] applies, `PM001` to `PM006`. A script that cannot be split into
+/// statements gets a finding of its own, `PM000` (error), which is not in this list.
 pub const RULES: &[Rule] = &[
     Rule {
         id: "PM001",
@@ -90,12 +99,19 @@ fn rule(id: &str) -> &'static Rule {
 /// One finding.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// The rule's id (`PM001`).
     pub rule: &'static str,
+    /// The rule's name (`create-index-non-concurrently`).
     pub name: &'static str,
+    /// The rule's severity.
     pub severity: Severity,
+    /// The script's name, as the history records it.
     pub script: String,
+    /// The 1-based line where the statement starts.
     pub line: usize,
+    /// What the statement does that is risky, naming the table or index.
     pub message: String,
+    /// The rule's advice.
     pub hint: &'static str,
 }
 
@@ -109,7 +125,33 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Lints `scripts`; unparseable scripts yield an error-level finding of their own.
+/// Lints `scripts`, in the order they run; unparseable scripts yield an error-level finding of
+/// their own. A table one of them creates counts as new for the scripts after it.
+///
+/// ```rust
+/// use pg_migrate::{Severity, lint, script_from_text};
+///
+/// # fn main() -> Result<(), pg_migrate::SourceError> {
+/// let create = "CREATE TABLE items (id bigint, title text);\nCREATE INDEX items_title ON items (title);\n";
+/// let index = "SET lock_timeout = '5s';\nCREATE INDEX items_id ON items (id);\n";
+/// let v1 = script_from_text("V1__items.sql", create, None)?;
+/// let v2 = script_from_text("V2__index_ids.sql", index, None)?;
+///
+/// // Alone, V2 indexes a table that exists: the build blocks every write to it.
+/// let findings = lint(&[&v2]);
+/// assert_eq!(findings.len(), 1);
+/// let finding = &findings[0];
+/// assert_eq!((finding.rule, finding.severity, finding.line), ("PM001", Severity::Error, 2));
+/// assert!(finding.to_string().starts_with("V2__index_ids.sql:2: error PM001"), "{finding}");
+///
+/// // Pending with V1, which creates the table in the same run, the table is new and small.
+/// assert!(lint(&[&v1, &v2]).is_empty());
+///
+/// // A comment before the statement accepts the risk.
+/// let accepted = "SET lock_timeout = '5s';\n-- pg-migrate:lint-ignore PM001\nCREATE INDEX items_id ON items (id);\n";
+/// assert!(lint(&[&script_from_text("V2__index_ids.sql", accepted, None)?]).is_empty());
+/// # Ok(()) }
+/// ```
 pub fn lint(scripts: &[&Script]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut created = BTreeSet::new();

@@ -68,7 +68,7 @@ impl MigrationLock {
                      SELECT pg_try_advisory_xact_lock({key}), pg_backend_pid()"
                 ))
                 .await
-                .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
+                .map_err(|e| MigrateError::db("cannot take the migration lock", e))?;
             let (taken, pid) = rows
                 .iter()
                 .rev()
@@ -76,7 +76,7 @@ impl MigrationLock {
                     datastores::tokio_postgres::SimpleQueryMessage::Row(r) => Some((r.get(0) == Some("t"), r.get(1))),
                     _ => None,
                 })
-                .ok_or_else(|| MigrateError::Refused("the server did not answer the lock query".into()))?;
+                .ok_or_else(|| MigrateError::Unexpected("the server did not answer the lock query".into()))?;
             if taken {
                 let pid = pid.and_then(|p| p.parse().ok()).unwrap_or(0);
                 return Ok(MigrationLock { client, pid, warning: None, held: true });
@@ -84,7 +84,7 @@ impl MigrationLock {
             client
                 .batch_execute("ROLLBACK")
                 .await
-                .map_err(|e| MigrateError::db("cannot take the migration lock", &e))?;
+                .map_err(|e| MigrateError::db("cannot take the migration lock", e))?;
             if started.elapsed() >= timeout {
                 let holders = holders(&client, key).await.unwrap_or_default();
                 return Err(MigrateError::LockTimeout { table: table.qualified(), waited: timeout, holders });
@@ -120,7 +120,7 @@ impl MigrationLock {
         self.client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| MigrateError::db("cannot release the migration lock", &e))?;
+            .map_err(|e| MigrateError::db("cannot release the migration lock", e))?;
         Ok(())
     }
 }
@@ -143,9 +143,9 @@ async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool
     client
         .query_typed_one("SELECT set_config('pg_migrate.session_probe', $1, false)", &[(&token, Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db("cannot check the session", &e))?;
+        .map_err(|e| MigrateError::db("cannot check the session", e))?;
     let probe = pg.connect().await?;
-    probe.batch_execute("BEGIN; SELECT 1").await.map_err(|e| MigrateError::db("cannot check the session", &e))?;
+    probe.batch_execute("BEGIN; SELECT 1").await.map_err(|e| MigrateError::db("cannot check the session", e))?;
     let read = tokio::time::timeout(
         Duration::from_secs(3),
         client.query_typed_one("SELECT current_setting('pg_migrate.session_probe', true)", &[]),
@@ -154,7 +154,7 @@ async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool
     let _ = probe.batch_execute("ROLLBACK").await;
     match read {
         Ok(Ok(row)) => Ok(row.get::<_, Option<String>>(0).as_deref() != Some(token.as_str())),
-        Ok(Err(e)) => Err(MigrateError::db("cannot check the session", &e)),
+        Ok(Err(e)) => Err(MigrateError::db("cannot check the session", e)),
         Err(_) => Ok(true),
     }
 }
@@ -170,7 +170,7 @@ async fn holders(client: &Client, key: i64) -> Result<Vec<LockHolder>, MigrateEr
             &[(&classid, Type::OID), (&objid, Type::OID)],
         )
         .await
-        .map_err(|e| MigrateError::db("cannot find the lock holder", &e))?;
+        .map_err(|e| MigrateError::db("cannot find the lock holder", e))?;
     Ok(rows
         .iter()
         .map(|r| LockHolder { pid: r.get(0), application_name: r.get(1), client: r.get(2), state: r.get(3) })

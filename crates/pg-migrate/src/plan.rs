@@ -16,8 +16,11 @@ use crate::version::Version;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Applied and matching its local script.
     Success,
+    /// Local and not applied; `migrate` runs it.
     Pending,
+    /// Recorded as failed; `migrate` refuses to run until `repair` removes the row.
     Failed,
     /// Applied, but not found locally.
     Missing,
@@ -25,8 +28,11 @@ pub enum State {
     Future,
     /// Local, not applied, older than the latest applied version, and outOfOrder is off.
     Ignored,
+    /// Local, not applied, at or below the baseline version: never applied.
     BelowBaseline,
+    /// Local, not applied, above the configured `target`.
     AboveTarget,
+    /// The baseline row.
     Baseline,
     /// A repeatable migration whose script changed since it was applied; it runs again.
     Outdated,
@@ -61,17 +67,28 @@ impl fmt::Display for State {
 /// One line of `info`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InfoRow {
+    /// `Versioned`, `Repeatable`, `Baseline` or `Schema`.
     pub category: &'static str,
+    /// The version as written (`1.2`); `None` for a repeatable migration or the schema marker.
     pub version: Option<String>,
+    /// The migration's description.
     pub description: String,
+    /// Flyway's `type` (`SQL`, `BASELINE`, `SCHEMA`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The script's path relative to its location, as the history records it.
     pub script: String,
+    /// Flyway's checksum: the history's for an applied row, the local script's otherwise.
     pub checksum: Option<i32>,
+    /// The history row's rank; `None` for a script not applied.
     pub installed_rank: Option<i32>,
+    /// When it was applied (server time); `None` for a script not applied.
     pub installed_on: Option<NaiveDateTime>,
+    /// Who applied it; `None` for a script not applied.
     pub installed_by: Option<String>,
+    /// How long it ran, in milliseconds; `None` for a script not applied.
     pub execution_time_ms: Option<i32>,
+    /// Its state, as Flyway's `info` shows it.
     pub state: State,
     /// For a pending script: whether it runs in a transaction (`false`: outside one, as its
     /// `.conf` says or because every statement must).
@@ -82,18 +99,28 @@ pub struct InfoRow {
 /// What validation found, by kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IssueKind {
+    /// An applied migration's script changed since (`repair` accepts the change).
     ChecksumMismatch,
+    /// An applied migration's description differs from its file name's.
     DescriptionMismatch,
+    /// An applied version is recorded with another `type` than `SQL` (not a baseline).
     TypeMismatch,
+    /// Applied, but its script is not found locally (and it is not newer than every script).
     Missing,
+    /// The history records a failed migration; `migrate` refuses until `repair`.
     Failed,
+    /// Not applied yet: not an error for `migrate`, which applies it, but `validate` lists it.
     Pending,
+    /// Not applied and older than the applied version while `out_of_order` is off.
     Ignored,
 }
 
+/// One difference between the scripts and the history, with a message naming the script.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Issue {
+    /// What kind of difference.
     pub kind: IssueKind,
+    /// The script, version and what to do, ready to show.
     pub message: String,
 }
 
@@ -106,6 +133,7 @@ impl fmt::Display for Issue {
 /// The comparison of local scripts with the history.
 #[derive(Debug)]
 pub struct Plan<'a> {
+    /// The lines of `info`: the history rows in rank order, then the scripts not applied.
     pub rows: Vec<InfoRow>,
     /// What `migrate` would run, in order.
     pub pending: Vec<&'a Script>,
@@ -118,6 +146,46 @@ fn version_of(row: &Applied) -> Option<Version> {
     row.version.as_deref().and_then(|v| Version::parse(v).ok())
 }
 
+/// Compares `scripts` (ordered as [`load`](crate::load) returns them) with the history rows
+/// `applied` (in rank order): the `info` rows, what `migrate` would run, and the issues
+/// `validate` reports. Pure: reads nothing.
+///
+/// ```rust
+/// use pg_migrate::{Applied, IssueKind, MigrateConfig, State, collect, plan, script_from_text};
+///
+/// # fn main() -> Result<(), pg_migrate::SourceError> {
+/// let scripts = collect(vec![
+///     script_from_text("V2__add_email.sql", "ALTER TABLE users ADD COLUMN email text;", None)?,
+///     script_from_text("V1__users.sql", "CREATE TABLE users (id bigint PRIMARY KEY);", None)?,
+///     script_from_text("R__user_ids.sql", "CREATE OR REPLACE VIEW user_ids AS SELECT id FROM users;", None)?,
+/// ])?;
+/// let config = MigrateConfig::new();
+///
+/// // An empty history: everything is pending, versions in order, then repeatables.
+/// let fresh = plan(&scripts, &[], &config);
+/// let pending: Vec<&str> = fresh.pending.iter().map(|s| s.name.as_str()).collect();
+/// assert_eq!(pending, ["V1__users.sql", "V2__add_email.sql", "R__user_ids.sql"]);
+/// assert!(fresh.rows.iter().all(|row| row.state == State::Pending));
+///
+/// // V1 was applied, but its script has been edited since.
+/// let history = [Applied {
+///     installed_rank: 1,
+///     version: Some("1".into()),
+///     description: "users".into(),
+///     kind: "SQL".into(),
+///     script: "V1__users.sql".into(),
+///     checksum: Some(scripts[0].checksum.wrapping_add(1)),
+///     installed_by: "app".into(),
+///     installed_on: chrono::DateTime::UNIX_EPOCH.naive_utc(),
+///     execution_time: 12,
+///     success: true,
+/// }];
+/// let later = plan(&scripts, &history, &config);
+/// assert_eq!(later.pending.len(), 2);
+/// assert_eq!(later.current.map(|v| v.to_string()).as_deref(), Some("1"));
+/// assert!(later.issues.iter().any(|issue| issue.kind == IssueKind::ChecksumMismatch));
+/// # Ok(()) }
+/// ```
 pub fn plan<'a>(scripts: &'a [Script], applied: &[Applied], config: &MigrateConfig) -> Plan<'a> {
     let mut rows = Vec::new();
     let mut issues = Vec::new();

@@ -12,7 +12,9 @@ use crate::version::Version;
 /// Versioned, repeatable, or a Flyway SQL callback.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `V<version>__<description>.sql`: applied once, in version order.
     Versioned(Version),
+    /// `R__<description>.sql`: applied after the versioned ones, and again whenever it changes.
     Repeatable,
     /// `beforeMigrate*.sql` / `afterMigrate*.sql`: run on every `migrate`, not recorded.
     Callback(Event),
@@ -21,20 +23,26 @@ pub enum Kind {
 /// When a callback runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Event {
+    /// `beforeMigrate*.sql`: on every `migrate`, before the pending migrations.
     BeforeMigrate,
+    /// `afterMigrate*.sql`: on every `migrate`, after the pending migrations (also when none were).
     AfterMigrate,
 }
 
 /// One migration script.
 #[derive(Clone, Debug)]
 pub struct Script {
+    /// Versioned, repeatable or callback, from the file name.
     pub kind: Kind,
     /// From the file name, `_` turned into spaces, as Flyway records it.
     pub description: String,
     /// The path relative to its location, `/`-separated: what the history table records.
     pub name: String,
+    /// The file it was read from; for a script built from text, its `name`.
     pub path: PathBuf,
+    /// The script's text, decoded and without a byte-order mark, placeholders not replaced.
     pub text: String,
+    /// Flyway's checksum of `text` ([`flyway_checksum`]).
     pub checksum: i32,
     /// Whether it runs in a transaction: as its `.conf` says (`executeInTransaction`), or, as
     /// Flyway decides without one, outside a transaction when every statement must run there
@@ -76,6 +84,7 @@ fn transaction_mode(conf: Option<bool>, text: &str) -> (bool, TransactionSource)
 }
 
 impl Script {
+    /// The version of a versioned migration; `None` for repeatable migrations and callbacks.
     pub fn version(&self) -> Option<&Version> {
         match &self.kind {
             Kind::Versioned(v) => Some(v),
@@ -93,12 +102,16 @@ impl fmt::Display for Script {
 /// Text encodings a script may be in (Flyway's `encoding`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Encoding {
+    /// UTF-8 (the default); a file that is not valid UTF-8 is an error naming its line.
     #[default]
     Utf8,
+    /// ISO-8859-1: every byte is a character.
     Latin1,
 }
 
 impl Encoding {
+    /// Reads Flyway's spelling: `UTF-8` / `UTF8`, or `ISO-8859-1` / `LATIN1` (any case, `_` for
+    /// `-`). Another encoding is an error saying which are supported.
     pub fn parse(name: &str) -> Result<Encoding, String> {
         match name.trim().to_ascii_uppercase().replace('_', "-").as_str() {
             "UTF-8" | "UTF8" => Ok(Encoding::Utf8),
@@ -233,10 +246,12 @@ fn order(script: &Script) -> (u8, Option<&Version>, Option<Event>, &str) {
 }
 
 /// A script from text rather than a file, e.g. migrations compiled into a binary. `name` is the
-/// file name (`V1__init.sql`); `conf` the text of its `.conf`, if any.
+/// file name (`V1__init.sql`), or its `/`-separated path relative to the location
+/// (`2024/V1__init.sql`), which is what the history records; `conf` the text of its `.conf`, if any.
 pub fn script_from_text(name: &str, text: &str, conf: Option<&str>) -> Result<Script, SourceError> {
     let path = PathBuf::from(name);
-    let (kind, description) = match parse_name(name).map_err(|r| SourceError::new(&path, r))? {
+    let file_name = name.rsplit('/').next().unwrap_or(name);
+    let (kind, description) = match parse_name(file_name).map_err(|r| SourceError::new(&path, r))? {
         Name::Other => {
             return Err(SourceError::new(
                 &path,
@@ -271,6 +286,25 @@ pub fn collect(mut scripts: Vec<Script>) -> Result<Vec<Script>, SourceError> {
     check_duplicates(&scripts)?;
     scripts.sort_by(|a, b| order(a).cmp(&order(b)));
     Ok(scripts)
+}
+
+/// The scripts among the files of one location, given as (`/`-separated path relative to the
+/// location, text), read as [`load`] reads the folder: a file that is not a migration is skipped,
+/// `<script>.conf` configures its script, and a misnamed script or a duplicate is an error.
+pub(crate) fn from_files(files: &[(&str, &str)]) -> Result<Vec<Script>, SourceError> {
+    let mut scripts = Vec::new();
+    for (name, text) in files {
+        let file_name = name.rsplit('/').next().unwrap_or(name);
+        match parse_name(file_name) {
+            Ok(Name::Other) => continue,
+            Ok(_) => {}
+            Err(reason) => return Err(SourceError::new(Path::new(name), reason)),
+        }
+        let conf_name = format!("{name}.conf");
+        let conf = files.iter().find(|(other, _)| *other == conf_name).map(|(_, conf)| *conf);
+        scripts.push(script_from_text(name, text, conf)?);
+    }
+    collect(scripts)
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -437,6 +471,35 @@ mod tests {
         // A .conf wins.
         let conf = script_from_text("V1__x.sql", "SELECT 1;", Some("executeInTransaction=false")).unwrap();
         assert!(!conf.transactional && conf.transaction_source == TransactionSource::Conf);
+    }
+
+    #[test]
+    fn files_read_as_the_folder_is() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("more")).unwrap();
+        let files = [
+            ("V1__a.sql", "SELECT 1;"),
+            ("V2__b.sql", "CREATE INDEX CONCURRENTLY i ON t (a);"),
+            ("V2__b.sql.conf", "executeInTransaction=true"),
+            ("afterMigrate.sql", "\u{feff}SELECT 2;"),
+            ("more/R__views.sql", "SELECT 3;"),
+            ("flyway.conf", "flyway.table=x"),
+            ("notes.sql", "not read"),
+        ];
+        for (name, text) in files {
+            write(dir.path(), name, text.as_bytes());
+        }
+        let key = |s: &Script| (s.name.clone(), s.kind.clone(), s.description.clone(), s.checksum, s.transactional);
+        let on_disk: Vec<_> = load(&[dir.path().to_owned()], Encoding::Utf8).unwrap().iter().map(key).collect();
+        let embedded: Vec<_> = from_files(&files).unwrap().iter().map(key).collect();
+        assert_eq!(embedded, on_disk);
+        assert_eq!(embedded.len(), 4);
+        assert!(embedded[1].4, "the .conf applies");
+
+        let err = from_files(&[("sql/V1_init.sql", "SELECT 1;")]).unwrap_err().to_string();
+        assert!(err.contains("sql/V1_init.sql") && err.contains("two underscores"), "{err}");
+        let err = from_files(&[("V1__a.sql", "SELECT 1;"), ("V001__b.sql", "SELECT 1;")]).unwrap_err().to_string();
+        assert!(err.contains("V001__b.sql") && err.contains("V1__a.sql"), "{err}");
     }
 
     #[test]

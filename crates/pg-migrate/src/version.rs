@@ -6,6 +6,18 @@ use std::fmt;
 
 /// A migration version. Equality and order are numeric; [`Version::as_str`] keeps the text as
 /// written (with `_` turned into `.`), which is what the history table stores.
+///
+/// ```rust
+/// use pg_migrate::Version;
+///
+/// # fn main() -> Result<(), String> {
+/// assert!(Version::parse("1_1")? < Version::parse("1_10")?);
+/// assert!(Version::parse("1_10")? < Version::parse("2")?);
+/// assert_eq!(Version::parse("001")?, Version::parse("1.0")?);
+/// assert_eq!(Version::parse("2024_01_15")?.as_str(), "2024.01.15");
+/// assert!(Version::parse("1a").is_err());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Version {
     text: String,

@@ -21,19 +21,20 @@ use serde::Serialize;
 use crate::Error;
 use crate::pgident::quote_ident;
 
+/// How much [`cleanup`] keeps and how it waits for locks; [`Default`] gives the seed's retention.
 #[derive(Clone, Copy, Debug)]
 pub struct CleanupOptions {
-    /// Keep user behaviours this many days.
+    /// Keep user behaviours this many days (1 to 36500; default 90).
     pub behaviors_days: u32,
-    /// Keep recommendation requests and results this many days.
+    /// Keep recommendation requests and results this many days (1 to 36500; default 30).
     pub requests_days: u32,
-    /// Rows deleted per statement in the straddling partition.
+    /// Rows deleted per statement in the straddling partition (at least 1; default 10,000).
     pub batch_size: u32,
     /// Count the rows of the plan exactly (a full read of each partition); estimates otherwise.
     pub exact: bool,
-    /// How long one attempt to take a lock may wait.
+    /// How long one attempt to take a lock may wait (default 5 s).
     pub lock_timeout: Duration,
-    /// How long to keep trying before leaving a detach pending for the next run.
+    /// How long to keep trying before leaving a detach pending for the next run (default 2 min).
     pub lock_wait: Duration,
 }
 
@@ -52,6 +53,20 @@ impl Default for CleanupOptions {
 }
 
 impl CleanupOptions {
+    /// Checks the bounds above; [`Error::Invalid`] names the flag at fault. [`cleanup`] and
+    /// [`plan`](crate::cleanup_plan) call it first.
+    ///
+    /// ```rust
+    /// use recommend_db::{CleanupOptions, Error};
+    ///
+    /// let options = CleanupOptions::default();
+    /// assert_eq!((options.behaviors_days, options.requests_days), (90, 30));
+    /// assert!(options.validate().is_ok());
+    ///
+    /// let error = CleanupOptions { behaviors_days: 0, ..options }.validate().unwrap_err();
+    /// assert!(matches!(error, Error::Invalid(_)));
+    /// assert_eq!(error.to_string(), "--behaviors-days 0 must be between 1 and 36500");
+    /// ```
     pub fn validate(&self) -> Result<(), Error> {
         for (flag, days) in [("--behaviors-days", self.behaviors_days), ("--requests-days", self.requests_days)] {
             if !(1..=36_500).contains(&days) {
@@ -68,38 +83,53 @@ impl CleanupOptions {
 /// What happens to one partition.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionAction {
+    /// The partition's name.
     pub partition: String,
+    /// The first instant of its month, inclusive.
     pub range_start: DateTime<Utc>,
+    /// The first instant of the next month, exclusive.
     pub range_end: DateTime<Utc>,
     /// `drop` (entirely older than the cutoff) or `trim` (straddles it).
     pub action: &'static str,
     /// Rows that go: all of a dropped partition, the old ones of a trimmed one. Estimated from
     /// the planner's statistics unless the plan was made with `exact`.
     pub rows: i64,
+    /// Whether `rows` was counted (`exact`) rather than estimated.
     pub rows_exact: bool,
     /// After the run: `dropped`, `trimmed`, or `detach pending` when a long transaction (such as
-    /// a pg_dump) kept the detach from finishing; the next cleanup finishes it.
+    /// a pg_dump) kept the detach from finishing; the next cleanup finishes it. Older partitions
+    /// of the same table then wait (`deferred: ...`). `None` in a plan or a report-only run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// Bytes freed by a drop; the partition's size for a trim.
     pub bytes: i64,
 }
 
+/// What cleanup does to one partitioned table.
 #[derive(Clone, Debug, Serialize)]
 pub struct TablePlan {
+    /// The partitioned table.
     pub table: String,
+    /// Rows created before this instant go: `now` minus the table's retention in days.
     pub cutoff: DateTime<Utc>,
+    /// The partitions that start before the cutoff, oldest first; empty when nothing is to go.
     pub partitions: Vec<PartitionAction>,
 }
 
+/// What [`cleanup`] did, or would do with `report_only`.
 #[derive(Clone, Debug, Serialize)]
 pub struct CleanupReport {
+    /// Whether this was only a report: nothing was changed.
     pub report_only: bool,
+    /// Per table, its cutoff and what happened to each partition.
     pub tables: Vec<TablePlan>,
+    /// Rows of the planned drops and trims (estimated unless `exact`).
     pub rows_removed: i64,
+    /// Bytes of the partitions to drop, as planned (a pending detach frees them later).
     pub bytes_freed: i64,
     /// Tables detached by an earlier run whose drop had to wait, dropped now.
     pub leftovers_dropped: Vec<String>,
+    /// Whether the materialized views were refreshed (not in a report-only run).
     pub views_refreshed: bool,
     /// Time spent dropping and trimming partitions.
     pub removal_seconds: f64,
@@ -138,7 +168,7 @@ pub async fn plan(client: &Client, options: &CleanupOptions, now: DateTime<Utc>)
                 client
                     .query_one(&sql, &params)
                     .await
-                    .map_err(|e| Error::db(format!("cannot count rows of {}", p.name), &e))?
+                    .map_err(|e| Error::db(format!("cannot count rows of {}", p.name), e))?
                     .get(0)
             } else if action == "drop" {
                 p.rows_estimate
@@ -168,6 +198,18 @@ pub async fn plan(client: &Client, options: &CleanupOptions, now: DateTime<Utc>)
 }
 
 /// Runs cleanup (or only reports, with `report_only`); cutoffs count back from `now`.
+///
+/// ```rust,no_run
+/// # async fn run(pg: datastores::PostgresConfig) -> Result<(), recommend_db::Error> {
+/// use recommend_db::{CleanupOptions, cleanup};
+///
+/// let client = pg.connect().await?;
+/// let report = cleanup(&client, &CleanupOptions::default(), true, chrono::Utc::now()).await?;
+/// for table in &report.tables {
+///     println!("{}: {} partition(s) before {}", table.table, table.partitions.len(), table.cutoff);
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn cleanup(
     client: &Client,
     options: &CleanupOptions,
@@ -196,7 +238,7 @@ pub async fn cleanup(
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
-        .map_err(|e| Error::db("cannot read the server version", &e))?
+        .map_err(|e| Error::db("cannot read the server version", e))?
         .get(0);
     let removal = Instant::now();
     report.leftovers_dropped = drop_leftovers(client, options).await?;
@@ -235,7 +277,7 @@ pub async fn cleanup(
         client
             .batch_execute(&format!("VACUUM (ANALYZE) {}", quote_ident(partition)))
             .await
-            .map_err(|e| Error::db(format!("cannot vacuum {partition}"), &e))?;
+            .map_err(|e| Error::db(format!("cannot vacuum {partition}"), e))?;
     }
     let changed: Vec<&str> =
         report.tables.iter().filter(|t| !t.partitions.is_empty()).map(|t| t.table.as_str()).collect();
@@ -247,13 +289,13 @@ pub async fn cleanup(
         client
             .batch_execute(&format!("ANALYZE {only}{}", quote_ident(table)))
             .await
-            .map_err(|e| Error::db(format!("cannot analyze {table}"), &e))?;
+            .map_err(|e| Error::db(format!("cannot analyze {table}"), e))?;
     }
     let views = Instant::now();
     client
         .batch_execute("SELECT refresh_recommendation_views()")
         .await
-        .map_err(|e| Error::db("cannot refresh the materialized views", &e))?;
+        .map_err(|e| Error::db("cannot refresh the materialized views", e))?;
     report.views_refreshed = true;
     report.views_seconds = views.elapsed().as_secs_f64();
     report.seconds = started.elapsed().as_secs_f64();
@@ -276,7 +318,7 @@ async fn with_lock_retries_of(
 ) -> Result<bool, Error> {
     let deadline = Instant::now() + options.lock_wait;
     let timeout = format!("SET lock_timeout = '{}ms'", options.lock_timeout.as_millis().max(1));
-    client.batch_execute(&timeout).await.map_err(|e| Error::db("cannot set lock_timeout", &e))?;
+    client.batch_execute(&timeout).await.map_err(|e| Error::db("cannot set lock_timeout", e))?;
     let mut pause = Duration::from_millis(200);
     let outcome = loop {
         let sql = match statement().await {
@@ -293,7 +335,7 @@ async fn with_lock_retries_of(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
-            Err(e) => break Err(Error::db(format!("cannot {what}"), &e)),
+            Err(e) => break Err(Error::db(format!("cannot {what}"), e)),
         }
     };
     let _ = client.batch_execute("RESET lock_timeout").await;
@@ -308,7 +350,7 @@ async fn detach_pending(client: &Client, partition: &str) -> Result<bool, Error>
             &[&quote_ident(partition)],
         )
         .await
-        .map_err(|e| Error::db(format!("cannot look up partition {partition}"), &e))?;
+        .map_err(|e| Error::db(format!("cannot look up partition {partition}"), e))?;
     Ok(row.is_some_and(|r| r.get(0)))
 }
 
@@ -373,7 +415,7 @@ async fn mark_detached(client: &Client, table: &str) -> Result<(), Error> {
             datastores::pgadmin::quote_literal(DETACHED_MARK)
         ))
         .await
-        .map_err(|e| Error::db(format!("cannot mark {table}"), &e))
+        .map_err(|e| Error::db(format!("cannot mark {table}"), e))
 }
 
 /// Drops what earlier runs detached but could not drop, and finishes their pending detaches.
@@ -386,7 +428,7 @@ async fn drop_leftovers(client: &Client, options: &CleanupOptions) -> Result<Vec
             &[&DETACHED_MARK],
         )
         .await
-        .map_err(|e| Error::db("cannot look for tables detached earlier", &e))?;
+        .map_err(|e| Error::db("cannot look for tables detached earlier", e))?;
     let mut dropped = Vec::new();
     for row in rows {
         let name: String = row.get(0);
@@ -402,7 +444,7 @@ async fn drop_leftovers(client: &Client, options: &CleanupOptions) -> Result<Vec
 /// `batch_size` rows. Each statement reads only its own blocks (a TID range scan), so the whole
 /// trim reads the partition once, and every transaction stays short.
 async fn trim(client: &Client, partition: &str, cutoff: DateTime<Utc>, batch_size: u32) -> Result<(), Error> {
-    let failed = |e: &datastores::tokio_postgres::Error| Error::db(format!("cannot delete old rows of {partition}"), e);
+    let failed = |e: datastores::tokio_postgres::Error| Error::db(format!("cannot delete old rows of {partition}"), e);
     let row = client
         .query_one(
             "SELECT pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
@@ -411,7 +453,7 @@ async fn trim(client: &Client, partition: &str, cutoff: DateTime<Utc>, batch_siz
             &[&quote_ident(partition)],
         )
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(failed)?;
     let (blocks, rows_per_block): (i64, f64) = (row.get(0), row.get(1));
     let step = ((f64::from(batch_size) / rows_per_block.max(1.0)) as i64).max(1);
     let sql = format!(
@@ -421,7 +463,7 @@ async fn trim(client: &Client, partition: &str, cutoff: DateTime<Utc>, batch_siz
     let tid = |block: i64| format!("({block},0)");
     let mut start = 0;
     while start < blocks {
-        client.execute(&sql, &[&tid(start), &tid(start + step), &cutoff]).await.map_err(|e| failed(&e))?;
+        client.execute(&sql, &[&tid(start), &tid(start + step), &cutoff]).await.map_err(failed)?;
         start += step;
     }
     // Rows that arrived in new blocks meanwhile.
@@ -431,6 +473,6 @@ async fn trim(client: &Client, partition: &str, cutoff: DateTime<Utc>, batch_siz
             &[&tid(blocks), &cutoff],
         )
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(failed)?;
     Ok(())
 }

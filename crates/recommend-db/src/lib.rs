@@ -4,6 +4,7 @@
 //! The `recommend-db` binary is a thin layer over it.
 //!
 //! It does not print or exit, and reads no environment: callers pass configurations in.
+#![warn(missing_docs)]
 
 mod cleanup;
 mod error;

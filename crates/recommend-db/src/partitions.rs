@@ -12,14 +12,20 @@ pub const PARTITIONED_TABLES: [&str; 3] = ["user_behaviors", "recommendation_req
 /// One partition.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Partition {
+    /// The partitioned table (`user_behaviors`, ...).
     pub table: String,
+    /// The partition's name; those recommend-db creates are `<table>_y<YYYY>m<MM>`
+    /// (`user_behaviors_y2024m03`).
     pub name: String,
+    /// The first instant of its month, inclusive.
     pub range_start: DateTime<Utc>,
+    /// The first instant of the next month, exclusive.
     pub range_end: DateTime<Utc>,
     /// Created by this call.
     pub created: bool,
     /// The planner's estimate (exact after ANALYZE).
     pub rows_estimate: i64,
+    /// Its size on disk with indexes and TOAST (`pg_total_relation_size`).
     pub bytes: i64,
 }
 
@@ -40,7 +46,7 @@ pub async fn ensure(client: &Client, months_back: u32, months_ahead: u32) -> Res
             )
             .await
             .map_err(|e| {
-                Error::db(format!("cannot create the partitions of {table} (are the migrations applied?)"), &e)
+                Error::db(format!("cannot create the partitions of {table} (are the migrations applied?)"), e)
             })?;
         created.extend(rows.iter().map(|r| r.get::<_, String>(0)));
     }
@@ -72,16 +78,16 @@ pub(crate) async fn monthly(client: &Client, table: &str) -> Result<Vec<Partitio
             &[&table],
         )
         .await
-        .map_err(|e| Error::db(format!("cannot list the partitions of {table} (are the migrations applied?)"), &e))?;
+        .map_err(|e| Error::db(format!("cannot list the partitions of {table} (are the migrations applied?)"), e))?;
     let mut out = Vec::new();
     for r in &rows {
         let name: String =
-            r.try_get(0).map_err(|e| Error::db(format!("unexpected partition listing of {table}"), &e))?;
+            r.try_get(0).map_err(|e| Error::db(format!("unexpected partition listing of {table}"), e))?;
         let start: Option<DateTime<Utc>> = r.try_get(1).ok().flatten();
         let end: Option<DateTime<Utc>> = r.try_get(2).ok().flatten();
         let (Some(range_start), Some(range_end)) = (start, end) else {
             let bound: Option<String> = r.try_get(5).ok().flatten();
-            return Err(Error::Refused(format!(
+            return Err(Error::Conflict(format!(
                 "{table} has a partition {name} that is not a monthly range ({}); recommend-db manages monthly \
                  partitions only. Move its rows into monthly partitions and drop or detach it",
                 bound.unwrap_or_else(|| "unknown bounds".into())
@@ -103,6 +109,7 @@ pub(crate) async fn monthly(client: &Client, table: &str) -> Result<Vec<Partitio
 /// A table that lacks partitions for some of the months it should have.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Missing {
+    /// The partitioned table.
     pub table: String,
     /// The first day of each month without a partition, `YYYY-MM-DD`.
     pub months: Vec<String>,

@@ -21,15 +21,21 @@ use crate::Error;
 /// More rows than this in one table is a typo, not a test database.
 pub const MAX_ROWS: u64 = 1_000_000_000;
 
+/// What [`seed`] generates. The same options, `seed` and `until` included, give the same rows.
 #[derive(Clone, Debug)]
 pub struct SeedOptions {
+    /// Users to create (at most [`MAX_ROWS`]).
     pub users: u64,
+    /// Items to create (at most [`MAX_ROWS`]).
     pub items: u64,
+    /// User behaviours (views, clicks, purchases, ...) to create, in sessions (at most
+    /// [`MAX_ROWS`]); they need at least one user and one item.
     pub behaviors: u64,
     /// Recommendation requests; each has 10 results.
     pub requests: u64,
     /// Months of history the behaviours and requests cover.
     pub months: u32,
+    /// The random generator's seed.
     pub seed: u64,
     /// The data ends at midnight UTC of this day.
     pub until: NaiveDate,
@@ -40,6 +46,8 @@ pub struct SeedOptions {
 }
 
 impl SeedOptions {
+    /// Checks the counts (at most [`MAX_ROWS`]; behaviours and requests need users and items)
+    /// and `months` (1 to 60); [`Error::Invalid`] names the flag at fault. [`seed`] calls it first.
     pub fn validate(&self) -> Result<(), Error> {
         for (flag, value) in [
             ("--users", self.users),
@@ -67,40 +75,65 @@ impl SeedOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// `users`.
     Users,
+    /// `items`.
     Items,
+    /// `user_behaviors`.
     Behaviors,
+    /// `recommendation_requests`.
     Requests,
+    /// `recommendation_results`.
     Results,
+    /// `item_embeddings` and `user_embeddings`.
     Embeddings,
+    /// Rebuilding indexes, then `item_stats`, `user_profiles`, statistics and the materialized
+    /// views, from the loaded rows.
     Derived,
 }
 
+/// How far a phase has got, passed to [`seed`]'s `progress` callback as rows stream in.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
+    /// The phase running.
     pub phase: Phase,
+    /// Rows of the phase written so far (for `Derived`, 0 then 1).
     pub done: u64,
+    /// Rows the phase writes in all.
     pub total: u64,
 }
 
+/// What [`seed`] loaded: rows per table as COPY counted them, and the time taken.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SeedReport {
+    /// Rows in `users`.
     pub users: u64,
+    /// Rows in `items`.
     pub items: u64,
+    /// Rows in `user_behaviors`.
     pub behaviors: u64,
+    /// Rows in `recommendation_requests`.
     pub requests: u64,
+    /// Rows in `recommendation_results` (10 per request).
     pub results: u64,
+    /// Rows in `item_embeddings` (0 without `embeddings`).
     pub item_embeddings: u64,
+    /// Rows in `user_embeddings` (0 without `embeddings`).
     pub user_embeddings: u64,
+    /// Monthly partitions created so that every generated row has one.
     pub partitions_created: usize,
+    /// Time in all, in seconds.
     pub seconds: f64,
     /// Where the time went, phase by phase; `derived` includes rebuilding the indexes.
     pub phases: Vec<PhaseTime>,
 }
 
+/// The time one phase took.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PhaseTime {
+    /// The phase.
     pub phase: Phase,
+    /// Its duration in seconds.
     pub seconds: f64,
 }
 
@@ -129,18 +162,18 @@ pub async fn seed(
     let schema_ready: bool = client
         .query_one("SELECT to_regclass('users') IS NOT NULL AND to_regclass('item_embeddings') IS NOT NULL", &[])
         .await
-        .map_err(|e| Error::db("cannot inspect the database", &e))?
+        .map_err(|e| Error::db("cannot inspect the database", e))?
         .get(0);
     if !schema_ready {
-        return Err(Error::Refused(
+        return Err(Error::NotFound(
             "the schema is missing: run recommend-db init --run-migrations (or --full) first".into(),
         ));
     }
     // One transaction: a failed or interrupted seed leaves the database as it was.
-    client.batch_execute("BEGIN").await.map_err(|e| Error::db("cannot begin", &e))?;
+    client.batch_execute("BEGIN").await.map_err(|e| Error::db("cannot begin", e))?;
     match seed_in_transaction(client, options, progress, started).await {
         Ok(report) => {
-            client.batch_execute("COMMIT").await.map_err(|e| Error::db("cannot commit the seed data", &e))?;
+            client.batch_execute("COMMIT").await.map_err(|e| Error::db("cannot commit the seed data", e))?;
             Ok(report)
         }
         Err(e) => {
@@ -160,15 +193,15 @@ async fn seed_in_transaction(
         client
             .batch_execute(&format!("TRUNCATE {DATA_TABLES}"))
             .await
-            .map_err(|e| Error::db("cannot clean the data tables", &e))?;
+            .map_err(|e| Error::db("cannot clean the data tables", e))?;
     } else {
         let existing: i64 = client
             .query_one("SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM items)", &[])
             .await
-            .map_err(|e| Error::db("cannot count existing rows", &e))?
+            .map_err(|e| Error::db("cannot count existing rows", e))?
             .get(0);
         if existing > 0 {
-            return Err(Error::Refused(format!(
+            return Err(Error::NeedsConsent(format!(
                 "the database already holds {existing} users and items; pass --clean to replace all data"
             )));
         }
@@ -181,7 +214,7 @@ async fn seed_in_transaction(
         client
             .batch_execute(&format!("DROP INDEX {name}"))
             .await
-            .map_err(|e| Error::db(format!("cannot drop index {name}"), &e))?;
+            .map_err(|e| Error::db(format!("cannot drop index {name}"), e))?;
     }
 
     let until: DateTime<Utc> = options.until.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
@@ -440,11 +473,11 @@ async fn seed_in_transaction(
     client
         .batch_execute("SET LOCAL maintenance_work_mem = '1GB'")
         .await
-        .map_err(|e| Error::db("cannot set maintenance_work_mem", &e))?;
+        .map_err(|e| Error::db("cannot set maintenance_work_mem", e))?;
     for (name, definition) in &indexes {
-        client.batch_execute(definition).await.map_err(|e| Error::db(format!("cannot rebuild index {name}"), &e))?;
+        client.batch_execute(definition).await.map_err(|e| Error::db(format!("cannot rebuild index {name}"), e))?;
     }
-    client.batch_execute(DERIVED).await.map_err(|e| Error::db("cannot derive item_stats and user_profiles", &e))?;
+    client.batch_execute(DERIVED).await.map_err(|e| Error::db("cannot derive item_stats and user_profiles", e))?;
     progress(Progress { phase: Phase::Derived, done: 1, total: 1 });
     laps.lap(Phase::Derived, &mut report);
     report.seconds = started.elapsed().as_secs_f64();
@@ -465,7 +498,7 @@ async fn deferrable_indexes(client: &Client) -> Result<Vec<(String, String)>, Er
             &[&DATA_TABLES],
         )
         .await
-        .map_err(|e| Error::db("cannot list the indexes of the data tables", &e))?;
+        .map_err(|e| Error::db("cannot list the indexes of the data tables", e))?;
     // The definition of a partitioned table's index says ON ONLY, which would build the parent's
     // index alone; without ONLY, every partition gets its index again.
     Ok(rows.iter().map(|r| (r.get(0), r.get::<_, String>(1).replacen(" ON ONLY ", " ON ", 1))).collect())
@@ -503,7 +536,7 @@ struct Copy {
 
 impl Copy {
     async fn new(client: &Client, statement: &'static str) -> Result<Copy, Error> {
-        let sink = client.copy_in(statement).await.map_err(|e| Error::db(statement, &e))?;
+        let sink = client.copy_in(statement).await.map_err(|e| Error::db(statement, e))?;
         Ok(Copy { sink: Box::pin(sink), buffer: String::with_capacity(1 << 21), statement })
     }
 
@@ -520,12 +553,12 @@ impl Copy {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buffer, String::with_capacity(1 << 21));
-        self.sink.send(Bytes::from(chunk.into_bytes())).await.map_err(|e| Error::db(self.statement, &e))
+        self.sink.send(Bytes::from(chunk.into_bytes())).await.map_err(|e| Error::db(self.statement, e))
     }
 
     async fn finish(mut self) -> Result<u64, Error> {
         self.flush().await?;
-        self.sink.as_mut().finish().await.map_err(|e| Error::db(self.statement, &e))
+        self.sink.as_mut().finish().await.map_err(|e| Error::db(self.statement, e))
     }
 }
 

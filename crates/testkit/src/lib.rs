@@ -13,7 +13,7 @@
 //! There is no Docker on the build machines, so this crate does not start containers. Weaviate,
 //! which has no server here, is played by [`weaviate_fake::FakeWeaviate`], an in-memory fake
 //! checked against Weaviate's OpenAPI documents.
-
+#![warn(missing_docs)]
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
 pub mod servers;
@@ -64,6 +64,13 @@ pub fn expect_up<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
 
 /// A name no other test (in this or another process) uses: lower-case letters, digits and `_`,
 /// starting with `prefix`, valid as a PostgreSQL, Milvus, MongoDB or Kafka name.
+///
+/// ```rust
+/// let (a, b) = (testkit::unique_name("orders"), testkit::unique_name("orders"));
+/// assert_ne!(a, b);
+/// assert!(a.starts_with("orders_"));
+/// assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+/// ```
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -71,6 +78,8 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}_{n}_{:05x}", std::process::id(), nanos & 0xfffff)
 }
 
+/// The stack's PostgreSQL 18 as its superuser, from the environment; panics with instructions
+/// when it is not configured.
 pub fn postgres_config() -> PostgresConfig {
     expect_up(PostgresConfig::from_settings(&require(Datastore::Postgres)))
 }
@@ -101,6 +110,7 @@ fn block_on_cleanup<F: Future<Output = ()> + Send + 'static>(cleanup: F) {
 /// A fresh PostgreSQL database on the stack's server, dropped (with its connections) on drop.
 #[derive(Debug)]
 pub struct TestDatabase {
+    /// The database's name, from [`unique_name`] with prefix `test`.
     pub name: String,
     /// Connects to the test database as the stack's superuser.
     pub config: PostgresConfig,
@@ -122,6 +132,7 @@ impl TestDatabase {
         TestDatabase { name, config, admin }
     }
 
+    /// A client connected to the test database; panics with instructions when the server is down.
     pub async fn connect(&self) -> datastores::tokio_postgres::Client {
         expect_up(self.config.connect().await)
     }
@@ -139,10 +150,12 @@ impl TestDatabase {
 /// [`TestDatabase`] that holds their objects, so that the database goes first.
 #[derive(Debug)]
 pub struct TestRoles {
+    /// The role names, one per prefix, in the prefixes' order.
     pub names: Vec<String>,
 }
 
 impl TestRoles {
+    /// One unique name per prefix ([`unique_name`]). Creates nothing: the test creates the roles.
     pub fn new(prefixes: &[&str]) -> TestRoles {
         TestRoles { names: prefixes.iter().map(|p| unique_name(p)).collect() }
     }
@@ -182,11 +195,15 @@ impl Drop for TestDatabase {
 /// A MongoDB database of the test's own, dropped on drop.
 #[derive(Debug)]
 pub struct TestMongoDatabase {
+    /// The database's name, from [`unique_name`] with prefix `test`.
     pub name: String,
+    /// The stack's MongoDB with this database as its default.
     pub config: MongoConfig,
 }
 
 impl TestMongoDatabase {
+    /// Names a database on the stack's MongoDB (which creates it on the first write); panics with
+    /// instructions when MongoDB is not configured.
     pub fn new() -> TestMongoDatabase {
         let mut config = expect_up(MongoConfig::from_settings(&require(Datastore::MongoDb)));
         let name = unique_name("test");
@@ -218,10 +235,13 @@ impl Drop for TestMongoDatabase {
 /// deleted on drop.
 #[derive(Debug)]
 pub struct TestS3Prefix {
+    /// The stack's S3 with `prefix` extended by a unique folder.
     pub config: S3Config,
 }
 
 impl TestS3Prefix {
+    /// A unique prefix under the stack's bucket and prefix; panics with instructions when S3 is
+    /// not configured.
     pub fn new() -> TestS3Prefix {
         let mut config = expect_up(S3Config::from_settings(&require(Datastore::S3)));
         config.prefix = format!("{}{}/", config.prefix, unique_name("test"));
@@ -267,12 +287,15 @@ impl Drop for TestS3Prefix {
 /// An S3 server of the test's own (the stack's, `S3_SERVER_BIN`), for tests that stop it.
 #[derive(Debug)]
 pub struct PrivateS3 {
+    /// The server's configuration: bucket `private`, its own key, 3 attempts, a 5 s timeout.
     pub config: S3Config,
     daemon: servers::Daemon,
     _scratch: servers::Scratch,
 }
 
 impl PrivateS3 {
+    /// Starts the server on a free loopback port with a fresh data directory, and waits until it
+    /// accepts connections.
     pub fn start() -> PrivateS3 {
         let settings = require(Datastore::S3);
         let bin = settings.get("S3_SERVER_BIN").ok().flatten().map(|v| v.text).unwrap_or_else(|| {
@@ -315,12 +338,14 @@ impl PrivateS3 {
 /// that hangs, to test timeouts without waiting on the network.
 #[derive(Debug)]
 pub struct SilentServer {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     _listener: std::net::TcpListener,
     _accepted: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
 }
 
 impl SilentServer {
+    /// Listens on a free port; connections are accepted and held open until the server is dropped.
     pub fn start() -> SilentServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -336,6 +361,11 @@ impl SilentServer {
 }
 
 /// A port on 127.0.0.1 where nothing listens (connections are refused).
+///
+/// ```rust
+/// let port = testkit::closed_port();
+/// assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+/// ```
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
@@ -344,6 +374,7 @@ pub fn closed_port() -> u16 {
 /// One request that passed through an [`S3Proxy`].
 #[derive(Clone, Debug)]
 pub struct ProxiedRequest {
+    /// The HTTP method (`GET`, `PUT`, ...).
     pub method: String,
     /// Path and query.
     pub target: String,
@@ -352,6 +383,7 @@ pub struct ProxiedRequest {
 }
 
 impl ProxiedRequest {
+    /// The value of header `name` (given in lower case), if the request had it.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
@@ -404,10 +436,12 @@ impl S3Proxy {
         S3Proxy { config, requests, refused }
     }
 
+    /// Every request seen so far, in order, refused ones included.
     pub fn requests(&self) -> Vec<ProxiedRequest> {
         self.requests.lock().unwrap().clone()
     }
 
+    /// How many writes were answered with `403 AccessDenied`.
     pub fn writes_refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
     }

@@ -10,9 +10,12 @@ use crate::{HOW_TO_START, closed_port, unique_name};
 /// A child process killed on drop, with a scratch folder removed on drop.
 #[derive(Debug)]
 pub struct Daemon {
+    /// A short name for messages (`postgres`, `redis`, ...); also the log file's name.
     pub name: String,
     child: Option<Child>,
+    /// The folder the process works in, where its log is.
     pub dir: PathBuf,
+    /// The file holding the process's stdout and stderr.
     pub log: PathBuf,
 }
 
@@ -32,6 +35,8 @@ impl Daemon {
         daemon
     }
 
+    /// Waits until 127.0.0.1:`port` accepts connections; panics with the log when the process
+    /// exits first or `timeout` passes.
     pub fn wait_for_port(&mut self, port: u16, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -45,10 +50,12 @@ impl Daemon {
         }
     }
 
+    /// What the process has written so far (empty when the log cannot be read).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id, `None` once it has been killed.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -71,10 +78,12 @@ impl Drop for Daemon {
 /// A scratch folder for a test's servers, removed on drop.
 #[derive(Debug)]
 pub struct Scratch {
+    /// The folder, under the system's temporary directory.
     pub path: PathBuf,
 }
 
 impl Scratch {
+    /// Creates a folder named by [`unique_name`] with `prefix`.
     pub fn new(prefix: &str) -> Scratch {
         let path = std::env::temp_dir().join(unique_name(prefix));
         std::fs::create_dir_all(&path).unwrap();
@@ -102,13 +111,16 @@ pub fn program(name: &str, package: &str) -> PathBuf {
 /// A Prometheus Pushgateway (Debian's `prometheus-pushgateway`) of the test's own.
 #[derive(Debug)]
 pub struct Pushgateway {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub url: String,
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     _daemon: Daemon,
     _scratch: Scratch,
 }
 
 impl Pushgateway {
+    /// Starts it on a free port and waits until it listens.
     pub fn start() -> Pushgateway {
         let scratch = Scratch::new("pushgateway");
         let port = closed_port();
@@ -193,13 +205,17 @@ pub fn debian_postgres15_bin() -> PathBuf {
 /// connections without it are rejected.
 #[derive(Debug)]
 pub struct TestPostgres {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+    /// The folder of the server's programs (`postgres`, `pg_dump`, ...).
     pub bin_dir: PathBuf,
     daemon: Daemon,
     _scratch: Scratch,
 }
 
 impl TestPostgres {
+    /// Creates a cluster (superuser `postgres`, UTF-8) in a scratch folder, starts it on a free
+    /// port, with `tls` serving these certificate files, and waits until it accepts sessions.
     pub fn start(bin_dir: &Path, tls: Option<&crate::tls::ServerFiles>) -> TestPostgres {
         let scratch = Scratch::new("pg");
         let data = scratch.path.join("data");
@@ -261,6 +277,7 @@ impl TestPostgres {
         config
     }
 
+    /// The server's log so far.
     pub fn log(&self) -> String {
         self.daemon.log_text()
     }
@@ -269,7 +286,9 @@ impl TestPostgres {
 /// Options for a Redis server of the test's own.
 #[derive(Clone, Debug, Default)]
 pub struct RedisOptions {
+    /// `requirepass` (and `masterauth`); `None`: no password.
     pub password: Option<String>,
+    /// Serve TLS only, with these files; clients need no certificate.
     pub tls: Option<crate::tls::ServerFiles>,
     /// More `redis.conf` lines.
     pub extra: Vec<String>,
@@ -278,12 +297,15 @@ pub struct RedisOptions {
 /// A Redis server (Debian's `redis-server`) of the test's own.
 #[derive(Debug)]
 pub struct TestRedis {
+    /// The port it listens on, on 127.0.0.1 (the TLS port with TLS).
     pub port: u16,
+    /// The server process, for tests that kill it.
     pub daemon: Daemon,
-    _scratch: Scratch,
+    scratch: Scratch,
 }
 
 impl TestRedis {
+    /// Starts a server that saves nothing on a free port and waits until it listens.
     pub fn start(options: &RedisOptions) -> TestRedis {
         let scratch = Scratch::new("redis");
         let port = closed_port();
@@ -310,12 +332,23 @@ impl TestRedis {
             conf.push(format!("masterauth {password}"));
         }
         conf.extend(options.extra.iter().cloned());
-        let file = scratch.path.join("redis.conf");
-        std::fs::write(&file, conf.join("\n") + "\n").unwrap();
+        std::fs::write(scratch.path.join("redis.conf"), conf.join("\n") + "\n").unwrap();
+        let daemon = Self::spawn(&scratch.path, port);
+        TestRedis { port, daemon, scratch }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Daemon {
         let mut command = Command::new(program("redis-server", "redis-server"));
-        command.arg(&file);
-        let daemon = Daemon::spawn("redis", command, &scratch.path, port);
-        TestRedis { port, daemon, _scratch: scratch }
+        command.arg(dir.join("redis.conf"));
+        Daemon::spawn("redis", command, dir, port)
+    }
+
+    /// Kills the server, as a crash would (unless `daemon.kill()` already did), and starts it
+    /// again on the same port with the same configuration and folder: its data is gone (nothing
+    /// is saved), a cluster node keeps its `nodes.conf` and rejoins its cluster.
+    pub fn restart(&mut self) {
+        self.daemon.kill();
+        self.daemon = Self::spawn(&self.scratch.path, self.port);
     }
 
     /// Runs `redis-cli` against this server (the password, if any, through REDISCLI_AUTH).
@@ -339,16 +372,23 @@ pub fn redis_cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
 /// One master, one replica and a Sentinel watching them, all on loopback.
 #[derive(Debug)]
 pub struct TestSentinel {
+    /// The master at start.
     pub master: TestRedis,
+    /// Its replica.
     pub replica: TestRedis,
+    /// The Sentinel's port, on 127.0.0.1.
     pub sentinel_port: u16,
+    /// The monitored master's name, `mymaster`.
     pub name: String,
+    /// The password of master and replica (the Sentinel has none).
     pub password: String,
     _sentinel: Daemon,
     _scratch: Scratch,
 }
 
 impl TestSentinel {
+    /// Starts master, replica and Sentinel (down after 1 s, failover timeout 5 s) and waits until
+    /// the replica has synced and the Sentinel sees it.
     pub fn start() -> TestSentinel {
         let password = unique_name("pw");
         let options = RedisOptions { password: Some(password.clone()), ..RedisOptions::default() };
@@ -393,11 +433,15 @@ impl TestSentinel {
 /// A Redis Cluster of three masters on loopback.
 #[derive(Debug)]
 pub struct TestRedisCluster {
+    /// The three master nodes.
     pub nodes: Vec<TestRedis>,
+    /// The password of every node.
     pub password: String,
 }
 
 impl TestRedisCluster {
+    /// Starts three nodes, creates the cluster over all 16384 slots and waits until every node
+    /// reports `cluster_state:ok`.
     pub fn start() -> TestRedisCluster {
         let password = unique_name("pw");
         let nodes: Vec<TestRedis> = (0..3)
@@ -431,6 +475,7 @@ impl TestRedisCluster {
 /// PgBouncer (Debian's) in front of a PostgreSQL server, in `pool_mode`.
 #[derive(Debug)]
 pub struct TestPgBouncer {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     _daemon: Daemon,
     _scratch: Scratch,
@@ -472,12 +517,14 @@ impl TestPgBouncer {
 /// (`host:port`) every 3 s, with a 3 s scrape timeout (give an exporter a shorter deadline).
 #[derive(Debug)]
 pub struct TestPrometheus {
+    /// The port of its web API, on 127.0.0.1.
     pub port: u16,
     daemon: Daemon,
     _scratch: Scratch,
 }
 
 impl TestPrometheus {
+    /// Starts it on a free port and waits (up to a minute) until it reports ready.
     pub fn start(targets: &[String]) -> TestPrometheus {
         let scratch = Scratch::new("prometheus");
         let port = closed_port();

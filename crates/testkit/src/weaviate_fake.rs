@@ -72,6 +72,7 @@ impl Default for FakeOptions {
 /// One request the fake received.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Received {
+    /// The HTTP method (`GET`, `POST`, ...).
     pub method: String,
     /// Path and query.
     pub path: String,

@@ -8,6 +8,7 @@
 //!
 //! The library never prints or exits: long waits report through a [`Progress`] callback and
 //! every outcome is a value or a typed [`Error`].
+#![warn(missing_docs)]
 
 #[cfg(feature = "bootstrap")]
 pub mod bootstrap;

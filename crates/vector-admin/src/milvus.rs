@@ -32,11 +32,18 @@ const TTL_PROPERTY: &str = "collection.ttl.seconds";
 pub struct MilvusStore {
     grpc: MilvusGrpc,
     endpoint: String,
-    /// How long a flush may take before it is reported as a timeout.
+    /// How long a flush may take before it is reported as a timeout (10 minutes by default).
     pub flush_deadline: Duration,
 }
 
 impl MilvusStore {
+    /// Opens the gRPC channel `config` describes (TLS, credentials, database), within its connect
+    /// timeout. `flush_deadline` starts at 10 minutes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] naming the endpoint when the server cannot be reached or the TLS or
+    /// credential settings are unusable.
     pub async fn connect(config: &MilvusConfig) -> Result<MilvusStore> {
         Ok(MilvusStore {
             grpc: config.grpc().await?,

@@ -16,12 +16,16 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Metric {
+    /// Euclidean distance (Weaviate's squared L2); smaller is nearer.
     L2,
+    /// Inner product; larger is nearer.
     Ip,
+    /// Cosine similarity; larger is nearer (Weaviate reports the cosine distance).
     Cosine,
 }
 
 impl Metric {
+    /// Milvus' name: `L2`, `IP` or `COSINE`.
     pub fn milvus(self) -> &'static str {
         match self {
             Metric::L2 => "L2",
@@ -30,6 +34,7 @@ impl Metric {
         }
     }
 
+    /// Weaviate's name: `l2-squared`, `dot` or `cosine`.
     pub fn weaviate(self) -> &'static str {
         match self {
             Metric::L2 => "l2-squared",
@@ -38,6 +43,7 @@ impl Metric {
         }
     }
 
+    /// Reads Milvus' or Weaviate's name, in any case; `None` for an unknown name.
     pub fn from_name(name: &str) -> Option<Metric> {
         match name.to_ascii_lowercase().as_str() {
             "l2" | "l2-squared" => Some(Metric::L2),
@@ -57,19 +63,26 @@ impl fmt::Display for Metric {
 /// The index structures the presets use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndexKind {
+    /// `FLAT`: exact search over every vector, no build parameters.
     #[serde(rename = "FLAT")]
     Flat,
+    /// `IVF_FLAT`: `nlist` clusters, of which a search scans `nprobe`.
     #[serde(rename = "IVF_FLAT")]
     IvfFlat,
+    /// `IVF_SQ8`: IVF with vectors quantised to 8 bits (a quarter of the memory, less recall).
     #[serde(rename = "IVF_SQ8")]
     IvfSq8,
+    /// `HNSW`: a graph with `M` links per node built with `efConstruction`; searched with `ef`.
     #[serde(rename = "HNSW")]
     Hnsw,
+    /// `DISKANN`: a graph on disk, searched with `search_list`; needs a Milvus built with disk
+    /// indexes.
     #[serde(rename = "DISKANN")]
     DiskAnn,
 }
 
 impl IndexKind {
+    /// Milvus' `index_type` name (`FLAT`, `IVF_FLAT`, `IVF_SQ8`, `HNSW`, `DISKANN`).
     pub fn milvus(self) -> &'static str {
         match self {
             IndexKind::Flat => "FLAT",
@@ -80,6 +93,7 @@ impl IndexKind {
         }
     }
 
+    /// Reads Milvus' `index_type` name, in any case; `None` for a type no preset uses.
     pub fn from_milvus(name: &str) -> Option<IndexKind> {
         [IndexKind::Flat, IndexKind::IvfFlat, IndexKind::IvfSq8, IndexKind::Hnsw, IndexKind::DiskAnn]
             .into_iter()
@@ -101,8 +115,10 @@ impl fmt::Display for IndexKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// Vectors are stored as they are (the default).
     #[default]
     None,
+    /// Product quantisation (Weaviate's `pq`), what IVF_SQ8 and DISKANN map to on Weaviate.
     Pq,
 }
 
@@ -110,11 +126,17 @@ pub enum Compression {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Preset {
+    /// `small_exact`: FLAT, exact; for fewer than 100K rows.
     SmallExact,
+    /// `medium_ivf`: IVF_FLAT, `nlist` from the rows, `nprobe` = nlist/16; up to 10M rows.
     MediumIvf,
+    /// `large_hnsw`: HNSW with `M` 16, `efConstruction` 200, `ef` 64; up to 100M rows.
     LargeHnsw,
+    /// `xlarge_diskann`: DISKANN with `search_list` 100; above 100M rows.
     XlargeDiskann,
+    /// `high_recall`: HNSW with `M` 32, `efConstruction` 400, `ef` 256.
     HighRecall,
+    /// `low_latency`: IVF_SQ8, `nprobe` = nlist/32.
     LowLatency,
 }
 
@@ -128,6 +150,7 @@ pub const PRESETS: [Preset; 6] = [
 ];
 
 impl Preset {
+    /// The preset's name in specs and flags (`medium_ivf`, ...); [`str::parse`] reads it back.
     pub fn name(self) -> &'static str {
         match self {
             Preset::SmallExact => "small_exact",
@@ -139,6 +162,7 @@ impl Preset {
         }
     }
 
+    /// The index structure the preset builds.
     pub fn kind(self) -> IndexKind {
         match self {
             Preset::SmallExact => IndexKind::Flat,
@@ -201,8 +225,10 @@ impl FromStr for Preset {
 /// A preset, or `auto`: chosen by row count as the seed's table says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum PresetChoice {
+    /// `auto` (the default): [`auto_preset`] of the collection's rows.
     #[default]
     Auto,
+    /// A preset by name.
     Named(Preset),
 }
 
@@ -237,6 +263,24 @@ impl<'de> Deserialize<'de> for PresetChoice {
 }
 
 /// The seed's table: under 100K rows FLAT, under 10M IVF_FLAT, under 100M HNSW, above DISKANN.
+///
+/// ```rust
+/// use vector_admin::{IndexKind, Preset, auto_preset, validate_search};
+///
+/// let preset = auto_preset(1_000_000);
+/// assert_eq!(preset, Preset::MediumIvf);
+/// assert_eq!(preset.kind(), IndexKind::IvfFlat);
+///
+/// // nlist follows the rows (4·√rows), nprobe is nlist/16.
+/// let (build, search) = preset.params(Some(1_000_000));
+/// assert_eq!((build.nlist, search.nprobe), (Some(4000), Some(250)));
+/// validate_search(preset.kind(), &build, &search, 10)?;
+///
+/// // Presets are named in specs and flags.
+/// assert_eq!("high_recall".parse::<Preset>()?, Preset::HighRecall);
+/// assert!("fastest".parse::<Preset>().is_err());
+/// # Ok::<(), vector_admin::Error>(())
+/// ```
 pub fn auto_preset(rows: u64) -> Preset {
     match rows {
         r if r < 100_000 => Preset::SmallExact,
@@ -254,10 +298,13 @@ fn nlist_for_rows(rows: u64) -> u32 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BuildParams {
+    /// IVF: the number of clusters, 1..=65536.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nlist: Option<u32>,
+    /// HNSW: links per node (`M`), 4..=64.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "M")]
     pub m: Option<u32>,
+    /// HNSW: candidate list size while building (`efConstruction`), 8..=512.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "efConstruction")]
     pub ef_construction: Option<u32>,
 }
@@ -304,15 +351,19 @@ impl BuildParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
+    /// IVF: clusters scanned per query, 1..=nlist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nprobe: Option<u32>,
+    /// HNSW: candidate list size per query, top-k..=32768 (a class setting on Weaviate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef: Option<u32>,
+    /// DISKANN: candidate list size per query, top-k..=65535.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_list: Option<u32>,
 }
 
 impl SearchParams {
+    /// `b`'s values where set, else `self`'s.
     pub fn overlay(self, b: SearchParams) -> SearchParams {
         SearchParams {
             nprobe: b.nprobe.or(self.nprobe),
@@ -323,7 +374,25 @@ impl SearchParams {
 }
 
 /// Checks search parameters for a top-`k` search on an index of `kind` built with `build`:
-/// `nprobe` within 1..=nlist, `ef` within k..=32768, `search_list` within k..=65535.
+/// `nprobe` within 1..=nlist, `ef` within k..=32768, `search_list` within k..=65535, and none
+/// that `kind` does not use. `k` must be within 1..=16384.
+///
+/// # Errors
+///
+/// [`Error::Invalid`] naming the parameter and its range.
+///
+/// ```rust
+/// use vector_admin::{BuildParams, IndexKind, SearchParams, validate_search};
+///
+/// let build = BuildParams { nlist: Some(128), ..BuildParams::default() };
+/// let search = SearchParams { nprobe: Some(129), ..SearchParams::default() };
+/// let err = validate_search(IndexKind::IvfFlat, &build, &search, 10).unwrap_err();
+/// assert_eq!(err.to_string(), "nprobe = 129 is out of range: expected 1..=128");
+///
+/// // HNSW's ef must cover the top-k.
+/// let search = SearchParams { ef: Some(5), ..SearchParams::default() };
+/// assert!(validate_search(IndexKind::Hnsw, &BuildParams::default(), &search, 10).is_err());
+/// ```
 pub fn validate_search(kind: IndexKind, build: &BuildParams, search: &SearchParams, k: usize) -> Result<()> {
     if k == 0 || k > 16_384 {
         return Err(Error::invalid(format!("top-k {k} is out of range (1..=16384)")));

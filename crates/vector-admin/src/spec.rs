@@ -13,13 +13,19 @@ use crate::preset::{BuildParams, Compression, IndexKind, Metric, PresetChoice, S
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldKind {
+    /// `bool`: Milvus `Bool`, Weaviate `boolean`.
     Bool,
+    /// `int32`: Milvus `Int32`, Weaviate `int`.
     Int32,
+    /// `int64`: Milvus `Int64` (also a key type), Weaviate `int`.
     Int64,
+    /// `float`: Milvus `Float`, Weaviate `number`.
     Float,
+    /// `double`: Milvus `Double`, Weaviate `number`.
     Double,
     /// Milvus `VarChar` (needs `max_length`).
     Varchar,
+    /// `json`: Milvus `JSON`; Weaviate has no such type and refuses it.
     Json,
     /// Weaviate `text` (tokenised, searchable).
     Text,
@@ -30,19 +36,25 @@ pub enum FieldKind {
     Other(String),
 }
 
+/// A scalar field of a collection (a property of a Weaviate class).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldSpec {
+    /// The field name: a letter or `_`, then letters, digits and `_`.
     pub name: String,
+    /// The field type (`type` in spec files).
     #[serde(rename = "type")]
     pub kind: FieldKind,
+    /// The maximum length in bytes of a `varchar`, 1..=65535; required for `varchar` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<u32>,
+    /// A description stored with the field on the server (empty: none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
 impl FieldSpec {
+    /// A field without description; a `varchar` gets `max_length` 256.
     pub fn new(name: &str, kind: FieldKind) -> FieldSpec {
         let max_length = (kind == FieldKind::Varchar).then_some(256);
         FieldSpec { name: name.into(), kind, max_length, description: String::new() }
@@ -63,12 +75,15 @@ impl FieldSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vectorizer {
+    /// `none`: no module; vectors come with the objects and the spec needs a `dim`.
     None,
     /// A module by name (`text2vec-transformers`, `img2vec-neural`, ...). `image_fields` names the
     /// blob properties img2vec-neural reads.
     #[serde(untagged)]
     Module {
+        /// The module's name as Weaviate knows it.
         module: String,
+        /// For img2vec-neural: the blob properties holding the images (`imageFields`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         image_fields: Vec<String>,
     },
@@ -78,10 +93,14 @@ pub enum Vectorizer {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
+    /// A search sees every write made before it.
     Strong,
+    /// A search sees the writes of its own client.
     Session,
+    /// A search may miss the latest writes, within a bounded staleness (the default).
     #[default]
     Bounded,
+    /// No guarantee; the fastest.
     Eventually,
 }
 
@@ -89,12 +108,16 @@ pub enum Consistency {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexSpec {
+    /// The preset, `auto` by default.
     #[serde(default)]
     pub preset: PresetChoice,
+    /// Build parameters that override the preset's.
     #[serde(default, skip_serializing_if = "is_default")]
     pub build: BuildParams,
+    /// Search parameters that override the preset's.
     #[serde(default, skip_serializing_if = "is_default")]
     pub search: SearchParams,
+    /// Vector compression (Weaviate), none by default.
     #[serde(default, skip_serializing_if = "is_default")]
     pub compression: Compression,
 }
@@ -106,10 +129,15 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 /// An index with every parameter decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct ResolvedIndex {
+    /// The index structure.
     pub kind: IndexKind,
+    /// The similarity metric.
     pub metric: Metric,
+    /// Build parameters; those the kind does not use are `None`.
     pub build: BuildParams,
+    /// Default search parameters for this index.
     pub search: SearchParams,
+    /// Vector compression (Weaviate).
     pub compression: Compression,
 }
 
@@ -132,31 +160,42 @@ impl IndexSpec {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionSpec {
+    /// The collection or class name: a letter or `_`, then letters, digits and `_`; a Weaviate
+    /// class starts with an upper-case letter.
     pub name: String,
+    /// A description stored on the server (empty: none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// The primary key field (Milvus); Weaviate keys objects by UUID and ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<FieldSpec>,
+    /// The scalar fields, besides the key and the vector.
     #[serde(default)]
     pub fields: Vec<FieldSpec>,
+    /// The name of the float vector field, `embedding` by default.
     #[serde(default = "default_vector_field")]
     pub vector_field: String,
     /// The vector dimension; on Weaviate with a vectorizer the module decides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dim: Option<u32>,
+    /// How vectors are compared (required).
     pub metric: Metric,
+    /// The index: a preset (`auto` by default) and overrides.
     #[serde(default)]
     pub index: IndexSpec,
+    /// Shards, 1..=64 (default 1).
     #[serde(default = "one")]
     pub shards: u32,
+    /// Replicas, 1..=16 (default 1).
     #[serde(default = "one")]
     pub replicas: u32,
+    /// Milvus' read consistency, `bounded` by default.
     #[serde(default)]
     pub consistency: Consistency,
     /// Milvus' collection TTL (`collection.ttl.seconds`): rows older than this expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// Weaviate's vectorizer module, `none` by default (Milvus needs `none`).
     #[serde(default = "no_vectorizer")]
     pub vectorizer: Vectorizer,
 }
@@ -350,27 +389,63 @@ pub fn builtin_weaviate() -> Vec<CollectionSpec> {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpecFile {
+    /// `extend` (the default) or `replace` the built-in collections.
     #[serde(default)]
     pub defaults: Defaults,
+    /// Milvus collection entries, as written (each needs a `name`).
     #[serde(default)]
     pub milvus: Vec<BTreeMap<String, serde_json::Value>>,
+    /// Weaviate class entries, as written (each needs a `name`).
     #[serde(default)]
     pub weaviate: Vec<BTreeMap<String, serde_json::Value>>,
 }
 
+/// What a spec file does with the built-in collections.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Defaults {
+    /// Entries change or add to the built-ins.
     #[default]
     Extend,
+    /// Only the file's entries count.
     Replace,
 }
 
 impl SpecFile {
+    /// Parses a spec file's YAML; `origin` (its path) prefixes the error. Unknown keys at the top
+    /// are refused; the entries are checked by [`SpecFile::specs`].
+    ///
+    /// ```rust
+    /// use vector_admin::{Backend, Metric, SpecFile};
+    ///
+    /// let file = SpecFile::parse(
+    ///     r#"
+    /// milvus:
+    ///   - name: item_embeddings        # a built-in: only what is set changes
+    ///     index: { preset: high_recall }
+    ///   - name: news_embeddings        # a new collection: complete
+    ///     key: { name: news_id, type: int64 }
+    ///     dim: 384
+    ///     metric: COSINE
+    /// "#,
+    ///     "specs.yaml",
+    /// )?;
+    /// let specs = file.specs(Backend::Milvus)?;
+    /// let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    /// assert_eq!(names, ["user_embeddings", "query_cache", "item_embeddings", "news_embeddings"]);
+    /// assert!(specs.iter().any(|s| s.name == "item_embeddings" && s.dim == Some(256)));
+    /// assert!(specs.iter().any(|s| s.name == "news_embeddings" && s.metric == Metric::Cosine));
+    ///
+    /// // Checked before anything is sent: a Milvus collection needs a dimension.
+    /// let file = SpecFile::parse("milvus: [{name: bad, key: {name: id, type: int64}, metric: L2}]", "bad.yaml")?;
+    /// assert!(file.specs(Backend::Milvus).unwrap_err().to_string().contains("needs a dimension"));
+    /// # Ok::<(), vector_admin::Error>(())
+    /// ```
     pub fn parse(text: &str, origin: &str) -> Result<SpecFile> {
         serde_norway::from_str(text).map_err(|e| Error::invalid(format!("{origin}: {e}")))
     }
 
+    /// Reads and parses the spec file at `path`. Errors name the path.
     pub fn load(path: &Path) -> Result<SpecFile> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::invalid(format!("cannot read spec file {}: {e}", path.display())))?;

@@ -11,8 +11,11 @@ use crate::spec::{CollectionSpec, ResolvedIndex};
 /// The server as a whole.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerInfo {
+    /// The backend that answered.
     pub backend: Backend,
+    /// The server's version as it reports it (`v2.4.13`, `1.22.13`).
     pub version: String,
+    /// Milvus' health check passed; for Weaviate, ready and every node `HEALTHY`.
     pub healthy: bool,
     /// Why the server is unhealthy, or other notes (Weaviate's nodes).
     pub notes: Vec<String>,
@@ -26,10 +29,14 @@ pub enum IndexState {
     Finished,
     /// Building: `indexed` of `total` rows so far.
     Building {
+        /// Rows indexed so far.
         indexed: u64,
+        /// Rows to index.
         total: u64,
     },
+    /// The build failed; it does not resume on its own.
     Failed {
+        /// The server's reason.
         reason: String,
     },
 }
@@ -37,36 +44,53 @@ pub enum IndexState {
 /// A collection's index as the server describes it.
 #[derive(Clone, Debug, Serialize)]
 pub struct IndexInfo {
+    /// Kind, metric and parameters of the index on the server.
     pub index: ResolvedIndex,
+    /// How far its build is.
     pub state: IndexState,
 }
 
+/// Whether a collection is in memory and searchable (Weaviate's classes always are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "state", content = "percent")]
 pub enum LoadState {
+    /// Released or never loaded: searches fail.
     NotLoaded,
+    /// Loading, with the percentage done (0 to 100).
     Loading(u8),
+    /// Loaded: searchable.
     Loaded,
 }
 
 /// One shard or segment of a collection.
 #[derive(Clone, Debug, Serialize)]
 pub struct ShardInfo {
+    /// Milvus' segment id, or Weaviate's shard name.
     pub name: String,
+    /// Rows in the segment (Weaviate does not report rows per shard: 0).
     pub rows: u64,
+    /// Milvus' segment state (`growing`, `sealed`, `flushed`, ...) or Weaviate's shard status
+    /// (`READY`, `READONLY`, ...).
     pub state: String,
 }
 
+/// What a collection holds and how ready it is: [`VectorStore::stats`].
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
+    /// The collection or class name.
     pub collection: String,
+    /// Rows: exact (`count(*)`) for a loaded Milvus collection, otherwise Milvus' statistics,
+    /// which count deleted and replaced rows until a compaction; Weaviate's object count.
     pub rows: u64,
+    /// The vector index, `None` when there is none.
     pub index: Option<IndexInfo>,
+    /// Whether the collection is loaded for search.
     pub load: LoadState,
     /// Milvus segments, Weaviate shards.
     pub shards: Vec<ShardInfo>,
 }
 
+/// What [`VectorStore::flush`] persisted.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FlushReport {
     /// Segments sealed and persisted per collection (0 where there was nothing to flush).
@@ -75,25 +99,34 @@ pub struct FlushReport {
     pub applicable: bool,
 }
 
+/// The outcome of compacting one collection ([`workflow::compact`](crate::workflow::compact)).
 #[derive(Clone, Debug, Serialize)]
 pub struct CompactionReport {
+    /// The collection compacted.
     pub collection: String,
+    /// Whether the backend has a compaction to start (Weaviate compacts on its own).
     pub applicable: bool,
+    /// Whether the compaction finished within the wait.
     pub completed: bool,
     /// Plans executed, and segments merged into fewer.
     pub plans: u64,
+    /// Persisted segments before the compaction.
     pub segments_before: usize,
+    /// Persisted segments after it.
     pub segments_after: usize,
 }
 
 /// Primary keys of a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Keys {
+    /// `INT64` primary keys.
     Int(Vec<i64>),
+    /// `VARCHAR` primary keys (on Weaviate, UUIDs or keys mapped to UUID v5).
     Str(Vec<String>),
 }
 
 impl Keys {
+    /// The number of keys, which is the number of rows.
     pub fn len(&self) -> usize {
         match self {
             Keys::Int(k) => k.len(),
@@ -101,10 +134,12 @@ impl Keys {
         }
     }
 
+    /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Key `i` as text. Panics when `i` is out of range.
     pub fn get(&self, i: usize) -> String {
         match self {
             Keys::Int(k) => k[i].to_string(),
@@ -112,6 +147,7 @@ impl Keys {
         }
     }
 
+    /// Keys `from..to`. Panics when the range is out of bounds.
     pub fn slice(&self, from: usize, to: usize) -> Keys {
         match self {
             Keys::Int(k) => Keys::Int(k[from..to].to_vec()),
@@ -123,16 +159,24 @@ impl Keys {
 /// A scalar column of a batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Column {
+    /// A `BOOL` field.
     Bool(Vec<bool>),
+    /// An `INT32` field.
     Int32(Vec<i32>),
+    /// An `INT64` field.
     Int64(Vec<i64>),
+    /// A `FLOAT` field.
     Float(Vec<f32>),
+    /// A `DOUBLE` field.
     Double(Vec<f64>),
+    /// A `VARCHAR` (Weaviate `text`) field.
     Str(Vec<String>),
+    /// A `JSON` field.
     Json(Vec<serde_json::Value>),
 }
 
 impl Column {
+    /// The number of values.
     pub fn len(&self) -> usize {
         match self {
             Column::Bool(v) => v.len(),
@@ -145,6 +189,7 @@ impl Column {
         }
     }
 
+    /// Whether the column has no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -179,17 +224,23 @@ impl Column {
 /// named scalar columns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
+    /// One primary key per row; their number is the number of rows.
     pub keys: Keys,
+    /// The dimension of every vector.
     pub dim: usize,
+    /// All vectors, row after row: `rows × dim` floats.
     pub vectors: Vec<f32>,
+    /// Scalar columns by field name, each with one value per row.
     pub columns: Vec<(String, Column)>,
 }
 
 impl Batch {
+    /// The number of rows (keys).
     pub fn rows(&self) -> usize {
         self.keys.len()
     }
 
+    /// The vector of row `i`. Panics when `i` is out of range.
     pub fn vector(&self, i: usize) -> &[f32] {
         &self.vectors[i * self.dim..(i + 1) * self.dim]
     }
@@ -251,17 +302,22 @@ pub(crate) fn check_queries(spec: &CollectionSpec, queries: &[Vec<f32>]) -> Resu
 /// One search hit: the key and the distance or score the backend reports.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Hit {
+    /// The row's primary key (Milvus) or object UUID (Weaviate).
     pub key: String,
+    /// Milvus' score (a distance for `L2`, a similarity for `IP` and `COSINE`) or Weaviate's
+    /// distance (smaller is nearer).
     pub score: f32,
 }
 
-/// Reports progress of long waits: (what, done, total).
+/// Reports progress of long waits: (what, done, total); `total` is 0 when unknown. A binary draws
+/// it as a progress bar; pass `&|_, _, _| {}` to ignore it.
 pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Send + Sync);
 
 /// What a vector database backend can do. Everything a workflow needs is here; what only one
 /// backend can do is on that backend's type ([`crate::MilvusStore`], [`crate::WeaviateStore`]).
 #[allow(async_fn_in_trait)]
 pub trait VectorStore: fmt::Debug + Send + Sync {
+    /// Which backend this is.
     fn backend(&self) -> Backend;
 
     /// The index this backend builds for `index` (Weaviate maps presets onto its own types).
@@ -278,6 +334,7 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
     /// Server version and health.
     async fn server(&self) -> Result<ServerInfo>;
 
+    /// The names of every collection (Milvus) or class (Weaviate) on the server.
     async fn list(&self) -> Result<Vec<String>>;
 
     /// The collection as the server has it, normalised into a spec (`None` when missing). The
@@ -294,17 +351,26 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
     /// Drops a collection and its data. Callers ask for consent first.
     async fn drop_collection(&self, name: &str) -> Result<()>;
 
+    /// Starts building `index` on the vector field of collection `name`; follow it with
+    /// [`VectorStore::describe_index`]. Weaviate's index comes with the class: it changes only `ef`
+    /// in place and refuses any other change.
     async fn create_index(&self, name: &str, spec: &CollectionSpec, index: &ResolvedIndex) -> Result<()>;
 
+    /// The collection's vector index and its build state, `None` when it has none.
     async fn describe_index(&self, name: &str) -> Result<Option<IndexInfo>>;
 
+    /// Drops the vector index (Milvus refuses while the collection is loaded). Weaviate refuses:
+    /// its index goes only with the class.
     async fn drop_index(&self, name: &str) -> Result<()>;
 
     /// Starts loading a collection into memory for search; [`VectorStore::load_state`] follows it.
     async fn load(&self, name: &str) -> Result<()>;
 
+    /// Releases a collection from memory: searches fail until it is loaded again. Weaviate refuses
+    /// (its classes are always searchable).
     async fn release(&self, name: &str) -> Result<()>;
 
+    /// Whether the collection is loaded, loading or not loaded.
     async fn load_state(&self, name: &str) -> Result<LoadState>;
 
     /// Persists what was written to these collections and waits until it is.
@@ -318,6 +384,7 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
     /// timed out.
     async fn compaction_done(&self, id: i64) -> Result<(bool, u64, u64)>;
 
+    /// Rows, index, load state and segments or shards of a collection.
     async fn stats(&self, name: &str) -> Result<Stats>;
 
     /// Inserts one batch (callers split large ones). Returns the rows written.
@@ -326,6 +393,7 @@ pub trait VectorStore: fmt::Debug + Send + Sync {
     /// Inserts or replaces rows by key.
     async fn upsert(&self, spec: &CollectionSpec, batch: &Batch) -> Result<usize>;
 
+    /// Deletes rows by key; keys that do not exist are ignored.
     async fn delete(&self, spec: &CollectionSpec, keys: &Keys) -> Result<()>;
 
     /// Top-`k` search of each query vector; `index` says which parameters apply (pass what

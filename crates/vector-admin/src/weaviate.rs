@@ -23,12 +23,34 @@ use crate::store::{
 /// names the same object.
 pub const KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6ba7b8149dad11d180b400c04fd430c8);
 
+/// Weaviate, through its REST API and GraphQL (cheap to clone; clones share the HTTP client).
 #[derive(Clone, Debug)]
 pub struct WeaviateStore {
     client: WeaviateClient,
 }
 
 impl WeaviateStore {
+    /// Builds the HTTP client `config` describes (TLS, API key, timeout). Sends nothing: the first
+    /// request finds out whether the server answers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] when the TLS settings are unusable (a CA file that cannot be read).
+    ///
+    /// ```rust
+    /// use datastores::{Settings, Source, WeaviateConfig};
+    /// use vector_admin::{Backend, VectorStore, WeaviateStore};
+    ///
+    /// let settings = Settings::new().layer(
+    ///     Source::Environment,
+    ///     [("WEAVIATE_URL", "http://127.0.0.1:8080"), ("WEAVIATE_API_KEY", "key-f00d")],
+    /// );
+    /// let store = WeaviateStore::connect(&WeaviateConfig::from_settings(&settings)?)?;
+    /// assert_eq!(store.backend(), Backend::Weaviate);
+    /// // The API key never shows in Debug output.
+    /// assert!(!format!("{store:?}").contains("key-f00d"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connect(config: &WeaviateConfig) -> Result<WeaviateStore> {
         Ok(WeaviateStore { client: config.client()? })
     }

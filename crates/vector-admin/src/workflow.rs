@@ -11,15 +11,19 @@ use crate::preset::PresetChoice;
 use crate::spec::{CollectionSpec, FieldSpec, ResolvedIndex};
 use crate::store::{Batch, CompactionReport, IndexInfo, IndexState, LoadState, Progress, ServerInfo, VectorStore};
 
-/// Deadlines and poll intervals of the waits.
+/// Deadlines and poll intervals of the waits. The default: index builds 1 h with a stall limit
+/// of 10 min, loads and compactions 10 min each, polling every 250 ms.
 #[derive(Clone, Copy, Debug)]
 pub struct Waits {
     /// The longest an index build may take.
     pub index_deadline: Duration,
     /// An index build whose progress has not moved for this long is reported as stuck.
     pub index_stall: Duration,
+    /// The longest a load may take.
     pub load_deadline: Duration,
+    /// The longest a compaction may take.
     pub compaction_deadline: Duration,
+    /// How often the server is asked while waiting.
     pub poll: Duration,
 }
 
@@ -41,50 +45,71 @@ impl Default for Waits {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
+    /// Create the collection (on Weaviate with its index).
     Create,
+    /// Add fields the spec has and the server lacks (Weaviate only; Milvus reports drift).
     AddFields {
+        /// The names of the fields to add.
         fields: Vec<String>,
     },
+    /// Build the index the collection lacks, and wait for it.
     CreateIndex {
+        /// The index to build.
         index: ResolvedIndex,
     },
     /// Change index settings the server can change in place (Weaviate's ef).
     TuneIndex {
+        /// The index with the new settings.
         index: ResolvedIndex,
     },
+    /// Load the collection for search, and wait for it.
     Load,
 }
 
 /// A difference between the spec and the server that `apply` does not change.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Drift {
+    /// What differs: `dimension`, `metric`, `index`, `field NAME`, ...
     pub what: String,
+    /// The server's value.
     pub server: String,
+    /// The spec's value.
     pub spec: String,
     /// What it would take to converge: `rebuild index`, `recreate collection`, or `none` when the
     /// difference is only reported (a field on the server that the spec does not name).
     pub needs: String,
 }
 
+/// The plan for one collection.
 #[derive(Clone, Debug, Serialize)]
 pub struct CollectionPlan {
+    /// The collection or class name.
     pub collection: String,
+    /// Whether the server has it.
     pub exists: bool,
+    /// What `apply` would do, in order; empty when the collection must be recreated.
     pub actions: Vec<Action>,
+    /// Differences `apply` leaves alone.
     pub drift: Vec<Drift>,
 }
 
+/// What [`apply`] would do on one backend: [`plan`]'s answer.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
+    /// The backend planned for.
     pub backend: Backend,
+    /// One entry per spec, in the specs' order.
     pub collections: Vec<CollectionPlan>,
 }
 
 impl Plan {
+    /// The number of actions `apply` would take.
     pub fn changes(&self) -> usize {
         self.collections.iter().map(|c| c.actions.len()).sum()
     }
 
+    /// The number of differences that need a rebuild or a recreate (those only reported are
+    /// not counted).
     pub fn drift(&self) -> usize {
         self.collections.iter().map(|c| c.drift.iter().filter(|d| d.needs != "none").count()).sum()
     }
@@ -94,7 +119,29 @@ fn drift(what: &str, server: impl ToString, spec: impl ToString, needs: &str) ->
     Drift { what: what.into(), server: server.to_string(), spec: spec.to_string(), needs: needs.into() }
 }
 
-/// Compares `spec` with what the server has. Pure: unit-tested without a server.
+/// Compares `spec` with `observed`, what the server has (`index`: its index, `None` when it has
+/// none), given the index `wanted`. Returns what `apply` would do and the drift it leaves alone.
+/// An `auto` preset keeps whatever index exists. Pure: unit-tested without a server.
+///
+/// ```rust
+/// use vector_admin::workflow::{self, Action};
+/// use vector_admin::{Backend, IndexInfo, IndexState, builtin_milvus};
+///
+/// let spec = builtin_milvus().remove(0);
+/// let wanted = workflow::wanted_index(&spec, Some(10_000))?;
+///
+/// // The server has the collection with another dimension and no index yet.
+/// let mut observed = spec.clone();
+/// observed.dim = Some(128);
+/// let (actions, drift) = workflow::diff(Backend::Milvus, &spec, &observed, None, &wanted);
+/// assert_eq!(actions, [Action::CreateIndex { index: wanted }]);
+/// assert_eq!((drift[0].what.as_str(), drift[0].needs.as_str()), ("dimension", "recreate collection"));
+///
+/// // The same collection with the wanted index built needs nothing.
+/// let built = IndexInfo { index: wanted, state: IndexState::Finished };
+/// assert_eq!(workflow::diff(Backend::Milvus, &spec, &spec, Some(&built), &wanted), (vec![], vec![]));
+/// # Ok::<(), vector_admin::Error>(())
+/// ```
 pub fn diff(
     backend: Backend,
     spec: &CollectionSpec,
@@ -251,8 +298,10 @@ pub async fn plan<S: VectorStore>(store: &S, specs: &[CollectionSpec]) -> Result
     Ok(Plan { backend, collections })
 }
 
+/// What [`apply`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct ApplyReport {
+    /// The plan it followed, with the drift it left alone.
     pub plan: Plan,
     /// What was done, in order.
     pub done: Vec<String>,
@@ -260,6 +309,26 @@ pub struct ApplyReport {
 
 /// Creates what is missing, builds missing indexes, adds fields where the backend can, loads.
 /// Never drops or rebuilds: drift is reported in the plan and left alone.
+///
+/// ```rust,no_run
+/// use datastores::{MilvusConfig, Settings, Source};
+/// use vector_admin::workflow::{self, Waits};
+/// use vector_admin::{MilvusStore, builtin_milvus};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let settings = Settings::new().layer(Source::Environment, [("MILVUS_URI", "http://127.0.0.1:19530")]);
+/// let store = MilvusStore::connect(&MilvusConfig::from_settings(&settings)?).await?;
+/// let specs = builtin_milvus();
+/// let report = workflow::apply(&store, &specs, &Waits::default(), &|what, done, total| {
+///     eprintln!("{what}: {done} of {total}");
+/// })
+/// .await?;
+/// for step in &report.done {
+///     println!("{step}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub async fn apply<S: VectorStore>(
     store: &S,
     specs: &[CollectionSpec],
@@ -521,23 +590,35 @@ pub async fn write_batches<S: VectorStore>(
     Ok(written)
 }
 
+/// One collection in a [`HealthReport`].
 #[derive(Clone, Debug, Serialize)]
 pub struct CollectionHealth {
+    /// The collection or class name.
     pub collection: String,
+    /// Whether the server has it.
     pub exists: bool,
     /// Named by a spec (the seeds' collections or a spec file), or found on the server.
     pub managed: bool,
+    /// Rows, as [`Stats::rows`](crate::Stats::rows) counts them (0 when missing).
     pub rows: u64,
+    /// The index and its build state.
     pub index: Option<IndexInfo>,
+    /// The load state, `None` when the collection is missing.
     pub load: Option<LoadState>,
+    /// The number of segments (Milvus) or shards (Weaviate).
     pub shards: usize,
+    /// What is wrong: missing, no index, index building or failed, not loaded. Empty when fine.
     pub problems: Vec<String>,
 }
 
+/// What [`health`] found.
 #[derive(Clone, Debug, Serialize)]
 pub struct HealthReport {
+    /// The server's version and health.
     pub server: ServerInfo,
+    /// The collections asked about.
     pub collections: Vec<CollectionHealth>,
+    /// The server is healthy and no managed collection has a problem.
     pub healthy: bool,
 }
 
@@ -603,17 +684,25 @@ pub async fn health<S: VectorStore>(store: &S, specs: &[CollectionSpec], all: bo
     Ok(HealthReport { server, collections, healthy })
 }
 
+/// One step of [`maintain`].
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
+    /// The step: `health`, `flush`, `compact NAME`, `index NAME`, `load NAME`, `health after`.
     pub step: String,
+    /// Whether it succeeded.
     pub ok: bool,
+    /// Its report as JSON, or the error message as a string when it failed.
     pub detail: serde_json::Value,
 }
 
+/// What [`maintain`] did, step by step.
 #[derive(Clone, Debug, Serialize)]
 pub struct MaintainReport {
+    /// The backend maintained.
     pub backend: Backend,
+    /// Every step, in order, failed ones too.
     pub steps: Vec<Step>,
+    /// Whether every step succeeded.
     pub ok: bool,
 }
 

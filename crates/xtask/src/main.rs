@@ -3,11 +3,14 @@
 //! - `stack up [SERVICE...]`, `stack down`, `stack status`, `stack env`: the local stack of real
 //!   servers that the binaries and the tests talk to (see `stack.rs`).
 //! - `test [ARGS...]`: brings the stack up and runs `cargo test --workspace ARGS` with its environment.
+//! - `image [--profile P] [--output FILE] [--smoke]`: the Job image `dbkit/jobs:<version>` with every
+//!   binary and the PostgreSQL client tools, as an OCI archive loaded into podman (see `image.rs`).
 //!
 //! This crate has no dependencies so that it builds in seconds on a fresh machine.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod image;
 mod process;
 mod stack;
 
@@ -22,6 +25,8 @@ commands:
   stack status            show each service, its pid and whether it answers
   stack env               print the environment variables the binaries and tests read
   test [ARGS...]          stack up, then `cargo test --workspace ARGS` with the stack's environment
+  image [OPTIONS]         build the Job image dbkit/jobs:<version> (OCI archive, loaded into podman);
+                          --smoke also runs it against the stack (`cargo xtask image --help`)
 
 services: postgres, redis, milvus, kafka, mongodb, s3
 cache:    $DBKIT_CACHE (default /var/cache/dbkit) holds installed servers, their data and logs";
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         ["test", rest @ ..] => run_tests(&layout, rest),
+        ["image", rest @ ..] => image::parse_args(rest).and_then(|options| image::run(&layout, &options)),
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -183,14 +183,6 @@ fn mongo(settings: &Settings) -> anyhow::Result<MongoConfig> {
     Ok(MongoConfig::from_settings(settings)?)
 }
 
-/// The name backups are listed, restored and pruned by: the one database named, else `all`.
-fn backup_name(databases: &[String]) -> String {
-    match databases {
-        [one] => one.clone(),
-        _ => "all".into(),
-    }
-}
-
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let mongo = mongo(&ctx.settings)?;
@@ -198,8 +190,9 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow!(mongo_backup::Error::Invalid(format!("--tier: {e}"))))?;
     let databases =
         if args.databases.is_empty() { mongo.database.iter().cloned().collect() } else { args.databases.clone() };
-    let name = backup_name(&databases);
-    let retention = bins::backups::retention(&ctx.settings)?;
+    let mut policy = mongo_backup::Policy::from_settings(&ctx.settings)?;
+    policy.prune_after_backup = !args.no_prune;
+    let mut progress = bins::backups::Progress::new(&mongo_backup::backup_name(&databases));
     let options = mongo_backup::BackupOptions {
         databases,
         compression: args.compress,
@@ -208,65 +201,30 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         s3: ctx.stores.s3.clone(),
         part_size: args.part_size_mib.max(5) << 20,
     };
-    let mut progress = bins::backups::Progress::new(&name);
-    let started = Instant::now();
-    let outcome = mongo_backup::backup(&mongo, &options, &mut |p| progress.stored(p.stored_bytes)).await;
+    let run = mongo_backup::backup_and_prune(&mongo, &options, &policy, &mut |p| progress.stored(p.stored_bytes)).await;
     progress.finish();
-    let destination = bins::backups::destination(&ctx.stores);
-    let (manifest, failure) = match outcome {
-        Ok(m) => (Some(m), None),
-        // Kept typed: bad input exits 2.
-        Err(e) => (None, Some(anyhow::Error::new(e))),
-    };
-    let text = match (&manifest, &failure) {
-        (Some(m), None) => format!(
-            ":white_check_mark: MongoDB backup {} succeeded: {} collections, {} documents ({}), {:.1} s, to {destination}",
+    bins::backups::warn_unsent(&run.notices);
+    // Kept typed: bad input exits 2.
+    let m = run.backup?;
+    for c in m.collections.iter().filter(|c| c.note.is_some()) {
+        eprintln!("warning: {}.{}: {}", c.database, c.name, c.note.as_deref().unwrap_or_default());
+    }
+    match args.common.output {
+        Output::Json => print_json(&m)?,
+        Output::Table => bins::print(&format!(
+            "Backup {} ({} tier): {} collections, {} documents, {} stored, sha256 {}, consistency {}, {:.1} s, in {}\n",
             m.id,
+            m.tier,
             m.collections.len(),
             m.documents(),
             human(m.size_bytes),
-            m.duration_seconds
-        ),
-        (_, Some(f)) => {
-            format!(":x: MongoDB backup of {name} failed after {:.1} s: {f}", started.elapsed().as_secs_f64())
-        }
-        (None, None) => String::new(),
-    };
-    bins::backups::notify(&ctx.settings, &text).await?;
-    let size = manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0);
-    bins::push_run(&ctx.settings, &mongo_backup::backup_run(&name, failure.is_none(), started.elapsed(), size)).await;
-    if let Some(m) = &manifest {
-        for c in m.collections.iter().filter(|c| c.note.is_some()) {
-            eprintln!("warning: {}.{}: {}", c.database, c.name, c.note.as_deref().unwrap_or_default());
-        }
-        match args.common.output {
-            Output::Json => print_json(m)?,
-            Output::Table => bins::print(&format!(
-                "Backup {} ({} tier): {} collections, {} documents, {} stored, sha256 {}, consistency {}, {:.1} s, in {}\n",
-                m.id,
-                m.tier,
-                m.collections.len(),
-                m.documents(),
-                human(m.size_bytes),
-                m.sha256,
-                m.consistency,
-                m.duration_seconds,
-                m.destinations.join(" and ")
-            ))?,
-        }
+            m.sha256,
+            m.consistency,
+            m.duration_seconds,
+            m.destinations.join(" and ")
+        ))?,
     }
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    if !args.no_prune {
-        let pruned = async {
-            let deployment = mongo_backup::Deployment::of(&mongo, &name).await?;
-            mongo_backup::prune(&ctx.stores, &deployment, retention, chrono::Utc::now(), false).await
-        };
-        let report = pruned.await.map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
-        bins::backups::report_leftovers(&report);
-    }
-    Ok(())
+    bins::backups::report_prune(run.prune)
 }
 
 async fn list(args: Common) -> anyhow::Result<()> {
@@ -403,11 +361,11 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let mongo = mongo(&ctx.settings)?;
     let name = args.name.clone().or_else(|| mongo.database.clone()).unwrap_or_else(|| "all".into());
-    let retention = bins::backups::retention(&ctx.settings)?;
+    let policy = mongo_backup::Policy::from_settings(&ctx.settings)?;
     let started = Instant::now();
     let pruned = async {
         let deployment = mongo_backup::Deployment::of(&mongo, &name).await?;
-        mongo_backup::prune(&ctx.stores, &deployment, retention, chrono::Utc::now(), args.dry_run).await
+        mongo_backup::prune(&ctx.stores, &deployment, policy.retention, chrono::Utc::now(), args.dry_run).await
     }
     .await;
     if !args.dry_run {

@@ -214,7 +214,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow!(pg_backup::Error::Invalid(format!("--tier: {e}"))))?;
     let compression =
         args.compress.unwrap_or(if args.format == Format::Plain { Compression::Gzip(6) } else { Compression::Zstd(3) });
-    let retention = bins::backups::retention(&ctx.settings)?;
+    let mut policy = pg_backup::Policy::from_settings(&ctx.settings)?;
+    policy.prune_after_backup = !args.no_prune;
     let options = pg_backup::BackupOptions {
         format: args.format,
         compression,
@@ -227,11 +228,10 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         part_size: args.part_size_mib.max(5) << 20,
     };
     let mut progress = bins::backups::Progress::new(&pg.dbname);
-    let started = Instant::now();
-    let outcome = pg_backup::backup(&pg, &options, &mut |p| progress.stored(p.stored_bytes)).await;
+    let run = pg_backup::backup_and_prune(&pg, &options, &policy, &mut |p| progress.stored(p.stored_bytes)).await;
     progress.finish();
-    let destination = bins::backups::destination(&ctx.stores);
-    let (manifest, failure) = match outcome {
+    bins::backups::warn_unsent(&run.notices);
+    let (manifest, failure) = match run.backup {
         Ok(m) => (Some(m), None),
         Err(pg_backup::Error::Incomplete { failures, manifest }) => {
             (Some(*manifest), Some(anyhow!(failures.join("; "))))
@@ -239,23 +239,6 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         // Kept typed: bad input exits 2.
         Err(e) => (None, Some(anyhow::Error::new(e))),
     };
-    // Notifications and metrics never fail the backup.
-    let text = match (&manifest, &failure) {
-        (Some(m), None) => format!(
-            ":white_check_mark: backup of {} succeeded: {} ({}), {:.1} s, to {destination}",
-            m.database,
-            m.id,
-            bins::backups::human(m.size_bytes),
-            m.duration_seconds
-        ),
-        (_, Some(f)) => {
-            format!(":x: backup of {} failed after {:.1} s: {f}", pg.dbname, started.elapsed().as_secs_f64())
-        }
-        (None, None) => String::new(),
-    };
-    bins::backups::notify(&ctx.settings, &text).await?;
-    let size = manifest.as_ref().map(|m| m.size_bytes).unwrap_or(0);
-    bins::push_run(&ctx.settings, &pg_backup::backup_run(&pg.dbname, failure.is_none(), started.elapsed(), size)).await;
     if let Some(m) = &manifest {
         match args.common.output {
             Output::Json => bins::backups::print_json(m)?,
@@ -274,15 +257,7 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if let Some(f) = failure {
         return Err(f);
     }
-    if !args.no_prune {
-        let pruned = async {
-            let cluster = pg_backup::Cluster::of(&pg).await?;
-            pg_backup::prune(&ctx.stores, &cluster, retention, chrono::Utc::now(), false).await
-        };
-        let report = pruned.await.map_err(|e| anyhow!("the backup is complete, but pruning failed: {e}"))?;
-        bins::backups::report_leftovers(&report);
-    }
-    Ok(())
+    bins::backups::report_prune(run.prune)
 }
 
 async fn list(args: Common) -> anyhow::Result<()> {
@@ -413,19 +388,13 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let pg = postgres(&ctx.settings)?;
-    let grace_days = match args.replaced_after_days {
-        Some(days) => days,
-        None => match ctx.settings.count("RETENTION_REPLACED_DAYS")? {
-            Some(n) => u32::try_from(n).map_err(|_| anyhow!("RETENTION_REPLACED_DAYS {n} is too large"))?,
-            None => 7,
-        },
-    };
-    let retention = bins::backups::retention(&ctx.settings)?;
+    let policy = pg_backup::Policy::from_settings(&ctx.settings)?;
+    let grace_days = args.replaced_after_days.unwrap_or(policy.replaced_days);
     let now = chrono::Utc::now();
     let started = Instant::now();
     let pruned = async {
         let cluster = pg_backup::Cluster::of(&pg).await?;
-        let mut report = pg_backup::prune(&ctx.stores, &cluster, retention, now, args.dry_run).await?;
+        let mut report = pg_backup::prune(&ctx.stores, &cluster, policy.retention, now, args.dry_run).await?;
         report.replaced_databases = pg_backup::prune_replaced_databases(
             &pg,
             &args.maintenance_db,

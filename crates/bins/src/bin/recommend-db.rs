@@ -11,9 +11,8 @@ use anyhow::{Context as _, anyhow};
 use bins::{ConnectOpts, Output};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
-use datastores::pgadmin::RoleSpec;
 use datastores::push::JobRun;
-use datastores::{PostgresConfig, Secret, Settings, Source};
+use datastores::{PostgresConfig, Settings, Source};
 use recommend_db::{CleanupOptions, InitOptions, Roles, SeedOptions, Steps};
 
 #[derive(Parser, Debug)]
@@ -231,21 +230,12 @@ async fn init(args: InitArgs) -> anyhow::Result<()> {
             grant_permissions: args.grant_permissions,
         }
     };
-    let role = |kind: &str, default: &str| -> anyhow::Result<RoleSpec> {
-        let name =
-            settings.get(&format!("RECOMMEND_{kind}_ROLE"))?.map(|v| v.text).unwrap_or_else(|| default.to_owned());
-        // Passwords are read only when roles may be created or reset.
-        let password = match steps.create_users {
-            true => settings.get(&format!("RECOMMEND_{kind}_PASSWORD"))?.map(|v| Secret::new(v.text)),
-            false => None,
-        };
-        Ok(RoleSpec { name, password, reset_password: args.reset_passwords })
+    // Passwords are read only when roles may be created or reset.
+    let roles = match steps.create_users {
+        true => Roles::from_settings(&settings)?,
+        false => Roles::names_from_settings(&settings)?,
     };
-    let roles = Roles {
-        owner: role("OWNER", "recommend_owner")?,
-        app: role("APP", "recommend_app")?,
-        readonly: role("READONLY", "recommend_readonly")?,
-    };
+    let roles = roles.reset_passwords(args.reset_passwords);
     let options = InitOptions {
         database: admin.dbname.clone(),
         maintenance_db: args.maintenance_db.clone(),

@@ -27,28 +27,38 @@ use super::{Item, Mode, Scalar, SectionReport, State, converge_state, guard_iden
 use crate::error::Datastore;
 use crate::kafka::KafkaConfig;
 
+/// The manifest's `kafka` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
+    /// The cluster the section is for; a cluster with another id is refused.
     #[serde(default)]
     pub expect: Expect,
     /// The factor of every topic that does not set its own.
     pub replication_factor: Option<u16>,
+    /// Topics to create or grow; topics the manifest does not name are left alone.
     #[serde(default)]
     pub topics: Vec<Topic>,
 }
 
+/// The identity the `kafka` section pins.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
+    /// The cluster id the brokers report; empty or left out means not pinned (a warning).
     pub cluster_id: Option<String>,
 }
 
+/// A topic, its size and its configs.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Topic {
+    /// The topic's name: letters, digits, `.`, `_` and `-`.
     pub name: String,
+    /// The number of partitions, at least 1. Apply adds partitions to a topic with fewer, and
+    /// reports a topic with more as a conflict.
     pub partitions: u32,
+    /// The topic's replication factor; the section's `replication_factor` (else 1) when not given.
     pub replication_factor: Option<u16>,
     /// Compared key by key: a config the manifest does not name is left alone.
     #[serde(default)]

@@ -11,9 +11,13 @@ pub const BUILTIN: &str = include_str!("platform.yaml");
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Databases, extensions, roles, grants and server settings of PostgreSQL.
     pub postgres: Option<super::postgres::Section>,
+    /// MongoDB's databases, collections, indexes and users.
     pub mongodb: Option<super::mongodb::Section>,
+    /// Redis' memory, eviction and persistence settings.
     pub redis: Option<super::redis::Section>,
+    /// Kafka's topics and their configurations.
     pub kafka: Option<super::kafka::Section>,
     /// Weaviate classes as `vector-admin` specs: `{defaults: extend|replace, classes: [...]}`.
     pub weaviate: Option<serde_json::Value>,
@@ -24,17 +28,69 @@ pub struct Manifest {
 /// A manifest that cannot be used, with the place named.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The manifest file cannot be read.
     #[error("cannot read manifest {path}: {message}")]
-    Read { path: String, message: String },
+    Read {
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        message: String,
+    },
+    /// A `${VAR}` that cannot be expanded: unset without a default, malformed, or a value that
+    /// cannot stand where it is.
     #[error("{origin} line {line}{}: {message}", key.as_ref().map(|k| format!(" (key {k})")).unwrap_or_default())]
-    Variable { origin: String, line: usize, key: Option<String>, message: String },
+    Variable {
+        /// The manifest's file, or `the built-in manifest`.
+        origin: String,
+        /// The line of the variable, from 1.
+        line: usize,
+        /// The key the line sets, where it sets one.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The expanded manifest is not valid YAML, has an unknown key, or breaks a section's rules.
+    /// Secret values are redacted from `message`.
     #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
+    Invalid {
+        /// The manifest's file, or `the built-in manifest`.
+        origin: String,
+        /// What is wrong, with the line where the parser gives one.
+        message: String,
+    },
 }
 
 impl Manifest {
     /// Parses `text` (named `origin` in errors), expanding `${VAR}` and `${VAR:-default}` from
     /// `vars` (`VAR_FILE` reads a file, as everywhere in dbkit).
+    ///
+    /// ```rust
+    /// use datastores::bootstrap::Manifest;
+    /// use datastores::{Settings, Source};
+    ///
+    /// let text = "\
+    /// kafka:
+    ///   replication_factor: ${KAFKA_REPLICATION_FACTOR:-3}
+    ///   topics:
+    ///     - name: model-events
+    ///       partitions: 6
+    ///       configs:
+    ///         retention.ms: 604800000
+    /// ";
+    /// let vars = Settings::new().layer(Source::Environment, [("KAFKA_REPLICATION_FACTOR", "1")]);
+    /// let manifest = Manifest::parse(text, "platform.yaml", &vars)?;
+    /// let kafka = manifest.kafka.as_ref().expect("a kafka section");
+    /// assert_eq!(kafka.topics[0].partitions, 6);
+    /// assert_eq!(kafka.factor(&kafka.topics[0]), 1);
+    /// // A section left out is not touched.
+    /// assert!(manifest.postgres.is_none());
+    ///
+    /// // A variable without a value or a default is an error naming the file, line and key.
+    /// let error = Manifest::parse("redis:\n  maxmemory: ${REDIS_MAXMEMORY}\n", "platform.yaml", &Settings::new())
+    ///     .unwrap_err();
+    /// assert!(error.to_string().starts_with("platform.yaml line 2 (key maxmemory): ${REDIS_MAXMEMORY} is not set"));
+    /// # Ok::<(), datastores::bootstrap::ManifestError>(())
+    /// ```
     pub fn parse(text: &str, origin: &str, vars: &Settings) -> Result<Manifest, ManifestError> {
         let expanded = expand(text, origin, &|name| {
             let value = vars.get(name).map_err(|e| e.to_string())?.map(|v| {

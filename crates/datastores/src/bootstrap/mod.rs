@@ -43,6 +43,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Whether this mode changes anything on the servers (only [`Mode::Apply`] does).
     pub fn writes(self) -> bool {
         self == Mode::Apply
     }
@@ -105,16 +106,19 @@ pub struct Item {
     pub kind: &'static str,
     /// Which one, qualified as the datastore names it (`ai_platform.task_status_cache`).
     pub name: String,
+    /// How it stands after this run.
     pub state: State,
     /// What differs (server against manifest), what was done, or why it failed.
     pub detail: String,
 }
 
 impl Item {
+    /// An item of `kind` named `name` in `state`, with `detail` (empty when there is nothing to say).
     pub fn new(kind: &'static str, name: impl Into<String>, state: State, detail: impl Into<String>) -> Item {
         Item { kind, name: name.into(), state, detail: detail.into() }
     }
 
+    /// An item that is as the manifest says.
     pub fn ok(kind: &'static str, name: impl Into<String>) -> Item {
         Item::new(kind, name, State::Ok, "")
     }
@@ -123,12 +127,15 @@ impl Item {
 /// The outcome of one section.
 #[derive(Clone, Debug, Serialize)]
 pub struct SectionReport {
+    /// The datastore of the section.
     pub datastore: Datastore,
     /// Where it ran (no credentials).
     pub endpoint: String,
     /// The cluster's identity as read from the server, when it was reached.
     pub identity: Option<String>,
+    /// The mode it ran in.
     pub mode: Mode,
+    /// Every object the section compared, in the order compared.
     pub items: Vec<Item>,
     /// Notes that are not drift (an identity that is not pinned, a check the server cannot do).
     pub warnings: Vec<String>,
@@ -139,6 +146,7 @@ pub struct SectionReport {
 }
 
 impl SectionReport {
+    /// An empty report of a section that ran against `endpoint`.
     pub fn new(datastore: Datastore, endpoint: impl Into<String>, mode: Mode) -> SectionReport {
         SectionReport {
             datastore,
@@ -168,6 +176,7 @@ impl SectionReport {
         report
     }
 
+    /// The report with `error` as the reason the section could not run.
     pub fn failed(mut self, error: impl Into<String>) -> SectionReport {
         self.error = Some(error.into());
         self
@@ -189,6 +198,7 @@ impl SectionReport {
         self.error.is_some() || self.items.iter().any(|i| i.state.is_error())
     }
 
+    /// Adds an object's outcome.
     pub fn push(&mut self, item: Item) {
         self.items.push(item);
     }
@@ -198,6 +208,7 @@ impl SectionReport {
 /// sections other crates own (`vector-admin`'s).
 #[derive(Clone, Copy, Debug)]
 pub struct Selection<'a> {
+    /// What the sections do.
     pub mode: Mode,
     /// The sections to run; all when empty.
     pub selected: &'a [Datastore],

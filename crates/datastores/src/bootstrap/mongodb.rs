@@ -13,15 +13,20 @@ use crate::error::{ConnectError, Datastore, chain, with_timeout};
 use crate::mongodb::MongoConfig;
 use crate::settings::Secret;
 
+/// The manifest's `mongodb` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
+    /// The deployment the section is for; a server with another identity is refused.
     #[serde(default)]
     pub expect: Expect,
+    /// Databases with their collections, indexes and users.
     #[serde(default)]
     pub databases: Vec<Database>,
 }
 
+/// The identity the `mongodb` section pins: the replica set name, or for a standalone server its
+/// host.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -29,20 +34,27 @@ pub struct Expect {
     pub replica_set: Option<String>,
 }
 
+/// A database, created by creating its collections.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
+    /// The database's name (no `/`, `\`, `.`, space, `"` or `$`).
     pub name: String,
+    /// Collections to create, with their indexes.
     #[serde(default)]
     pub collections: Vec<Collection>,
+    /// Users defined on this database.
     #[serde(default)]
     pub users: Vec<User>,
 }
 
+/// A collection and its indexes.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collection {
+    /// The collection's name (no `$`, not `system.*`).
     pub name: String,
+    /// Indexes to create; server indexes the manifest does not name are left alone.
     #[serde(default)]
     pub indexes: Vec<Index>,
 }
@@ -56,11 +68,15 @@ pub struct Index {
     pub keys: IndexKeys,
     /// The server's default (`level_1_timestamp_1`) when not given.
     pub name: Option<String>,
+    /// Whether the index rejects duplicate keys (default false).
     #[serde(default)]
     pub unique: bool,
+    /// Whether documents without the indexed fields are left out (default false).
     #[serde(default)]
     pub sparse: bool,
+    /// A TTL index: documents expire this many seconds after the indexed date; one key only.
     pub expire_after_seconds: Option<i64>,
+    /// `partialFilterExpression`: only documents matching it are indexed.
     pub partial_filter: Option<serde_json::Value>,
 }
 
@@ -68,10 +84,14 @@ pub struct Index {
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexKeys(pub Vec<(String, IndexKey)>);
 
+/// The direction or type of one field of a key pattern.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexKey {
+    /// `1`.
     Ascending,
+    /// `-1`.
     Descending,
+    /// `text`, `hashed`, `2d` or `2dsphere`.
     Special(String),
 }
 
@@ -111,9 +131,12 @@ impl<'de> Deserialize<'de> for IndexKeys {
     }
 }
 
+/// A user of the database. An existing user keeps its password; roles the manifest names are
+/// granted to it, roles it has besides are left alone (and reported).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct User {
+    /// The user's name.
     pub name: String,
     /// Needed to create the user; an existing user keeps its password.
     #[serde(default, deserialize_with = "super::secret_opt")]
@@ -123,11 +146,19 @@ pub struct User {
     pub roles: Vec<RoleRef>,
 }
 
+/// A role a user has.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum RoleRef {
+    /// A role on the user's own database, such as `readWrite`.
     Here(String),
-    On { role: String, db: String },
+    /// A role on another database: `{ role: read, db: other }`.
+    On {
+        /// The role's name.
+        role: String,
+        /// The database the role is defined on.
+        db: String,
+    },
 }
 
 impl Section {
@@ -188,7 +219,7 @@ pub async fn run(config: &MongoConfig, section: &Section, mode: Mode) -> Section
             .database("admin")
             .run_command(doc! { "hello": 1 })
             .await
-            .map_err(|e| ConnectError::failed(Datastore::MongoDb, &endpoint, &e))
+            .map_err(|e| ConnectError::failed(Datastore::MongoDb, &endpoint, e))
     })
     .await;
     let hello = match hello {

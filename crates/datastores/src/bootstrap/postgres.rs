@@ -14,13 +14,17 @@ use crate::pgadmin::{self, quote_ident, quote_literal};
 use crate::postgres::PostgresConfig;
 use crate::settings::Secret;
 
+/// The manifest's `postgres` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
+    /// The cluster the section is for; a server with another identity is refused.
     #[serde(default)]
     pub expect: Expect,
+    /// Roles to create; they are created before the databases, schemas and grants that name them.
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// Databases to create, with their extensions, schemas and grants.
     #[serde(default)]
     pub databases: Vec<Database>,
     /// Server settings by name, compared with `pg_settings` in the server's units.
@@ -28,6 +32,7 @@ pub struct Section {
     pub settings: BTreeMap<String, Scalar>,
 }
 
+/// The identity the `postgres` section pins.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -40,7 +45,9 @@ pub struct Expect {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
+    /// The role's name; not empty and not starting with `pg_`.
     pub name: String,
+    /// Whether the role may log in (default true).
     #[serde(default = "yes")]
     pub login: bool,
     /// Needed to create a login role; an existing role keeps its password.
@@ -49,14 +56,19 @@ pub struct Role {
     /// -1: no limit.
     #[serde(default = "no_limit")]
     pub connection_limit: i32,
+    /// `SUPERUSER` (default false).
     #[serde(default)]
     pub superuser: bool,
+    /// `CREATEDB` (default false).
     #[serde(default)]
     pub createdb: bool,
+    /// `CREATEROLE` (default false).
     #[serde(default)]
     pub createrole: bool,
+    /// `REPLICATION` (default false).
     #[serde(default)]
     pub replication: bool,
+    /// `BYPASSRLS` (default false).
     #[serde(default)]
     pub bypassrls: bool,
 }
@@ -69,16 +81,22 @@ fn no_limit() -> i32 {
     -1
 }
 
+/// A database and what it holds. An existing database owned by another role than `owner` is a
+/// conflict.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Database {
+    /// The database's name.
     pub name: String,
+    /// Its owner; the connecting user when the database is created without one.
     pub owner: Option<String>,
+    /// Extensions installed in it, such as `vector`.
     #[serde(default)]
     pub extensions: Vec<String>,
     /// Created owned by the database's owner.
     #[serde(default)]
     pub schemas: Vec<String>,
+    /// Access of the manifest's roles.
     #[serde(default)]
     pub grants: Vec<Grant>,
 }
@@ -88,12 +106,15 @@ pub struct Database {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
+    /// The role, one of the section's `roles`.
     pub role: String,
+    /// What the role may do.
     pub access: Access,
     /// The database's schemas when not given.
     pub schemas: Option<Vec<String>>,
 }
 
+/// The level of access a [`Grant`] gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Access {

@@ -7,6 +7,8 @@ use super::{Item, Mode, Scalar, SectionReport, State};
 use crate::Datastore;
 use crate::redis::{RedisConfig, RedisConnection, Topology};
 
+/// The manifest's `redis` section. A cluster's nodes are each checked, since each holds its own
+/// configuration.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Section {
@@ -16,14 +18,20 @@ pub struct Section {
     pub require_auth: bool,
     /// `maxmemory` (`1gb`, `512mb`, bytes); must not be 0.
     pub maxmemory: Option<Scalar>,
+    /// `maxmemory-policy`: `noeviction`, `allkeys-lru`, `allkeys-lfu`, `allkeys-random`,
+    /// `volatile-lru`, `volatile-lfu`, `volatile-random` or `volatile-ttl`.
     pub maxmemory_policy: Option<String>,
+    /// AOF and RDB persistence.
     pub persistence: Option<Persistence>,
 }
 
+/// How Redis persists its data; a parameter left out is not compared.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Persistence {
+    /// `appendonly`: whether the append-only file is on (`yes`/`no`, `true`/`false`).
     pub appendonly: Option<Scalar>,
+    /// `appendfsync`: `always`, `everysec` or `no`.
     pub appendfsync: Option<String>,
     /// RDB snapshots, as `CONFIG GET save` shows them (`3600 1 300 100`); empty for none.
     pub save: Option<Scalar>,

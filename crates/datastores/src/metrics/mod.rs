@@ -31,10 +31,16 @@ pub use crate::push::Kind;
 /// One value of a series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
+    /// The series' name, such as `pg_database_size_bytes`.
     pub name: String,
+    /// The `# HELP` text.
     pub help: &'static str,
+    /// Gauge or counter. A counter whose name holds `_seconds` is rendered as a gauge, to keep its
+    /// fractions.
     pub kind: Kind,
+    /// The series' labels, as `(name, value)`.
     pub labels: Vec<(String, String)>,
+    /// The value; a counter's is the absolute count the server reports.
     pub value: f64,
 }
 
@@ -43,6 +49,7 @@ pub struct Sample {
 pub struct Samples(pub Vec<Sample>);
 
 impl Samples {
+    /// Adds a gauge.
     pub fn gauge(&mut self, name: &str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         self.push(name, help, Kind::Gauge, labels, value);
     }
@@ -80,8 +87,12 @@ pub fn prefix(datastore: Datastore) -> &'static str {
 /// How one datastore's collection went.
 #[derive(Debug)]
 pub struct Collected {
+    /// The datastore read.
     pub datastore: Datastore,
+    /// What was read, with `<prefix>_up` and `<prefix>_scrape_duration_seconds`; only these two
+    /// when the datastore is down.
     pub samples: Samples,
+    /// How long the collection took.
     pub duration: Duration,
     /// Why the datastore is reported down.
     pub error: Option<String>,
@@ -153,6 +164,7 @@ impl std::fmt::Debug for Exporter {
 }
 
 impl Exporter {
+    /// An exporter of the datastores `config` has; nothing connects before the first scrape.
     pub fn new(config: DatastoresConfig, options: ScrapeOptions) -> Exporter {
         Exporter {
             config,
@@ -163,6 +175,7 @@ impl Exporter {
         }
     }
 
+    /// The configuration of the datastores it reads.
     pub fn config(&self) -> &DatastoresConfig {
         &self.config
     }

@@ -15,6 +15,7 @@ mod metrics_mongodb;
 mod milvus;
 mod mongodb;
 mod postgres;
+mod postgres_sqlx;
 mod push;
 mod redis;
 mod s3;

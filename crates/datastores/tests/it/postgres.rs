@@ -77,7 +77,12 @@ async fn pool_never_exceeds_its_maximum() {
 async fn wrong_password_is_refused_without_echoing_it() {
     let mut config = postgres_config();
     config.password = Some(Secret::new("definitely-wrong-pw"));
-    let err = config.health().await.unwrap_err().to_string();
+    let error = config.health().await.unwrap_err();
+    assert_eq!(error.sqlstate(), Some("28P01"), "{error}");
+    assert_eq!(error.kind(), datastores::ErrorKind::Server, "{error}");
+    let shown = format!("{error:?}");
+    assert!(!shown.contains("definitely-wrong-pw"), "{shown}");
+    let err = error.to_string();
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(err.contains(&config.endpoint()), "{err}");
     assert!(!err.contains("definitely-wrong-pw"), "{err}");
@@ -87,7 +92,9 @@ async fn wrong_password_is_refused_without_echoing_it() {
 async fn closed_port_fails_fast_naming_the_host() {
     let mut config = PostgresConfig::new("127.0.0.1");
     config.port = closed_port();
-    let err = config.health().await.unwrap_err().to_string();
+    let error = config.health().await.unwrap_err();
+    assert_eq!((error.kind(), error.sqlstate()), (datastores::ErrorKind::Unavailable, None), "{error}");
+    let err = error.to_string();
     assert!(err.contains(&format!("127.0.0.1:{}", config.port)), "{err}");
 }
 
@@ -97,7 +104,9 @@ async fn silent_host_times_out_within_the_connect_timeout() {
     let mut config = PostgresConfig::new("127.0.0.1");
     config.port = server.port;
     config.connect_timeout = Duration::from_millis(500);
-    let err = config.health().await.unwrap_err().to_string();
+    let error = config.health().await.unwrap_err();
+    assert_eq!(error.kind(), datastores::ErrorKind::TimedOut, "{error}");
+    let err = error.to_string();
     assert!(err.contains("no answer within 500ms") || err.contains("timed out"), "{err}");
     assert!(err.contains(&format!("127.0.0.1:{}", server.port)), "{err}");
 }

@@ -5,6 +5,7 @@
 mod corruption;
 mod dropped;
 mod interrupted;
+mod job;
 mod prune;
 mod restore_safety;
 mod round_trip;

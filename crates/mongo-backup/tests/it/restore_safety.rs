@@ -58,7 +58,7 @@ async fn a_non_empty_target_is_refused_unchanged_and_replaced_only_with_consent(
     let plain = restore_options(Selector::Id(manifest.id.clone()), &target.name, stores.clone());
     let err = mongo_backup::restore(&source.config, &plain).await.unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::Refused(_)), "{message}");
+    assert!(matches!(err, Error::NeedsConsent(_)) && err.kind() == datastores::ErrorKind::NeedsConsent, "{message}");
     assert!(
         message.contains(&format!("{}.configurations", target.name)) && message.contains("--clean --yes"),
         "{message}"
@@ -70,7 +70,7 @@ async fn a_non_empty_target_is_refused_unchanged_and_replaced_only_with_consent(
     clean.clean = true;
     let err = mongo_backup::restore(&source.config, &clean).await.unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::Refused(_)) && message.contains("--yes"), "{message}");
+    assert!(matches!(err, Error::NeedsConsent(_)) && message.contains("--yes"), "{message}");
     assert_eq!(snapshot(&client, &target.name).await, before, "nothing changed");
 
     // With consent: the backup's collections replace the target's, the others stay.

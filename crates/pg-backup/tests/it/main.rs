@@ -4,6 +4,7 @@
 
 mod deploy;
 mod failures;
+mod job;
 mod restore_safety;
 mod round_trip;
 mod tls;

@@ -159,10 +159,11 @@ async fn restore_refuses_a_non_empty_target_unless_told() {
         .await
         .unwrap();
 
-    let err = pg_backup::restore(&source.config, &restore_options(Selector::Latest, &target.name, stores.clone(), 2))
+    let error = pg_backup::restore(&source.config, &restore_options(Selector::Latest, &target.name, stores.clone(), 2))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert_eq!(error.kind(), datastores::ErrorKind::NeedsConsent, "{error}");
+    let err = error.to_string();
     assert!(err.contains("is not empty") && err.contains("--clean --yes"), "{err}");
     let kept: i32 = target.connect().await.query_one("SELECT id FROM precious", &[]).await.unwrap().get(0);
     assert_eq!(kept, 42);

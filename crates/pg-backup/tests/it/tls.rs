@@ -72,7 +72,24 @@ async fn tools_without_tls_are_refused_before_anything_is_written() {
     let backups = dir.path().join("backups");
     // The stack's tools come from the PyPI wheel, whose libpq has no SSL.
     let options = crate::options(Some(backups.clone()), None);
-    let err = pg_backup::backup(&pg, &options, &mut |_| {}).await.unwrap_err().to_string();
-    assert!(err.contains("built without SSL support") && err.contains("sslmode=require"), "{err}");
-    assert!(!backups.exists() || std::fs::read_dir(&backups).unwrap().count() == 0, "nothing written");
+    let pg_dump = options.tools.path("pg_dump").display().to_string();
+    for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
+        pg.sslmode = mode;
+        pg.sslrootcert = (mode != SslMode::Require).then(|| files.ca.clone());
+        let err = pg_backup::backup(&pg, &options, &mut |_| {}).await.unwrap_err().to_string();
+        // The message names the tool, the mode, and what to install instead.
+        assert!(err.contains(&pg_dump), "{err}");
+        assert!(
+            err.contains("built without SSL support") && err.contains(&format!("sslmode={}", mode.as_str())),
+            "{err}"
+        );
+        assert!(err.contains("postgresql-client-") && err.contains("PG_BIN_DIR"), "{err}");
+        assert!(!backups.exists() || std::fs::read_dir(&backups).unwrap().count() == 0, "nothing written");
+    }
+    // Tools with SSL pass the check: Debian's PostgreSQL 15 client against this 15 server.
+    let mut with_tls = crate::options(Some(backups.clone()), None);
+    with_tls.tools = Tools { bin_dir: Some(testkit::servers::debian_postgres15_bin()) };
+    pg.sslmode = SslMode::Require;
+    pg.sslrootcert = None;
+    pg_backup::backup(&pg, &with_tls, &mut |_| {}).await.unwrap();
 }

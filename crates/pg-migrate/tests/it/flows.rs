@@ -71,6 +71,7 @@ async fn later_failure_keeps_earlier_migrations_of_the_run() {
     let err = pg_migrate::migrate(&db.config, &config, &load(&config)).await.unwrap_err();
     let MigrateError::Failed { applied, .. } = &err else { panic!("{err}") };
     assert_eq!(applied, &["V1__create_users.sql"]);
+    assert_eq!((err.kind(), err.sqlstate()), (datastores::ErrorKind::Server, Some("22012")), "division by zero: {err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM flyway_schema_history WHERE success").await, 1);
 }
 
@@ -194,7 +195,9 @@ async fn clean_is_refused_by_default_and_keeps_the_schema_when_allowed() {
     db.connect().await.batch_execute("GRANT USAGE ON SCHEMA public TO pg_read_all_data").await.unwrap();
 
     let before = snapshot(&db.config).await;
-    let err = pg_migrate::clean(&db.config, &config).await.unwrap_err().to_string();
+    let error = pg_migrate::clean(&db.config, &config).await.unwrap_err();
+    assert_eq!(error.kind(), datastores::ErrorKind::NeedsConsent, "{error}");
+    let err = error.to_string();
     assert!(err.contains("clean is disabled") && err.contains("cleanDisabled=false"), "{err}");
     assert_eq!(snapshot(&db.config).await, before);
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod embedded;
 mod flows;
 mod flyway_interop;
 mod hardening;

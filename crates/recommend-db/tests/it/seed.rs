@@ -79,7 +79,7 @@ async fn seed_loads_the_requested_counts_and_derived_tables() {
 
     // Seeding again needs consent.
     let err = recommend_db::seed(&client, &options, &mut |_| {}).await.unwrap_err();
-    assert!(matches!(err, Error::Refused(_)) && err.to_string().contains("--clean"), "{err}");
+    assert!(matches!(err, Error::NeedsConsent(_)) && err.to_string().contains("--clean"), "{err}");
     let again =
         recommend_db::seed(&client, &recommend_db::SeedOptions { clean: true, ..options }, &mut |_| {}).await.unwrap();
     assert_eq!(again.users, 60);

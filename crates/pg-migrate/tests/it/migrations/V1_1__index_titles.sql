@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY items_title ON items (title);
