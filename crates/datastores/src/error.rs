@@ -196,11 +196,7 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// A failure with the client library's `error` as its source.
-    pub fn failed(
-        datastore: Datastore,
-        endpoint: &str,
-        error: impl Into<BoxError>,
-    ) -> ConnectError {
+    pub fn failed(datastore: Datastore, endpoint: &str, error: impl Into<BoxError>) -> ConnectError {
         let error = error.into();
         ConnectError::Failed { datastore, endpoint: endpoint.to_owned(), message: chain(&*error), error: Some(error) }
     }

@@ -59,7 +59,9 @@ pub mod tls;
 #[cfg(feature = "weaviate")]
 mod weaviate;
 
-pub use crate::error::{BoxError, ConfigError, ConnectError, Datastore, ErrorKind, chain as error_chain, sqlstate, triggers};
+pub use crate::error::{
+    BoxError, ConfigError, ConnectError, Datastore, ErrorKind, chain as error_chain, sqlstate, triggers,
+};
 #[cfg(feature = "health")]
 pub use crate::health::{CheckOptions, ConfigErrors, DatastoresConfig, HealthReport, Status, check};
 #[cfg(feature = "kafka")]

@@ -304,7 +304,9 @@ impl Plan {
 /// `exclude` matching nothing is [`Error::Invalid`].
 pub async fn restore(mongo: &MongoConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
     if options.clean && !options.yes {
-        return Err(Error::NeedsConsent("--clean replaces collections that hold documents: add --yes to confirm".into()));
+        return Err(Error::NeedsConsent(
+            "--clean replaces collections that hold documents: add --yes to confirm".into(),
+        ));
     }
     let begun = Instant::now();
     let found = find(&options.stores, &options.selector, options.name.as_deref()).await?;

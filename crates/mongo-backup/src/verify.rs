@@ -61,7 +61,10 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
     let begun = std::time::Instant::now();
     let found = find(&options.stores, &options.selector, options.name.as_deref()).await?;
     let Some(manifest) = found.manifest.clone() else {
-        return Err(Error::NotFound(format!("{} has no manifest: there is nothing to verify it against", found.name())));
+        return Err(Error::NotFound(format!(
+            "{} has no manifest: there is nothing to verify it against",
+            found.name()
+        )));
     };
     if options.compare && mongo.is_none() {
         return Err(Error::Invalid("--compare restores the backup: it needs MONGODB_URI".into()));

@@ -82,9 +82,7 @@ async fn inspect(client: &datastores::tokio_postgres::Client, database: &str, ex
             None
         }
     };
-    let properties = datastores::pgadmin::DatabaseProperties::read(client, database)
-        .await
-        .map_err(Error::admin)?;
+    let properties = datastores::pgadmin::DatabaseProperties::read(client, database).await.map_err(Error::admin)?;
     let mut tables = Vec::new();
     for (schema, name, row_estimate) in user_tables(client).await? {
         let rows = if exact { Some(count_rows(client, &schema, &name).await?) } else { None };

@@ -85,7 +85,11 @@ impl Error {
     }
 
     pub(crate) fn admin(error: datastores::pgadmin::AdminError) -> Error {
-        Error::Database { context: error.what, message: error.message, error: error.error.map(|e| Box::new(e) as BoxError) }
+        Error::Database {
+            context: error.what,
+            message: error.message,
+            error: error.error.map(|e| Box::new(e) as BoxError),
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {

@@ -428,9 +428,7 @@ async fn inspect_target(
     options: &RestoreOptions,
     target: &str,
 ) -> Result<Option<Existing>, Error> {
-    let Some(properties) = datastores::pgadmin::DatabaseProperties::read(admin, target)
-        .await
-        .map_err(Error::admin)?
+    let Some(properties) = datastores::pgadmin::DatabaseProperties::read(admin, target).await.map_err(Error::admin)?
     else {
         return Ok(None);
     };

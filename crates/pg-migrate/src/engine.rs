@@ -799,7 +799,7 @@ async fn execute_script(
                 message: server_message(&e),
                 rolled_back: transactional,
                 applied: Vec::new(),
-        error: e,
+                error: e,
             });
         }
     }
@@ -816,7 +816,7 @@ async fn execute_script(
             message: format!("COMMIT failed: {}", server_message(&e)),
             rolled_back: true,
             applied: Vec::new(),
-        error: e,
+            error: e,
         })?;
     }
     Ok(())

@@ -54,7 +54,7 @@ pub use crate::engine::{
 pub use crate::error::{LockHolder, MigrateError, SourceError};
 pub use crate::history::{Applied, Table as HistoryTable};
 pub use crate::lint::{Finding, RULES, Rule, Severity, lint};
-pub use crate::plan::{InfoRow, Issue, IssueKind, State, plan};
+pub use crate::plan::{InfoRow, Issue, IssueKind, Plan, State, plan};
 pub use crate::source::{
     Encoding, Event, Kind, Script, TransactionSource, collect, load, parse_locations, script_from_text,
 };

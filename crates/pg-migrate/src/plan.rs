@@ -137,6 +137,7 @@ pub struct Plan<'a> {
     pub rows: Vec<InfoRow>,
     /// What `migrate` would run, in order.
     pub pending: Vec<&'a Script>,
+    /// What `validate` reports: changed checksums, missing scripts, failed migrations, ...
     pub issues: Vec<Issue>,
     /// The highest applied (or baselined) version.
     pub current: Option<Version>,

@@ -174,9 +174,10 @@ async fn bad_inputs_are_named_and_change_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
-    let error = pg_backup::verify(&source.config, &verify_options(stores, Selector::Id("nope_20200101T000000Z".into())))
-        .await
-        .unwrap_err();
+    let error =
+        pg_backup::verify(&source.config, &verify_options(stores, Selector::Id("nope_20200101T000000Z".into())))
+            .await
+            .unwrap_err();
     assert_eq!(error.kind(), datastores::ErrorKind::NotFound, "{error}");
     let err = error.to_string();
     assert!(err.contains("no backup with id nope_20200101T000000Z"), "{err}");
