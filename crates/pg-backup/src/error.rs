@@ -100,6 +100,14 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Connect(e) => e.kind(),
+            // The client's error without a server's answer: the connection broke.
+            Error::Database { error: Some(error), .. }
+                if error
+                    .downcast_ref::<datastores::tokio_postgres::Error>()
+                    .is_some_and(|e| e.as_db_error().is_none() && e.is_closed()) =>
+            {
+                ErrorKind::Unavailable
+            }
             Error::Database { .. } | Error::S3 { .. } => ErrorKind::Server,
             Error::Tool(_) | Error::Io { .. } => ErrorKind::Io,
             Error::Invalid(_) | Error::Damaged(_) => ErrorKind::Invalid,

@@ -129,6 +129,9 @@ impl MigrateError {
             MigrateError::Config(_) => ErrorKind::Config,
             MigrateError::Source(_) | MigrateError::Script { .. } => ErrorKind::Invalid,
             MigrateError::Connect(e) => e.kind(),
+            MigrateError::Database { error, .. } if error.as_db_error().is_none() && error.is_closed() => {
+                ErrorKind::Unavailable
+            }
             MigrateError::Database { .. } | MigrateError::Failed { .. } => ErrorKind::Server,
             MigrateError::LockTimeout { .. } => ErrorKind::TimedOut,
             MigrateError::Validation { .. } => ErrorKind::Mismatch,

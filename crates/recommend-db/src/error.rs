@@ -61,6 +61,9 @@ impl Error {
             Error::Connect(e) => e.kind(),
             Error::Admin(e) => e.kind(),
             Error::Migrate(e) => e.kind(),
+            Error::Database { error, .. } if error.as_db_error().is_none() && error.is_closed() => {
+                ErrorKind::Unavailable
+            }
             Error::Database { .. } => ErrorKind::Server,
             Error::Invalid(_) => ErrorKind::Invalid,
             Error::NeedsConsent(_) => ErrorKind::NeedsConsent,

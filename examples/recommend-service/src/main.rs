@@ -4,7 +4,8 @@
 //! At start it reads its configuration from the environment (the variables of the README's
 //! configuration reference, `_FILE` secrets included), migrates the recommendation database
 //! with the migrations `recommend-db` compiles in, builds its PostgreSQL pool and Redis
-//! connection, checks both, and serves HTTP until SIGTERM or Ctrl-C:
+//! connection (and, when `MILVUS_URI` or `MILVUS_HOST` is set, opens Milvus through
+//! `vector-admin`), checks them, and serves HTTP until SIGTERM or Ctrl-C:
 //!
 //! - `GET /healthz`: each datastore's health as JSON; 200 when all are healthy, else 503.
 //! - `GET /items/{id}`: an item of the `items` table, from the Redis cache when it holds it,
@@ -30,11 +31,12 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use datastores::deadpool_postgres::Pool;
 use datastores::redis_driver::{self as redis, AsyncCommands};
-use datastores::{PostgresConfig, RedisConfig, RedisManager, Settings, Source};
+use datastores::{Datastore, MilvusConfig, PostgresConfig, RedisConfig, RedisManager, Settings, Source};
 use recommend_db::migrations::{DEFAULT_PARTITIONS_AHEAD, MIGRATIONS};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
+use vector_admin::{MilvusStore, VectorStore};
 
 /// How long `/healthz` waits for each datastore.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -44,6 +46,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 struct Config {
     postgres: PostgresConfig,
     redis: RedisConfig,
+    /// Milvus, where the embeddings live, when `MILVUS_URI` or `MILVUS_HOST` is set.
+    milvus: Option<MilvusConfig>,
     listen: SocketAddr,
     run_migrations: bool,
     cache_ttl: Duration,
@@ -65,6 +69,10 @@ impl Config {
         Ok(Config {
             postgres: PostgresConfig::from_settings(settings)?,
             redis: RedisConfig::from_settings(settings)?,
+            milvus: match configured(settings, Datastore::Milvus)? {
+                true => Some(MilvusConfig::from_settings(settings)?),
+                false => None,
+            },
             listen,
             run_migrations: settings.boolean("RUN_MIGRATIONS")?.unwrap_or(true),
             cache_ttl,
@@ -75,11 +83,22 @@ impl Config {
     }
 }
 
+/// Whether any variable that configures `datastore` is set.
+fn configured(settings: &Settings, datastore: Datastore) -> anyhow::Result<bool> {
+    for name in datastores::triggers(datastore) {
+        if settings.get(name)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// What every request handler shares; clones share the pool and the Redis connection.
 #[derive(Clone, Debug)]
 struct App {
     pool: Pool,
     redis: RedisManager,
+    milvus: Option<MilvusStore>,
     cache_ttl: Duration,
     cache_prefix: String,
 }
@@ -148,6 +167,10 @@ async fn run() -> anyhow::Result<()> {
     let app = App {
         pool: config.postgres.pool().await?,
         redis: config.redis.manager().await?,
+        milvus: match &config.milvus {
+            Some(milvus) => Some(MilvusStore::connect(milvus).await?),
+            None => None,
+        },
         cache_ttl: config.cache_ttl,
         cache_prefix: config.cache_prefix,
     };
@@ -202,17 +225,37 @@ async fn health(app: &App) -> (bool, serde_json::Value) {
         let pong: String = redis::cmd("PING").query_async(&mut connection).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(pong)
     };
-    let (postgres, redis) = tokio::join!(within(HEALTH_TIMEOUT, postgres), within(HEALTH_TIMEOUT, redis));
+    // vector-admin's view of Milvus: its version and health check, and the collections there.
+    let milvus = async {
+        let Some(store) = &app.milvus else { return Ok(None) };
+        let server = store.server().await.map_err(|e| e.to_string())?;
+        if !server.healthy {
+            return Err(format!("Milvus {} is unhealthy: {}", server.version, server.notes.join("; ")));
+        }
+        let collections = store.list().await.map_err(|e| e.to_string())?;
+        Ok(Some(format!("Milvus {}, {} collections", server.version, collections.len())))
+    };
+    let (postgres, redis, milvus) = tokio::join!(
+        within(HEALTH_TIMEOUT, postgres),
+        within(HEALTH_TIMEOUT, redis),
+        tokio::time::timeout(HEALTH_TIMEOUT, milvus)
+    );
+    let milvus = milvus.unwrap_or_else(|_| Err(format!("no answer within {HEALTH_TIMEOUT:?}")));
     let status = |result: &Result<String, String>| match result {
         Ok(detail) => json!({ "healthy": true, "detail": detail }),
         Err(error) => json!({ "healthy": false, "error": error }),
     };
-    let healthy = postgres.is_ok() && redis.is_ok();
-    let report = json!({
+    let healthy = postgres.is_ok() && redis.is_ok() && milvus.is_ok();
+    let mut report = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "postgres": status(&postgres),
         "redis": status(&redis),
     });
+    match milvus {
+        Ok(None) => {}
+        Ok(Some(detail)) => report["milvus"] = status(&Ok(detail)),
+        Err(error) => report["milvus"] = status(&Err(error)),
+    }
     (healthy, report)
 }
 

@@ -114,6 +114,10 @@ async fn migrates_serves_items_through_the_cache_and_stops_on_sigterm() {
     assert_eq!(health["postgres"]["healthy"], true, "{health}");
     assert!(health["postgres"]["detail"].as_str().unwrap().starts_with("PostgreSQL "), "{health}");
     assert_eq!(health["redis"]["healthy"], true, "{health}");
+    // The stack's MILVUS_URI reaches the service, which checks Milvus through vector-admin.
+    testkit::require(Datastore::Milvus);
+    assert_eq!(health["milvus"]["healthy"], true, "{health}");
+    assert!(health["milvus"]["detail"].as_str().unwrap().starts_with("Milvus "), "{health}");
 
     // The compiled-in migrations ran: every versioned script is in the history.
     let client = db.connect().await;
