@@ -4,11 +4,13 @@
 //!
 //! - a failed backup is never followed by a prune;
 //! - a failed prune does not make the backup fail: it is reported beside it;
-//! - a notice that cannot be sent (Slack, the Pushgateway) is reported, and changes nothing else.
+//! - a notice that cannot be sent (Slack, the Pushgateway), or whose setting cannot be read, is
+//!   reported, and changes nothing else.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use datastores::ConfigError;
 use datastores::push::{JobRun, PushError};
 
 use crate::Error;
@@ -73,9 +75,26 @@ pub struct BackupRun<M, E> {
 #[derive(Debug, Default)]
 pub struct Notices {
     /// The Slack message.
-    pub slack: Option<Result<(), Error>>,
+    pub slack: Option<Result<(), NoticeError>>,
     /// The push of the run to the Pushgateway.
-    pub pushgateway: Option<Result<(), PushError>>,
+    pub pushgateway: Option<Result<(), NoticeError>>,
+}
+
+/// Why a notice was not sent. No message names more of an address than its host, nor the
+/// value of a setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoticeError {
+    /// The channel's setting cannot be read (a `_FILE` that cannot be read, or a variable set
+    /// both ways), so nothing was sent: the message names the variable and its causes.
+    #[error("{0}")]
+    Setting(String),
+    /// The Slack webhook is not an http(s) URL, could not be reached, or refused the message.
+    #[error(transparent)]
+    Slack(Error),
+    /// The Pushgateway address is not an http(s) URL, could not be reached, or refused the run.
+    #[error(transparent)]
+    Push(PushError),
 }
 
 impl Notices {
@@ -114,22 +133,55 @@ pub async fn backup_and_prune<J: BackupJob>(
 }
 
 /// Sends `text` to Slack and `run` to the Pushgateway, those of `notifications` that are set,
-/// both at once.
+/// both at once. A channel whose setting cannot be read is a notice not sent.
 pub async fn notify(notifications: &Notifications, text: &str, run: &JobRun) -> Notices {
     let slack = async {
         match &notifications.slack {
-            Some(hook) => Some(slack(hook, text).await),
+            Some(Ok(hook)) => Some(slack(hook, text).await.map_err(NoticeError::Slack)),
+            Some(Err(e)) => Some(Err(unreadable(e))),
             None => None,
         }
     };
-    let pushgateway = async {
-        match &notifications.pushgateway {
-            Some(gateway) => Some(datastores::push::push(gateway, run, NOTICE_TIMEOUT).await),
-            None => None,
-        }
-    };
-    let (slack, pushgateway) = tokio::join!(slack, pushgateway);
+    let (slack, pushgateway) = tokio::join!(slack, pushed(notifications, run));
     Notices { slack, pushgateway }
+}
+
+/// Pushes `run` to the Pushgateway of `notifications`, when one is set, and tells Slack
+/// nothing: the notices of a job that reports only its run (a prune, a verification, a check).
+///
+/// ```rust
+/// use std::time::Duration;
+///
+/// use backup_core::Notifications;
+/// use datastores::push::JobRun;
+/// use datastores::{Settings, Source};
+///
+/// # async fn run() {
+/// let settings = Settings::new().layer(Source::Environment, [("PUSHGATEWAY_URL_FILE", "/nonexistent/url")]);
+/// let run = JobRun::new("pg_backup_prune", true, Duration::from_secs(2)).label("instance", "recommend");
+/// let notices = backup_core::push_run(&Notifications::from_settings(&settings), &run).await;
+/// // Nothing was pushed; the warning names the variable.
+/// assert!(notices.failures()[0].contains("PUSHGATEWAY_URL_FILE"));
+/// # }
+/// ```
+pub async fn push_run(notifications: &Notifications, run: &JobRun) -> Notices {
+    Notices { slack: None, pushgateway: pushed(notifications, run).await }
+}
+
+/// The push of `run` to the Pushgateway of `notifications`, if one is set.
+async fn pushed(notifications: &Notifications, run: &JobRun) -> Option<Result<(), NoticeError>> {
+    match &notifications.pushgateway {
+        Some(Ok(gateway)) => {
+            Some(datastores::push::push(gateway, run, NOTICE_TIMEOUT).await.map_err(NoticeError::Push))
+        }
+        Some(Err(e)) => Some(Err(unreadable(e))),
+        None => None,
+    }
+}
+
+/// A channel whose setting cannot be read: the error names the variable, never its value.
+fn unreadable(error: &ConfigError) -> NoticeError {
+    NoticeError::Setting(datastores::error_chain(error))
 }
 
 /// Where backups go, for messages: `<folder> and s3://<bucket>/<prefix>`.
@@ -171,8 +223,8 @@ mod tests {
     async fn unreachable_notices_are_failures_that_name_only_the_host() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let notifications = Notifications {
-            slack: Some(datastores::Secret::new(format!("http://127.0.0.1:{port}/services/T0/B0/hook-token-42"))),
-            pushgateway: Some(datastores::Secret::new(format!("http://jobs:push-pass-42@127.0.0.1:{port}"))),
+            slack: Some(Ok(datastores::Secret::new(format!("http://127.0.0.1:{port}/services/T0/B0/hook-token-42")))),
+            pushgateway: Some(Ok(datastores::Secret::new(format!("http://jobs:push-pass-42@127.0.0.1:{port}")))),
         };
         let run = job_run("pg_backup", "recommend", true, Duration::from_secs(1), 10);
         let notices = notify(&notifications, "hello", &run).await;
@@ -188,5 +240,183 @@ mod tests {
 
         let none = notify(&Notifications::default(), "hello", &run).await;
         assert!(none.slack.is_none() && none.pushgateway.is_none() && none.failures().is_empty());
+    }
+
+    /// A manifest with nothing but what the job reads.
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    struct FakeManifest {
+        id: String,
+        size_bytes: u64,
+    }
+
+    impl BackupManifest for FakeManifest {
+        const DATASTORE: &'static str = "fake";
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn tier(&self) -> crate::Tier {
+            crate::Tier::Daily
+        }
+        fn artifact(&self) -> &str {
+            &self.id
+        }
+        fn files(&self) -> &[crate::FileEntry] {
+            &[]
+        }
+        fn sha256(&self) -> &str {
+            ""
+        }
+        fn size_bytes(&self) -> u64 {
+            self.size_bytes
+        }
+        fn finished_at(&self) -> DateTime<Utc> {
+            DateTime::UNIX_EPOCH
+        }
+        fn verification(&self) -> Option<&crate::Verification> {
+            None
+        }
+        fn set_verification(&mut self, _: crate::Verification) {}
+    }
+
+    /// A job whose backup and prune succeed or fail as told, counting the prunes it runs.
+    struct FakeJob {
+        backup_fails: bool,
+        prune_fails: bool,
+        prunes: std::sync::atomic::AtomicUsize,
+        stores: Stores,
+    }
+
+    impl FakeJob {
+        fn new(backup_fails: bool, prune_fails: bool) -> FakeJob {
+            FakeJob { backup_fails, prune_fails, prunes: Default::default(), stores: Stores::default() }
+        }
+
+        fn prunes(&self) -> usize {
+            self.prunes.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl BackupJob for FakeJob {
+        type Manifest = FakeManifest;
+        type Error = Error;
+        type Progress = ();
+        const JOB: &'static str = "fake_backup";
+
+        fn instance(&self) -> &str {
+            "fake"
+        }
+
+        fn stores(&self) -> &Stores {
+            &self.stores
+        }
+
+        async fn backup(&self, progress: &mut (dyn FnMut(()) + Send)) -> Result<FakeManifest, Error> {
+            progress(());
+            if self.backup_fails {
+                return Err(Error::Tool("the dump failed".into()));
+            }
+            Ok(FakeManifest { id: "fake_20260101T000000Z".into(), size_bytes: 42 })
+        }
+
+        async fn prune(&self, _: Retention, _: DateTime<Utc>) -> Result<PruneReport, Error> {
+            self.prunes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.prune_fails {
+                return Err(Error::S3 { context: "listing daily/".into(), message: "access denied".into() });
+            }
+            Ok(PruneReport { deleted: vec!["local: fake_20250101T000000Z".into()], ..PruneReport::default() })
+        }
+
+        fn succeeded(&self, manifest: &FakeManifest, _: &str) -> String {
+            format!("backup {} succeeded", manifest.id)
+        }
+
+        fn failed(&self, error: &Error, _: f64) -> String {
+            format!("backup failed: {error}")
+        }
+    }
+
+    fn policy(notifications: Notifications) -> Policy {
+        Policy { retention: Retention::default(), prune_after_backup: true, notifications }
+    }
+
+    /// Slack and a Pushgateway on a port nobody listens on.
+    fn unreachable() -> Notifications {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Notifications {
+            slack: Some(Ok(datastores::Secret::new(format!("http://127.0.0.1:{port}/services/T0/B0/hook-token-7")))),
+            pushgateway: Some(Ok(datastores::Secret::new(format!("http://127.0.0.1:{port}")))),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_backup_stays_good_when_no_notice_is_sent() {
+        let job = FakeJob::new(false, false);
+        let mut calls = 0;
+        let run = backup_and_prune(&job, &policy(unreachable()), &mut |()| calls += 1).await;
+        assert_eq!(calls, 1);
+        assert_eq!(run.backup.unwrap().id, "fake_20260101T000000Z");
+        assert_eq!(run.prune.unwrap().unwrap().deleted, ["local: fake_20250101T000000Z"]);
+        assert_eq!(job.prunes(), 1);
+        assert!(matches!(run.notices.slack, Some(Err(NoticeError::Slack(_)))), "{:?}", run.notices);
+        assert!(matches!(run.notices.pushgateway, Some(Err(NoticeError::Push(_)))), "{:?}", run.notices);
+        assert_eq!(run.notices.failures().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unreadable_notification_settings_stop_neither_the_backup_nor_the_prune() {
+        let settings = datastores::Settings::new().layer(
+            datastores::Source::Environment,
+            [
+                ("SLACK_WEBHOOK_FILE", "/nonexistent/slack-hook"),
+                ("PUSHGATEWAY_URL", "http://jobs:push-pass-9@127.0.0.1:1"),
+                ("PUSHGATEWAY_URL_FILE", "/nonexistent/pushgateway"),
+            ],
+        );
+        let job = FakeJob::new(false, false);
+        let run = backup_and_prune(&job, &policy(Notifications::from_settings(&settings)), &mut |()| {}).await;
+        assert!(run.backup.is_ok() && matches!(run.prune, Some(Ok(_))) && job.prunes() == 1, "{run:?}");
+        let failures = run.notices.failures();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert!(failures[0].starts_with("notification not sent: ") && failures[0].contains("SLACK_WEBHOOK_FILE"));
+        assert!(failures[1].starts_with("metrics not pushed: ") && failures[1].contains("PUSHGATEWAY_URL_FILE"));
+        assert!(!failures[1].contains("push-pass-9"), "{failures:?}");
+        assert!(matches!(run.notices.slack, Some(Err(NoticeError::Setting(_)))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_backup_is_never_pruned_and_is_told() {
+        let job = FakeJob::new(true, false);
+        let run = backup_and_prune(&job, &policy(unreachable()), &mut |()| {}).await;
+        assert_eq!(run.backup.unwrap_err().to_string(), "the dump failed");
+        assert!(run.prune.is_none());
+        assert_eq!(job.prunes(), 0);
+        assert_eq!(run.notices.failures().len(), 2, "{:?}", run.notices);
+    }
+
+    #[tokio::test]
+    async fn a_failed_prune_leaves_the_backup_good_and_is_reported() {
+        let job = FakeJob::new(false, true);
+        let run = backup_and_prune(&job, &policy(Notifications::default()), &mut |()| {}).await;
+        assert!(run.backup.is_ok(), "{run:?}");
+        let pruned = run.prune.unwrap().unwrap_err().to_string();
+        assert_eq!(pruned, "S3 listing daily/: access denied");
+        assert!(run.notices.slack.is_none() && run.notices.pushgateway.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_policy_without_prune_does_not_prune() {
+        let job = FakeJob::new(false, false);
+        let mut policy = policy(Notifications::default());
+        policy.prune_after_backup = false;
+        let run = backup_and_prune(&job, &policy, &mut |()| {}).await;
+        assert!(run.backup.is_ok() && run.prune.is_none() && job.prunes() == 0, "{run:?}");
+    }
+
+    #[tokio::test]
+    async fn a_push_alone_tells_slack_nothing() {
+        let run = job_run("fake_prune", "fake", true, Duration::from_secs(1), 0);
+        let notices = push_run(&unreachable(), &run).await;
+        assert!(notices.slack.is_none() && matches!(notices.pushgateway, Some(Err(NoticeError::Push(_)))));
+        assert!(push_run(&Notifications::default(), &run).await.failures().is_empty());
     }
 }

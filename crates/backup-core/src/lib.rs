@@ -21,7 +21,9 @@ mod sink;
 pub mod store;
 
 pub use crate::error::Error;
-pub use crate::job::{BackupJob, BackupRun, NOTICE_TIMEOUT, Notices, backup_and_prune, human_bytes, notify};
+pub use crate::job::{
+    BackupJob, BackupRun, NOTICE_TIMEOUT, NoticeError, Notices, backup_and_prune, human_bytes, notify, push_run,
+};
 pub use crate::manifest::{
     BackupManifest, Compression, FileEntry, Tier, Verification, backup_id, datastore_of, manifest_name,
 };
@@ -30,7 +32,7 @@ pub use crate::ops::{
     Found, Owner, PruneReport, STALE_UPLOAD_AGE, Selector, Stores, check_sha256, decompressed, fetch, find_listed,
     listed, prune, record_verification, sha256_file,
 };
-pub use crate::policy::{DEFAULT_REPLACED_DAYS, Notifications, Policy};
+pub use crate::policy::{DEFAULT_REPLACED_DAYS, Notifications, Policy, replaced_days};
 pub use crate::retention::{Candidate, Retention, keep};
 pub use crate::sink::{Prepared, Sink, Streamed, free_id, prepare, publish};
 pub use crate::store::{Location, Stored, part_size, sweep_partials};

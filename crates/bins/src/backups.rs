@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::anyhow;
-use backup_core::Stores;
+use backup_core::{Notices, Notifications, Stores};
 use datastores::{Datastore, S3Config, Settings};
 
 /// The local folder (`--backup-dir`, else BACKUP_DIR) and the bucket (when any S3 setting is set).
@@ -78,11 +78,35 @@ impl Progress {
     }
 }
 
-/// Warns, on stderr, of each notice of a backup job that could not be sent; they never change
-/// the outcome of the run.
-pub fn warn_unsent(notices: &backup_core::Notices) {
+/// Warns, on stderr, of each notice of a run that could not be sent; they never change the
+/// outcome of the run.
+pub fn warn_unsent(notices: &Notices) {
     for failure in notices.failures() {
         eprintln!("warning: {failure}");
+    }
+}
+
+/// Ends the report of a backup job whose backup and prune ended with `outcome`: warns of each of
+/// its `notices` that was not sent (see [`warn_unsent`]), none of which changes `outcome`. One
+/// exception keeps what the backup binaries have always done: when all else succeeded, a Slack
+/// webhook whose setting cannot be read (`SLACK_WEBHOOK_FILE` unreadable, or set beside
+/// `SLACK_WEBHOOK`) is the run's error, naming the variable, so that the run exits 2 with its
+/// backup taken and an alert on failed CronJobs hears of it.
+pub fn report_notices(
+    outcome: anyhow::Result<()>,
+    notices: Notices,
+    notifications: Notifications,
+) -> anyhow::Result<()> {
+    let unreadable_hook = match notifications.slack {
+        Some(Err(e)) if outcome.is_ok() => Some(e),
+        _ => None,
+    };
+    // Said once, as the error.
+    let notices = Notices { slack: notices.slack.filter(|_| unreadable_hook.is_none()), ..notices };
+    warn_unsent(&notices);
+    match unreadable_hook {
+        Some(e) => Err(anyhow::Error::new(e).context("the backup is complete, but Slack was not told")),
+        None => outcome,
     }
 }
 

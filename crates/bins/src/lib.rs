@@ -144,24 +144,13 @@ impl ConnectOpts {
     }
 }
 
-/// How long a push to the Pushgateway may take.
-pub const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Reports a Job's run: pushes `run` to the Pushgateway of `PUSHGATEWAY_URL` (or
-/// `PUSHGATEWAY_URL_FILE`) when `settings` set it, and does nothing otherwise. A push that fails
-/// is a warning on stderr and never changes the exit status of the run.
+/// `PUSHGATEWAY_URL_FILE`) when `settings` set it, and does nothing otherwise, as a backup job
+/// pushes its own ([`backup_core::push_run`]). A push that fails, or a setting that cannot be
+/// read, is a warning on stderr and never changes the exit status of the run.
 pub async fn push_run(settings: &Settings, run: &datastores::push::JobRun) {
-    let gateway = match settings.get("PUSHGATEWAY_URL") {
-        Ok(Some(value)) => datastores::Secret::new(value.text),
-        Ok(None) => return,
-        Err(e) => {
-            eprintln!("warning: metrics not pushed: {e}");
-            return;
-        }
-    };
-    if let Err(e) = datastores::push::push(&gateway, run, PUSH_TIMEOUT).await {
-        eprintln!("warning: metrics not pushed: {e}");
-    }
+    let notifications = backup_core::Notifications::from_settings(settings);
+    backups::warn_unsent(&backup_core::push_run(&notifications, run).await);
 }
 
 /// How results are printed.

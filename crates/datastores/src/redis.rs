@@ -3,8 +3,9 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 use crate::error::{ConfigError, ConnectError, Datastore, with_timeout};
@@ -224,8 +225,9 @@ impl RedisConfig {
         info
     }
 
-    fn connection_info(&self, node: &Node) -> Result<ConnectionInfo, ConnectError> {
-        let addr = match &self.tls {
+    /// The address of `node`, over TLS when configured (the CA is added by the client).
+    fn address(&self, node: &Node) -> ConnectionAddr {
+        match &self.tls {
             None => ConnectionAddr::Tcp(node.host.clone(), node.port),
             Some(tls) => ConnectionAddr::TcpTls {
                 host: node.host.clone(),
@@ -233,9 +235,14 @@ impl RedisConfig {
                 insecure: tls.insecure,
                 tls_params: None,
             },
-        };
-        let info =
-            addr.into_connection_info().map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), e))?;
+        }
+    }
+
+    fn connection_info(&self, node: &Node) -> Result<ConnectionInfo, ConnectError> {
+        let info = self
+            .address(node)
+            .into_connection_info()
+            .map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), e))?;
         Ok(info.set_redis_settings(self.redis_info()))
     }
 
@@ -247,7 +254,7 @@ impl RedisConfig {
             ConnectError::message(
                 Datastore::Redis,
                 &self.endpoint(),
-                format!("cannot read CA file {}: {e}", ca_file.display()),
+                format!("cannot read the CA file {} (REDIS_CA_CERT): {e}", ca_file.display()),
             )
         })?;
         Ok(Some(redis::TlsCertificates { client_tls: None, root_cert: Some(pem) }))
@@ -261,13 +268,18 @@ impl RedisConfig {
 
     /// A client for a standalone server (or for the master a Sentinel names).
     pub fn client(&self) -> Result<redis::Client, ConnectError> {
-        let Topology::Standalone(node) = &self.topology else {
-            return Err(ConnectError::message(
+        let setting = match &self.topology {
+            Topology::Standalone(node) => Ok(node),
+            Topology::Sentinel { .. } => Err("REDIS_SENTINEL_NODES"),
+            Topology::Cluster { .. } => Err("REDIS_CLUSTER_NODES"),
+        };
+        let node = setting.map_err(|setting| {
+            ConnectError::message(
                 Datastore::Redis,
                 &self.endpoint(),
-                "not a standalone server; use connect()",
-            ));
-        };
+                format!("a client of one server needs a standalone server, but {setting} is set; use connect()"),
+            )
+        })?;
         let info = self.connection_info(node)?;
         let client = match self.certificates()? {
             Some(certs) => redis::Client::build_with_tls(info, certs),
@@ -283,25 +295,51 @@ impl RedisConfig {
         master: &str,
         sentinels: &[Node],
     ) -> Result<redis::sentinel::SentinelClient, ConnectError> {
-        let nodes = self.sentinel_infos(sentinels)?;
-        let mut node_info =
-            redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(self.redis_info());
-        if let Some(tls) = &self.tls {
-            node_info =
-                node_info.set_tls_mode(if tls.insecure { redis::TlsMode::Insecure } else { redis::TlsMode::Secure });
+        let failed = |e| ConnectError::failed(Datastore::Redis, &self.endpoint(), e);
+        let addresses = sentinels.iter().map(|n| self.address(n));
+        let mut builder =
+            redis::sentinel::SentinelClientBuilder::new(addresses, master, redis::sentinel::SentinelServerType::Master)
+                .map_err(failed)?
+                .set_client_to_redis_db(self.db);
+        if let Some(user) = &self.username {
+            builder = builder.set_client_to_redis_username(user);
         }
-        redis::sentinel::SentinelClient::build(
-            nodes,
-            master,
-            Some(node_info),
-            redis::sentinel::SentinelServerType::Master,
-        )
-        .map_err(|e| ConnectError::failed(Datastore::Redis, &self.endpoint(), e))
+        if let Some(password) = &self.password {
+            builder = builder.set_client_to_redis_password(password.expose());
+        }
+        if let Some(user) = &self.sentinel_username {
+            builder = builder.set_client_to_sentinel_username(user);
+        }
+        if let Some(password) = &self.sentinel_password {
+            builder = builder.set_client_to_sentinel_password(password.expose());
+        }
+        if let Some(tls) = &self.tls {
+            let mode = if tls.insecure { redis::TlsMode::Insecure } else { redis::TlsMode::Secure };
+            builder = builder.set_client_to_redis_tls_mode(mode);
+        }
+        if let Some(certs) = self.certificates()? {
+            builder =
+                builder.set_client_to_redis_certificates(certs.clone()).set_client_to_sentinel_certificates(certs);
+        }
+        builder.build().map_err(failed)
     }
 
-    /// How to reach and log in to each Sentinel.
-    fn sentinel_infos(&self, sentinels: &[Node]) -> Result<Vec<ConnectionInfo>, ConnectError> {
-        sentinels.iter().map(|n| Ok(self.connection_info(n)?.set_redis_settings(self.sentinel_info()))).collect()
+    /// A client for each Sentinel, to listen for announcements: the Sentinels' credentials, and
+    /// TLS with the configured CA.
+    fn sentinel_clients(&self, sentinels: &[Node]) -> Result<Vec<SentinelNode>, ConnectError> {
+        let certs = self.certificates()?;
+        sentinels
+            .iter()
+            .map(|node| {
+                let info = self.connection_info(node)?.set_redis_settings(self.sentinel_info());
+                let client = match &certs {
+                    Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+                    None => redis::Client::open(info),
+                };
+                let client = client.map_err(|e| ConnectError::failed(Datastore::Redis, &node.to_string(), e))?;
+                Ok(SentinelNode { address: node.to_string(), client })
+            })
+            .collect()
     }
 
     /// A cluster client over `nodes` with the configured credentials, TLS and timeouts.
@@ -376,26 +414,16 @@ impl RedisConfig {
                     Ok(Managed::Single(manager))
                 }
                 Topology::Sentinel { master, sentinels } => {
-                    let mut client = self.sentinel_client(master, sentinels)?;
-                    let config = self.async_config();
-                    let connection = client.get_async_connection_with_config(&config).await.map_err(failed)?;
-                    let state = Arc::new(tokio::sync::Mutex::new(MasterState {
-                        client,
-                        connection: Some(connection),
-                        generation: 0,
-                    }));
-                    let watcher = tokio::spawn(watch_failovers(
-                        state.clone(),
-                        self.sentinel_infos(sentinels)?,
-                        master.clone(),
+                    let state = Arc::new(MasterState {
+                        client: tokio::sync::Mutex::new(self.sentinel_client(master, sentinels)?),
+                        config: self.async_config(),
                         budget,
-                    ));
-                    Ok(Managed::Sentinel(Arc::new(SentinelMaster {
-                        state,
-                        config,
-                        budget,
-                        watcher: watcher.abort_handle(),
-                    })))
+                        slot: std::sync::Mutex::new(Slot::default()),
+                    });
+                    let listened = self.sentinel_clients(sentinels)?;
+                    state.connection().await.map_err(failed)?;
+                    let watcher = tokio::spawn(watch_failovers(state.clone(), listened, master.clone()));
+                    Ok(Managed::Sentinel(Arc::new(SentinelMaster { state, watcher: watcher.abort_handle() })))
                 }
                 Topology::Cluster { nodes } => {
                     let connection = self.cluster_client(nodes)?.get_async_connection().await.map_err(failed)?;
@@ -505,9 +533,9 @@ impl redis::aio::ConnectionLike for RedisManager {
             Managed::Single(connection) => connection.req_packed_command(cmd),
             Managed::Cluster(connection) => connection.req_packed_command(cmd),
             Managed::Sentinel(master) => Box::pin(async move {
-                let (generation, mut connection) = master.connection().await?;
+                let (generation, mut connection) = master.state.connection().await?;
                 let result = connection.req_packed_command(cmd).await;
-                master.forget_if_broken(generation, &result).await;
+                master.state.forget_if_broken(generation, &result);
                 result
             }),
         }
@@ -523,9 +551,9 @@ impl redis::aio::ConnectionLike for RedisManager {
             Managed::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
             Managed::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
             Managed::Sentinel(master) => Box::pin(async move {
-                let (generation, mut connection) = master.connection().await?;
+                let (generation, mut connection) = master.state.connection().await?;
                 let result = connection.req_packed_commands(pipeline, offset, count).await;
-                master.forget_if_broken(generation, &result).await;
+                master.state.forget_if_broken(generation, &result);
                 result
             }),
         }
@@ -536,13 +564,18 @@ impl redis::aio::ConnectionLike for RedisManager {
     }
 }
 
+/// How long callers get the error of a failed attempt to reach the master at once, instead of
+/// each making an attempt of its own, one after another.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(500);
+
+/// How long the Sentinel connection that carries announcements may stay silent before a `PING`
+/// checks that the Sentinel is still there: a connection to a host that vanished never closes.
+const SENTINEL_SILENCE: Duration = Duration::from_secs(30);
+
 /// The connection to the master the Sentinels named last, replaced when it breaks or the
 /// Sentinels announce another master.
 struct SentinelMaster {
-    state: Arc<tokio::sync::Mutex<MasterState>>,
-    config: AsyncConnectionConfig,
-    /// How long asking the Sentinels and connecting to the master may take.
-    budget: Duration,
+    state: Arc<MasterState>,
     /// The task running [`watch_failovers`], stopped with the last clone of the manager.
     watcher: tokio::task::AbortHandle,
 }
@@ -554,39 +587,125 @@ impl Drop for SentinelMaster {
 }
 
 struct MasterState {
-    client: redis::sentinel::SentinelClient,
-    connection: Option<redis::aio::MultiplexedConnection>,
-    /// Counts connections made, so that a command that fails on an old one does not drop its
-    /// replacement.
-    generation: u64,
+    /// Asks the Sentinels for the master; used by one attempt at a time.
+    client: tokio::sync::Mutex<redis::sentinel::SentinelClient>,
+    config: AsyncConnectionConfig,
+    /// How long asking the Sentinels and connecting to the master may take.
+    budget: Duration,
+    /// Locked briefly and never across an `await`, so that a command that failed can drop its
+    /// connection, and return, while an attempt to reach the master is under way.
+    slot: std::sync::Mutex<Slot>,
 }
 
-impl SentinelMaster {
-    /// The current connection, or a new one to the master the Sentinels name now. Callers wait
-    /// for one another, so a failover makes one new connection, not one per caller.
-    async fn connection(&self) -> redis::RedisResult<(u64, redis::aio::MultiplexedConnection)> {
-        let mut state = self.state.lock().await;
-        if let Some(connection) = &state.connection {
-            return Ok((state.generation, connection.clone()));
-        }
-        let connected = tokio::time::timeout(self.budget, state.client.get_async_connection_with_config(&self.config));
-        let connection = match connected.await {
-            Ok(connection) => connection?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no master from the Sentinels within {:?}", self.budget),
-                )
-                .into());
+#[derive(Default)]
+struct Slot {
+    connection: Option<Master>,
+    /// Counts the changes of `connection`, so that a command that fails on an old connection
+    /// does not drop its replacement, and an attempt that began before the Sentinels announced
+    /// a new master does not install a connection to the old one.
+    generation: u64,
+    /// The attempt under way to ask the Sentinels and connect, which every caller that needs a
+    /// connection waits for; when it completes, its outcome is in the slot.
+    attempt: Option<Shared<BoxFuture<'static, ()>>>,
+    /// When the last attempt failed, and why.
+    failure: Option<(Instant, redis::RedisError)>,
+}
+
+struct Master {
+    connection: redis::aio::MultiplexedConnection,
+    /// `host:port` as the Sentinels name it.
+    address: String,
+}
+
+impl Slot {
+    /// Drops the connection, and the outcome of an attempt under way, so that the next command
+    /// asks the Sentinels again.
+    fn drop_connection(&mut self) {
+        self.connection = None;
+        self.generation += 1;
+        self.failure = None;
+    }
+}
+
+impl MasterState {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        // Every change of the slot is complete when its lock is released, so a panic while
+        // holding it leaves nothing half-done.
+        self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current connection, or a new one to the master the Sentinels name now, within
+    /// `budget` from the call. Callers that find no connection wait for one shared attempt;
+    /// when an attempt failed, callers get its error for [`RETRY_AFTER_FAILURE`].
+    async fn connection(self: &Arc<Self>) -> redis::RedisResult<(u64, redis::aio::MultiplexedConnection)> {
+        let deadline = tokio::time::Instant::now() + self.budget;
+        loop {
+            let attempt = {
+                let mut slot = self.slot();
+                if let Some(master) = &slot.connection {
+                    return Ok((slot.generation, master.connection.clone()));
+                }
+                if let Some((at, error)) = &slot.failure
+                    && at.elapsed() < RETRY_AFTER_FAILURE
+                {
+                    return Err(error.clone());
+                }
+                let generation = slot.generation;
+                slot.attempt.get_or_insert_with(|| self.attempt(generation)).clone()
+            };
+            if tokio::time::timeout_at(deadline, attempt).await.is_err() {
+                return Err(timed_out(format!("no connection to the Redis master within {:?}", self.budget)));
             }
-        };
-        state.generation += 1;
-        state.connection = Some(connection.clone());
-        Ok((state.generation, connection))
+        }
+    }
+
+    /// Asks the Sentinels for the master and connects to it on a task of its own, which records
+    /// its outcome even when every caller waiting for it has given up. The outcome is dropped
+    /// when the slot's generation moved on from `generation` meanwhile.
+    fn attempt(self: &Arc<Self>, generation: u64) -> Shared<BoxFuture<'static, ()>> {
+        let state = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let found = match tokio::time::timeout(state.budget, state.find_master()).await {
+                Ok(found) => found,
+                Err(_) => Err(timed_out(format!("no master from the Sentinels within {:?}", state.budget))),
+            };
+            let mut slot = state.slot();
+            slot.attempt = None;
+            if slot.generation != generation {
+                return;
+            }
+            match found {
+                Ok(master) => {
+                    slot.connection = Some(master);
+                    slot.generation += 1;
+                    slot.failure = None;
+                }
+                Err(error) => slot.failure = Some((Instant::now(), error)),
+            }
+        });
+        let state = Arc::downgrade(self);
+        async move {
+            // A task that panicked or whose runtime shut down could not clear its attempt.
+            if task.await.is_err()
+                && let Some(state) = state.upgrade()
+            {
+                state.slot().attempt = None;
+            }
+        }
+        .boxed()
+        .shared()
+    }
+
+    async fn find_master(&self) -> redis::RedisResult<Master> {
+        let mut client = self.client.lock().await;
+        let master = client.async_get_client().await?;
+        let address = master.get_connection_info().addr().to_string();
+        let connection = master.get_multiplexed_async_connection_with_config(&self.config).await?;
+        Ok(Master { connection, address })
     }
 
     /// Drops connection `generation` when `result` says it is broken or no longer a master's.
-    async fn forget_if_broken<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
+    fn forget_if_broken<T>(&self, generation: u64, result: &redis::RedisResult<T>) {
         let Err(error) = result else { return };
         let replaced = error.is_unrecoverable_error()
             || error.is_io_error()
@@ -594,46 +713,110 @@ impl SentinelMaster {
         if !replaced {
             return;
         }
-        let mut state = self.state.lock().await;
-        if state.generation == generation && state.connection.is_some() {
+        let mut slot = self.slot();
+        if slot.generation == generation && slot.connection.is_some() {
+            slot.drop_connection();
+            drop(slot);
             tracing::debug!(%error, "Redis master connection lost; asking the Sentinels again");
-            state.connection = None;
         }
     }
+
+    /// Drops the connection unless it goes to `named`, the master a Sentinel names now (`None`:
+    /// it could not tell). An attempt under way is discarded too: it may have asked before the
+    /// Sentinels switched.
+    fn keep_only(&self, named: Option<&str>) {
+        let mut slot = self.slot();
+        let stale = match &slot.connection {
+            Some(master) => named != Some(master.address.as_str()),
+            None => slot.attempt.is_some(),
+        };
+        if stale {
+            slot.drop_connection();
+            drop(slot);
+            tracing::debug!(named, "the Redis master may have changed unannounced; asking the Sentinels again");
+        }
+    }
+}
+
+fn timed_out(message: String) -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, message).into()
+}
+
+/// A Sentinel to listen to for failovers.
+struct SentinelNode {
+    /// `host:port`, for log lines.
+    address: String,
+    client: redis::Client,
 }
 
 /// Listens on the Sentinels for `+switch-master` of `master` and drops the connection to the
 /// old master as soon as they announce a new one. Until the Sentinels demote it (which can take
 /// seconds), the old master still takes writes, which its demotion then discards; a broken
-/// connection or a `READONLY` answer alone would find the new master only then. Moves on to the
-/// next Sentinel when one goes away.
-async fn watch_failovers(
-    state: Arc<tokio::sync::Mutex<MasterState>>,
-    sentinels: Vec<ConnectionInfo>,
-    master: String,
-    budget: Duration,
-) {
+/// connection or a `READONLY` answer alone would find the new master only then. After each
+/// subscription it asks the same Sentinel for the master, as an announcement made before was
+/// not heard. Moves on to the next Sentinel when one goes away or stops answering.
+async fn watch_failovers(state: Arc<MasterState>, sentinels: Vec<SentinelNode>, master: String) {
     use futures::StreamExt;
+    let budget = state.budget;
     loop {
-        for info in &sentinels {
-            let Ok(client) = redis::Client::open(info.clone()) else { continue };
+        for sentinel in &sentinels {
             let subscribed = tokio::time::timeout(budget, async {
-                let mut pubsub = client.get_async_pubsub().await?;
+                let mut pubsub = sentinel.client.get_async_pubsub().await?;
                 pubsub.subscribe("+switch-master").await?;
-                Ok::<_, redis::RedisError>(pubsub)
+                Ok::<_, redis::RedisError>(pubsub.split())
             });
-            let Ok(Ok(pubsub)) = subscribed.await else { continue };
-            let mut messages = pubsub.into_on_message();
-            while let Some(message) = messages.next().await {
-                // `<master> <old ip> <old port> <new ip> <new port>`
-                let payload: String = message.get_payload().unwrap_or_default();
-                if payload.split(' ').next() == Some(master.as_str()) {
-                    tracing::debug!(%payload, "the Sentinels switched the Redis master");
-                    state.lock().await.connection = None;
+            let (mut sink, mut messages) = match subscribed.await {
+                Ok(Ok(subscription)) => subscription,
+                Ok(Err(error)) => {
+                    tracing::debug!(sentinel = %sentinel.address, %error, "cannot listen for Redis failovers");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(sentinel = %sentinel.address, ?budget, "cannot listen for Redis failovers: no answer");
+                    continue;
+                }
+            };
+            let named = named_master(sentinel, &master, &state.config).await;
+            state.keep_only(named.as_deref());
+            loop {
+                match tokio::time::timeout(SENTINEL_SILENCE, messages.next()).await {
+                    Ok(Some(message)) => {
+                        // `<master> <old ip> <old port> <new ip> <new port>`
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if payload.split(' ').next() == Some(master.as_str()) {
+                            tracing::debug!(%payload, "the Sentinels switched the Redis master");
+                            state.slot().drop_connection();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        let answer = tokio::time::timeout(budget, sink.ping::<redis::Value>()).await;
+                        if !matches!(answer, Ok(Ok(_))) {
+                            break;
+                        }
+                    }
                 }
             }
+            tracing::debug!(sentinel = %sentinel.address, "lost the Sentinel that announces Redis failovers");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The `host:port` of the master `sentinel` names for `master` now; `None` when it cannot tell.
+async fn named_master(sentinel: &SentinelNode, master: &str, config: &AsyncConnectionConfig) -> Option<String> {
+    let asked = async {
+        let mut connection = sentinel.client.get_multiplexed_async_connection_with_config(config).await?;
+        let mut command = redis::cmd("SENTINEL");
+        command.arg("get-master-addr-by-name").arg(master);
+        command.query_async::<Option<(String, u16)>>(&mut connection).await
+    };
+    match asked.await {
+        Ok(named) => named.map(|(host, port)| format!("{host}:{port}")),
+        Err(error) => {
+            tracing::debug!(sentinel = %sentinel.address, %error, "cannot ask the Sentinel for the Redis master");
+            None
+        }
     }
 }
 

@@ -73,6 +73,12 @@ pub enum Error {
         /// One line per difference.
         problems: Vec<String>,
     },
+    /// A failure of the steps every datastore's backups share that has no variant of its own
+    /// here, such as a backup complete in some destinations reported without its manifest
+    /// (pg-backup's own writer reports that as [`Error::Incomplete`]). Its kind is the shared
+    /// error's.
+    #[error(transparent)]
+    Shared(backup_core::Error),
 }
 
 impl Error {
@@ -116,6 +122,7 @@ impl Error {
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::Incomplete { .. } => ErrorKind::Partial,
             Error::Verify { .. } => ErrorKind::Mismatch,
+            Error::Shared(e) => e.kind(),
         }
     }
 
@@ -124,6 +131,7 @@ impl Error {
         match self {
             Error::Connect(e) => e.sqlstate(),
             Error::Database { error: Some(error), .. } => datastores::sqlstate(&**error),
+            Error::Shared(e) => e.sqlstate(),
             _ => None,
         }
     }
@@ -144,8 +152,11 @@ impl From<backup_core::Error> for Error {
             Core::Damaged(m) => Error::Damaged(m),
             Core::Conflict(m) => Error::Conflict(m),
             Core::Verify { backup, problems } => Error::Verify { backup, problems },
-            // Only pg-backup's own writer reports an incomplete backup, with its manifest.
-            other => Error::Tool(other.to_string()),
+            // Without the manifest that `Error::Incomplete` carries; pg-backup's own writer
+            // reports an incomplete backup with it.
+            incomplete @ Core::Incomplete { .. } => Error::Shared(incomplete),
+            // Variants the shared crate adds later keep their kind.
+            other => Error::Shared(other),
         }
     }
 }

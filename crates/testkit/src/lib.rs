@@ -10,12 +10,17 @@
 //! A test whose datastore is not configured fails with a message saying how to start the stack;
 //! nothing is skipped silently.
 //!
-//! There is no Docker on the build machines, so this crate does not start containers. Weaviate,
-//! which has no server here, is played by [`weaviate_fake::FakeWeaviate`], an in-memory fake
-//! checked against Weaviate's OpenAPI documents.
+//! With `DBKIT_TESTCONTAINERS=local` or `=official` (feature `containers`, on by default), the
+//! datastores are containers started through the Docker API instead (see [`containers`]): images
+//! of the stack's servers built by `cargo xtask test-images`, or the upstream images.
+//!
+//! Weaviate, which has no server on the build machines, is played by
+//! [`weaviate_fake::FakeWeaviate`], an in-memory fake checked against Weaviate's OpenAPI documents.
 #![warn(missing_docs)]
 #![allow(clippy::print_stderr, clippy::unwrap_used)]
 
+#[cfg(feature = "containers")]
+pub mod containers;
 pub mod servers;
 pub mod tls;
 pub mod weaviate_fake;
@@ -38,15 +43,22 @@ pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The test process's environment as [`Settings`].
+/// The test process's environment as [`Settings`]. In the testcontainers mode, every datastore
+/// the mode serves points at its container, started on first use.
 pub fn settings() -> Settings {
     init();
-    Settings::new().layer(Source::Environment, std::env::vars())
+    match container_settings(None) {
+        Some(settings) => settings,
+        None => Settings::new().layer(Source::Environment, std::env::vars()),
+    }
 }
 
-/// Panics with instructions when `datastore` has no configuration in the environment.
+/// Panics with instructions when `datastore` has no configuration in the environment (in the
+/// testcontainers mode: starts its container, unless the mode has no image for it).
 pub fn require(datastore: Datastore) -> Settings {
-    let settings = settings();
+    init();
+    let settings = container_settings(Some(datastore))
+        .unwrap_or_else(|| Settings::new().layer(Source::Environment, std::env::vars()));
     let triggers = datastores::triggers(datastore);
     if !triggers.iter().any(|name| settings.is_set(name)) {
         panic!("{datastore} is not configured for the tests: none of {} is set.\n{HOW_TO_START}", triggers.join(", "));
@@ -84,9 +96,53 @@ pub fn postgres_config() -> PostgresConfig {
     expect_up(PostgresConfig::from_settings(&require(Datastore::Postgres)))
 }
 
-/// Debian's PostgreSQL 15 on the build machines (`PG15_DATABASE_URL`), a second server version.
+/// In the testcontainers mode, the environment with the variables of the containers `wanted`
+/// (all the mode serves when `None`) on top; the datastores those containers serve are no longer
+/// read from the environment. `None` outside the mode.
+#[cfg(feature = "containers")]
+fn container_settings(wanted: Option<Datastore>) -> Option<Settings> {
+    use containers::Server;
+    let mode = containers::mode()?;
+    let servers: Vec<Server> = match wanted {
+        Some(Datastore::Postgres) => vec![Server::Postgres, Server::Postgres15],
+        Some(datastore) => vec![Server::of(datastore)],
+        None => {
+            let mut all = containers::served(mode);
+            all.push(Server::Postgres15);
+            all
+        }
+    };
+    let servers: Vec<Server> = servers.into_iter().filter(|s| containers::has_image(mode, *s)).collect();
+    let mut replaced: Vec<String> = Vec::new();
+    let mut layer = Vec::new();
+    for server in servers {
+        if let Some(datastore) = Datastore::ALL.iter().find(|d| Server::of(**d) == server) {
+            replaced.extend(datastores::triggers(*datastore).iter().flat_map(|t| [t.to_string(), format!("{t}_FILE")]));
+        }
+        layer.extend(containers::variables(mode, server));
+    }
+    let environment = std::env::vars().filter(|(name, _)| !replaced.contains(name));
+    Some(
+        Settings::new()
+            .layer(Source::Environment, environment)
+            .layer(Source::Other(containers::MODE_VARIABLE.into()), layer),
+    )
+}
+
+#[cfg(not(feature = "containers"))]
+fn container_settings(_: Option<Datastore>) -> Option<Settings> {
+    if std::env::var_os("DBKIT_TESTCONTAINERS").is_some_and(|v| !v.is_empty()) {
+        panic!("DBKIT_TESTCONTAINERS is set, but testkit was built without its `containers` feature");
+    }
+    None
+}
+
+/// Debian's PostgreSQL 15 on the build machines (`PG15_DATABASE_URL`), a second server version;
+/// in the testcontainers mode, a PostgreSQL 15 container.
 pub fn postgres15_config() -> PostgresConfig {
-    let settings = settings();
+    init();
+    let settings = container_settings(Some(Datastore::Postgres))
+        .unwrap_or_else(|| Settings::new().layer(Source::Environment, std::env::vars()));
     let Some(url) = settings.get("PG15_DATABASE_URL").ok().flatten() else {
         panic!(
             "PG15_DATABASE_URL is not set: the tests that run on a second PostgreSQL version need it.\n\

@@ -650,7 +650,10 @@ fn base_layer(packages: &[Package], programs: &[PathBuf]) -> Result<Layer, Strin
             let file = resolve_in(&packages[*index].tree, &relative.to_string_lossy())
                 .ok_or_else(|| format!("{} of {} is a dangling link", relative.display(), packages[*index].name))?;
             used.insert(*index);
-            layer.file(&format!("usr/lib/{TRIPLET}/{soname}"), 0o644, Content::Path(file.clone()));
+            // The loader must stay executable: the kernel runs it.
+            let executable = fs::metadata(&file).is_ok_and(|m| m.permissions().mode() & 0o111 != 0);
+            let mode = if executable { 0o755 } else { 0o644 };
+            layer.file(&format!("usr/lib/{TRIPLET}/{soname}"), mode, Content::Path(file.clone()));
             queue.push(file);
         }
     }
@@ -912,7 +915,7 @@ impl<W: Write> Tar<W> {
 
 /// podman with the containers.conf this host needs: runc, and open-file and process limits
 /// within what the sandbox allows.
-fn podman() -> Result<Command, String> {
+pub(crate) fn podman() -> Result<Command, String> {
     let layout = Layout::from_env();
     let conf = layout.cache.join("image").join("containers.conf");
     let text =
@@ -1097,7 +1100,7 @@ fn backup_from_stack(layout: &Layout, built: &Built, dir: &Path) -> Result<(), S
         backup_in_container(built, &secrets, &backups, &env)?;
         eprintln!("smoke: pg-backup backup of the stack's {database} in the image ok ({:.1?})", started.elapsed());
         let report = verify_from_host(layout, built, &backups, database)?;
-        eprintln!("smoke: verified on the host: {}", report.trim().replace('\n', "; "));
+        eprintln!("smoke: verified on the host: {}", one_line(&report));
         Ok(())
     })();
     let dropped = psql(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"), "postgres");
@@ -1184,8 +1187,12 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
         let started = Instant::now();
         backup_in_container(built, &secrets, &backups, &env)?;
         let text = fs::read_to_string(&log).unwrap_or_default();
-        let authorized: Vec<&str> = text.lines().filter(|l| l.contains("connection authorized")).collect();
-        if authorized.is_empty() || !authorized.iter().all(|l| l.contains("SSL enabled")) {
+        // The server logs each connection: pg-backup's own and pg_dump's, both named pg-backup.
+        let authorized: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("connection authorized") && l.contains("application_name=pg-backup"))
+            .collect();
+        if authorized.len() < 2 || !authorized.iter().all(|l| l.contains("SSL enabled")) {
             return Err(format!("the TLS server's log shows a connection without TLS:\n{}", authorized.join("\n")));
         }
         eprintln!(
@@ -1194,7 +1201,7 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
             started.elapsed()
         );
         let report = verify_from_host(layout, built, &backups, "postgres")?;
-        eprintln!("smoke: verified on the host: {}", report.trim().replace('\n', "; "));
+        eprintln!("smoke: verified on the host: {}", one_line(&report));
         Ok(())
     })();
     let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
@@ -1251,4 +1258,8 @@ fn as_nobody(program: &Path) -> Command {
 fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }

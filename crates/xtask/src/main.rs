@@ -5,6 +5,8 @@
 //! - `test [ARGS...]`: brings the stack up and runs `cargo test --workspace ARGS` with its environment.
 //! - `image [--profile P] [--output FILE] [--smoke]`: the Job image `dbkit/jobs:<version>` with every
 //!   binary and the PostgreSQL client tools, as an OCI archive loaded into podman (see `image.rs`).
+//! - `test-images`, `test-containers`: images of the stack's servers, and the `pg-migrate` and
+//!   `datastores` suites run against them through testcontainers (see `test_images.rs`).
 //!
 //! This crate has no dependencies so that it builds in seconds on a fresh machine.
 
@@ -13,6 +15,7 @@
 mod image;
 mod process;
 mod stack;
+mod test_images;
 
 use std::process::ExitCode;
 
@@ -27,6 +30,9 @@ commands:
   test [ARGS...]          stack up, then `cargo test --workspace ARGS` with the stack's environment
   image [OPTIONS]         build the Job image dbkit/jobs:<version> (OCI archive, loaded into podman);
                           --smoke also runs it against the stack (`cargo xtask image --help`)
+  test-images             build images of the stack's servers for testkit's DBKIT_TESTCONTAINERS=local
+  test-containers [ARGS]  run the pg-migrate and datastores suites in those containers through
+                          podman's Docker API (`cargo xtask test-containers --help`)
 
 services: postgres, redis, milvus, kafka, mongodb, s3
 cache:    $DBKIT_CACHE (default /var/cache/dbkit) holds installed servers, their data and logs";
@@ -45,6 +51,10 @@ fn main() -> ExitCode {
         }
         ["test", rest @ ..] => run_tests(&layout, rest),
         ["image", rest @ ..] => image::parse_args(rest).and_then(|options| image::run(&layout, &options)),
+        ["test-images"] => test_images::build_all(&layout),
+        ["test-containers", rest @ ..] => {
+            test_images::parse_args(rest).and_then(|options| test_images::run(&layout, &options))
+        }
         ["help" | "--help" | "-h"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

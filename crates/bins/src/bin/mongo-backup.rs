@@ -203,15 +203,21 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     };
     let run = mongo_backup::backup_and_prune(&mongo, &options, &policy, &mut |p| progress.stored(p.stored_bytes)).await;
     progress.finish();
-    bins::backups::warn_unsent(&run.notices);
-    // Kept typed: bad input exits 2.
-    let m = run.backup?;
+    let outcome = match run.backup {
+        Ok(m) => print_backup(&m, args.common.output).and_then(|()| bins::backups::report_prune(run.prune)),
+        // Kept typed: bad input exits 2.
+        Err(e) => Err(anyhow::Error::new(e)),
+    };
+    bins::backups::report_notices(outcome, run.notices, policy.notifications)
+}
+
+fn print_backup(m: &mongo_backup::Manifest, output: Output) -> anyhow::Result<()> {
     for c in m.collections.iter().filter(|c| c.note.is_some()) {
         eprintln!("warning: {}.{}: {}", c.database, c.name, c.note.as_deref().unwrap_or_default());
     }
-    match args.common.output {
-        Output::Json => print_json(&m)?,
-        Output::Table => bins::print(&format!(
+    match output {
+        Output::Json => print_json(m),
+        Output::Table => Ok(bins::print(&format!(
             "Backup {} ({} tier): {} collections, {} documents, {} stored, sha256 {}, consistency {}, {:.1} s, in {}\n",
             m.id,
             m.tier,
@@ -222,9 +228,8 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             m.consistency,
             m.duration_seconds,
             m.destinations.join(" and ")
-        ))?,
+        ))?),
     }
-    bins::backups::report_prune(run.prune)
 }
 
 async fn list(args: Common) -> anyhow::Result<()> {
@@ -361,11 +366,11 @@ async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let mongo = mongo(&ctx.settings)?;
     let name = args.name.clone().or_else(|| mongo.database.clone()).unwrap_or_else(|| "all".into());
-    let policy = mongo_backup::Policy::from_settings(&ctx.settings)?;
+    let retention = mongo_backup::Retention::from_settings(&ctx.settings)?;
     let started = Instant::now();
     let pruned = async {
         let deployment = mongo_backup::Deployment::of(&mongo, &name).await?;
-        mongo_backup::prune(&ctx.stores, &deployment, policy.retention, chrono::Utc::now(), args.dry_run).await
+        mongo_backup::prune(&ctx.stores, &deployment, retention, chrono::Utc::now(), args.dry_run).await
     }
     .await;
     if !args.dry_run {

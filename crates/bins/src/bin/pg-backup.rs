@@ -230,7 +230,6 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     let mut progress = bins::backups::Progress::new(&pg.dbname);
     let run = pg_backup::backup_and_prune(&pg, &options, &policy, &mut |p| progress.stored(p.stored_bytes)).await;
     progress.finish();
-    bins::backups::warn_unsent(&run.notices);
     let (manifest, failure) = match run.backup {
         Ok(m) => (Some(m), None),
         Err(pg_backup::Error::Incomplete { failures, manifest }) => {
@@ -239,25 +238,31 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         // Kept typed: bad input exits 2.
         Err(e) => (None, Some(anyhow::Error::new(e))),
     };
-    if let Some(m) = &manifest {
-        match args.common.output {
-            Output::Json => bins::backups::print_json(m)?,
-            Output::Table => bins::print(&format!(
-                "Backup {} ({} tier): {} stored ({} dumped), sha256 {}, {:.1} s, in {}\n",
-                m.id,
-                m.tier,
-                bins::backups::human(m.size_bytes),
-                bins::backups::human(m.dump_bytes),
-                m.sha256,
-                m.duration_seconds,
-                m.destinations.join(" and ")
-            ))?,
-        }
+    let printed = match &manifest {
+        Some(m) => print_backup(m, args.common.output),
+        None => Ok(()),
+    };
+    let outcome = printed.and_then(|()| match failure {
+        Some(f) => Err(f),
+        None => bins::backups::report_prune(run.prune),
+    });
+    bins::backups::report_notices(outcome, run.notices, policy.notifications)
+}
+
+fn print_backup(m: &pg_backup::Manifest, output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Json => bins::backups::print_json(m),
+        Output::Table => Ok(bins::print(&format!(
+            "Backup {} ({} tier): {} stored ({} dumped), sha256 {}, {:.1} s, in {}\n",
+            m.id,
+            m.tier,
+            bins::backups::human(m.size_bytes),
+            bins::backups::human(m.dump_bytes),
+            m.sha256,
+            m.duration_seconds,
+            m.destinations.join(" and ")
+        ))?),
     }
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    bins::backups::report_prune(run.prune)
 }
 
 async fn list(args: Common) -> anyhow::Result<()> {
@@ -388,13 +393,16 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     let ctx = context(&args.common)?;
     let pg = postgres(&ctx.settings)?;
-    let policy = pg_backup::Policy::from_settings(&ctx.settings)?;
-    let grace_days = args.replaced_after_days.unwrap_or(policy.replaced_days);
+    let grace_days = match args.replaced_after_days {
+        Some(days) => days,
+        None => backup_core::replaced_days(&ctx.settings)?,
+    };
+    let retention = pg_backup::Retention::from_settings(&ctx.settings)?;
     let now = chrono::Utc::now();
     let started = Instant::now();
     let pruned = async {
         let cluster = pg_backup::Cluster::of(&pg).await?;
-        let mut report = pg_backup::prune(&ctx.stores, &cluster, policy.retention, now, args.dry_run).await?;
+        let mut report = pg_backup::prune(&ctx.stores, &cluster, retention, now, args.dry_run).await?;
         report.replaced_databases = pg_backup::prune_replaced_databases(
             &pg,
             &args.maintenance_db,

@@ -139,6 +139,30 @@ async fn backups_to_s3_only() {
     assert_eq!(json(&listed)[0]["stored_in"], serde_json::json!(["s3"]));
 }
 
+/// Neither a setting mongo-backup does not use (PostgreSQL's `RETENTION_REPLACED_DAYS`) nor a
+/// Pushgateway setting that cannot be read stops a backup or a prune.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_cannot_be_read_stop_no_backup_nor_prune() {
+    let source = TestMongoDatabase::new();
+    let client = source.config.client().await.unwrap();
+    client.database(&source.name).collection::<Document>("model_logs").insert_one(doc! { "n": 1 }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-secret");
+    for command in ["backup", "prune"] {
+        let output = mongo_backup(&source, dir.path())
+            .env("RETENTION_REPLACED_DAYS", "a week")
+            .env("PUSHGATEWAY_URL_FILE", &missing)
+            .arg(command)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{command}: {stderr}");
+        assert!(stderr.contains("warning: metrics not pushed") && stderr.contains("PUSHGATEWAY_URL_FILE"), "{stderr}");
+    }
+    let listed = json(&mongo_backup(&source, dir.path()).args(["list", "--output", "json"]).output().unwrap());
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

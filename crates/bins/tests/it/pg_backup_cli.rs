@@ -216,6 +216,81 @@ async fn notifications_and_metrics_never_fail_a_good_backup_nor_leak_their_urls(
     assert!(message.contains("succeeded") && message.contains(&db.name), "{message}");
 }
 
+/// A notification setting that cannot be read never stops a backup nor its prune. An
+/// unreadable `PUSHGATEWAY_URL_FILE`, or the URL set both ways, is a warning naming the
+/// variable; an unreadable `SLACK_WEBHOOK_FILE` exits 2 naming it, as it always has, but only
+/// once the backup is complete.
+#[tokio::test]
+async fn unreadable_notification_settings_never_stop_a_backup() {
+    let db = big(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-secret");
+    let manifests = || walk(dir.path()).into_iter().filter(|p| p.ends_with(".manifest.json")).collect::<Vec<_>>();
+    let backup = |vars: &[(&str, &str)]| {
+        let mut command = pg_backup(&db);
+        for name in ["SLACK_WEBHOOK", "SLACK_WEBHOOK_FILE", "PUSHGATEWAY_URL", "PUSHGATEWAY_URL_FILE"] {
+            command.env_remove(name);
+        }
+        let output = command.envs(vars.iter().copied()).args(["backup", "--backup-dir"]).arg(dir.path()).output();
+        let output = output.unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let missing = missing.to_str().unwrap();
+
+    let (code, stdout, stderr) = backup(&[("PUSHGATEWAY_URL_FILE", missing)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("Backup "), "{stdout}");
+    assert!(stderr.contains("warning: metrics not pushed") && stderr.contains("PUSHGATEWAY_URL_FILE"), "{stderr}");
+    assert_eq!(manifests().len(), 1);
+
+    let (code, _, stderr) = backup(&[
+        ("PUSHGATEWAY_URL", "http://pusher:push-password-5678@127.0.0.1:9"),
+        ("PUSHGATEWAY_URL_FILE", missing),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("PUSHGATEWAY_URL and") && stderr.contains("PUSHGATEWAY_URL_FILE are both set"), "{stderr}");
+    assert!(!stderr.contains("push-password-5678"), "{stderr}");
+    // Backup ids have one-second resolution.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let before = manifests();
+    let (code, stdout, stderr) = backup(&[("SLACK_WEBHOOK_FILE", missing)]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("SLACK_WEBHOOK_FILE") && stderr.contains("the backup is complete"), "{stderr}");
+    assert!(!stderr.contains("warning: notification not sent"), "said once, as the error: {stderr}");
+    let after = manifests();
+    let new: Vec<_> = after.iter().filter(|m| !before.contains(m)).collect();
+    assert_eq!(new.len(), 1, "the backup was taken: {after:?}");
+    let id = std::path::Path::new(new[0]).file_name().unwrap().to_str().unwrap().trim_end_matches(".manifest.json");
+    assert!(stdout.contains(id), "{stdout}");
+    let output = pg_backup(&db).args(["verify", id, "--backup-dir"]).arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "complete: {}", String::from_utf8_lossy(&output.stderr));
+
+    // A failed backup is the run's error; the unreadable webhook is then a warning.
+    let (code, _, stderr) = backup(&[("SLACK_WEBHOOK_FILE", missing), ("PG_BIN_DIR", missing)]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("warning: notification not sent") && stderr.contains("SLACK_WEBHOOK_FILE"), "{stderr}");
+
+    // Prune reads neither the webhook nor the policy's other settings, and only warns of the
+    // Pushgateway's.
+    let output = pg_backup(&db)
+        .env_remove("PUSHGATEWAY_URL")
+        .env("PUSHGATEWAY_URL_FILE", missing)
+        .env("SLACK_WEBHOOK_FILE", missing)
+        .args(["prune", "--backup-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: metrics not pushed") && stderr.contains("PUSHGATEWAY_URL_FILE"), "{stderr}");
+    assert!(!stderr.contains("SLACK_WEBHOOK"), "{stderr}");
+}
+
 #[tokio::test]
 async fn backup_list_verify_and_restore_through_the_binary() {
     let db = big(1).await;

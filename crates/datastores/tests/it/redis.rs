@@ -193,4 +193,136 @@ mod reconnecting {
         let role: Vec<redis_driver::Value> = redis_driver::cmd("ROLE").query_async(&mut manager).await.unwrap();
         assert!(format!("{role:?}").contains("master"), "{role:?}");
     }
+
+    /// The failover starts as soon as `manager()` returns and is over before the manager listens
+    /// for announcements: the first Sentinel listed accepts connections but never answers, so
+    /// subscribing takes the connect and response timeouts (4 s) before the manager moves on to
+    /// the real one. The switch it missed must not keep it on the old master, which takes writes
+    /// (and loses them) until the Sentinel demotes it many seconds later.
+    #[tokio::test]
+    async fn sentinel_follows_a_failover_it_did_not_hear_about() {
+        let sentinel = tokio::task::spawn_blocking(TestSentinel::start).await.unwrap();
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_port = silent.local_addr().unwrap().port();
+        let config = config(vec![
+            ("REDIS_SENTINEL_NODES", format!("127.0.0.1:{silent_port},127.0.0.1:{}", sentinel.sentinel_port)),
+            ("REDIS_SENTINEL_MASTER", sentinel.name.clone()),
+            ("REDIS_PASSWORD", sentinel.password.clone()),
+            ("REDIS_CONNECT_TIMEOUT", "2s".into()),
+            ("REDIS_RESPONSE_TIMEOUT", "2s".into()),
+        ]);
+        let manager = config.manager().await.unwrap();
+        let out = redis_cli(sentinel.sentinel_port, None, &["sentinel", "failover", &sentinel.name]);
+        assert!(out.contains("OK"), "{out}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while sentinel.current_master_port() != sentinel.replica.port {
+            assert!(Instant::now() < deadline, "the Sentinel did not promote the replica");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let promoted = Instant::now();
+        let new_master = &sentinel.replica;
+        let (result, failures) = eventually(&manager, Duration::from_secs(15), async |m| {
+            let () = m.set("after-failover", "2").await?;
+            match new_master.cli(Some(&sentinel.password), &["get", "after-failover"]).trim() {
+                "2" => Ok(()),
+                other => Err(std::io::Error::other(format!("the new master holds {other:?}")).into()),
+            }
+        })
+        .await;
+        let () = result.unwrap_or_else(|e| panic!("no write within 15 s of the failover ({failures} failures): {e}"));
+        eprintln!("TIMING followed after {:?}", promoted.elapsed());
+        assert!(promoted.elapsed() < Duration::from_secs(6), "followed only after {:?}", promoted.elapsed());
+        drop(silent);
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the Sentinel's process.
+    fn signal_sentinel(sentinel: &TestSentinel, signal: &str) {
+        let info = redis_cli(sentinel.sentinel_port, None, &["info", "server"]);
+        let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).map(str::trim).unwrap_or_else(|| {
+            panic!("no process_id in the Sentinel's INFO: {info}");
+        });
+        let status = std::process::Command::new("kill").args([&format!("-{signal}"), pid]).status().unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// With the master gone and the Sentinel hanging, a burst of commands fails within one
+    /// connect budget (here 2 s): the callers share one attempt to reach the master instead of
+    /// making one each in turn. Right after, callers get that failure at once; once the Sentinel
+    /// and the master are back, commands work again.
+    #[tokio::test]
+    async fn sentinel_callers_fail_together_while_the_sentinel_hangs() {
+        let mut sentinel = tokio::task::spawn_blocking(TestSentinel::start).await.unwrap();
+        let config = config(vec![
+            ("REDIS_SENTINEL_NODES", format!("127.0.0.1:{}", sentinel.sentinel_port)),
+            ("REDIS_SENTINEL_MASTER", sentinel.name.clone()),
+            ("REDIS_PASSWORD", sentinel.password.clone()),
+        ]);
+        let mut manager = config.manager().await.unwrap();
+        let () = manager.set("k", "1").await.unwrap();
+
+        signal_sentinel(&sentinel, "STOP");
+        sentinel.master.daemon.kill();
+        // The first command meets the broken connection.
+        assert!(manager.get::<_, Option<String>>("k").await.is_err());
+        let started = Instant::now();
+        let burst: Vec<_> = (0..8)
+            .map(|_| {
+                let mut m = manager.clone();
+                tokio::spawn(async move { (m.get::<_, Option<String>>("k").await.is_err(), started.elapsed()) })
+            })
+            .collect();
+        for task in burst {
+            let (failed, elapsed) = task.await.unwrap();
+            eprintln!("TIMING burst {failed} {elapsed:?}");
+            assert!(failed, "a command succeeded with the master down");
+            assert!(elapsed < Duration::from_secs(3), "a command failed only after {elapsed:?}");
+        }
+        let started = Instant::now();
+        assert!(manager.get::<_, Option<String>>("k").await.is_err());
+        eprintln!("TIMING fast {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_millis(300), "no fast failure: {:?}", started.elapsed());
+
+        signal_sentinel(&sentinel, "CONT");
+        sentinel.master.restart();
+        let (result, failures) = eventually(&manager, Duration::from_secs(20), async |m| m.set("k", "2").await).await;
+        let () = result.unwrap_or_else(|e| panic!("no SET within 20 s of the restart ({failures} failures): {e}"));
+    }
+
+    /// A command that timed out returns its error when it times out, even while another caller
+    /// is asking the (hanging) Sentinels for the master.
+    #[tokio::test]
+    async fn sentinel_failed_command_does_not_wait_for_a_reconnect() {
+        let sentinel = tokio::task::spawn_blocking(TestSentinel::start).await.unwrap();
+        let config = config(vec![
+            ("REDIS_SENTINEL_NODES", format!("127.0.0.1:{}", sentinel.sentinel_port)),
+            ("REDIS_SENTINEL_MASTER", sentinel.name.clone()),
+            ("REDIS_PASSWORD", sentinel.password.clone()),
+        ]);
+        let manager = config.manager().await.unwrap();
+        signal_sentinel(&sentinel, "STOP");
+
+        // A blocking command holds up the connection's later commands; at its response timeout
+        // (1 s) the manager drops the connection.
+        let started = Instant::now();
+        let mut m = manager.clone();
+        let blocking = tokio::spawn(async move { m.blpop::<_, Option<(String, String)>>("empty", 5.0).await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut m = manager.clone();
+        let queued = tokio::spawn(async move {
+            let sent = Instant::now();
+            (m.get::<_, Option<String>>("k").await.is_err(), sent.elapsed())
+        });
+        assert!(blocking.await.unwrap().is_err());
+        // The next command asks the stopped Sentinel, for seconds, while the queued command times out.
+        let mut m = manager.clone();
+        let reconnecting = tokio::spawn(async move { m.get::<_, Option<String>>("k").await });
+        let (failed, elapsed) = queued.await.unwrap();
+        eprintln!("TIMING queued {failed} {elapsed:?} at {:?}", started.elapsed());
+        assert!(failed, "the queued command timed out");
+        assert!(elapsed < Duration::from_millis(1500), "the failed command returned only after {elapsed:?}");
+        let r = reconnecting.await.unwrap();
+        eprintln!("TIMING reconnect {:?} at {:?}", r.is_ok(), started.elapsed());
+        signal_sentinel(&sentinel, "CONT");
+    }
 }

@@ -45,10 +45,9 @@ async fn one_call_backs_up_prunes_by_the_policy_and_pushes_the_run() {
     let policy = Policy {
         retention: Retention { daily: 7, weekly: 4, monthly: 3 },
         prune_after_backup: true,
-        replaced_days: 7,
         notifications: Notifications {
             slack: None,
-            pushgateway: Some(Secret::new(format!("http://jobs:push-pass@127.0.0.1:{}", gateway.port))),
+            pushgateway: Some(Ok(Secret::new(format!("http://jobs:push-pass@127.0.0.1:{}", gateway.port)))),
         },
     };
 
