@@ -479,7 +479,9 @@ pub enum RedisConnection {
 /// - Sentinel: a connection to the master the Sentinels name. When the Sentinels announce a new
 ///   master (`+switch-master`, watched on a background task that ends with the last clone), or
 ///   the connection breaks, times out or meets a replica (`READONLY`), the next command asks the
-///   Sentinels again and connects to the master they name then.
+///   Sentinels again and connects to the master they name then. Commands that find no
+///   connection share that one attempt and wait at most the connect and response timeouts
+///   together; for half a second after an attempt failed, commands fail at once with its error.
 /// - Cluster: the driver's cluster connection, which reconnects to nodes and follows slot moves.
 ///
 /// As with the driver's manager, the command that meets a broken connection fails; retry it
@@ -721,19 +723,21 @@ impl MasterState {
         }
     }
 
-    /// Drops the connection unless it goes to `named`, the master a Sentinel names now (`None`:
-    /// it could not tell). An attempt under way is discarded too: it may have asked before the
-    /// Sentinels switched.
-    fn keep_only(&self, named: Option<&str>) {
+    /// Drops the connection unless it goes to `named`, the master a Sentinel names now. An
+    /// attempt under way may have asked before the Sentinels switched, so its outcome is judged.
+    async fn keep_only(&self, named: &str) {
+        let attempt = self.slot().attempt.clone();
+        if let Some(attempt) = attempt {
+            let _ = tokio::time::timeout(self.budget, attempt).await;
+        }
         let mut slot = self.slot();
-        let stale = match &slot.connection {
-            Some(master) => named != Some(master.address.as_str()),
-            None => slot.attempt.is_some(),
-        };
-        if stale {
+        if let Some(master) = &slot.connection
+            && master.address != named
+        {
+            let old = master.address.clone();
             slot.drop_connection();
             drop(slot);
-            tracing::debug!(named, "the Redis master may have changed unannounced; asking the Sentinels again");
+            tracing::debug!(old, named, "the Redis master changed unannounced; asking the Sentinels again");
         }
     }
 }
@@ -776,8 +780,15 @@ async fn watch_failovers(state: Arc<MasterState>, sentinels: Vec<SentinelNode>, 
                     continue;
                 }
             };
-            let named = named_master(sentinel, &master, &state.config).await;
-            state.keep_only(named.as_deref());
+            // A switch announced before the subscription was not heard.
+            match named_master(sentinel, &master, &state.config).await {
+                Ok(Some(named)) => state.keep_only(&named).await,
+                Ok(None) => tracing::debug!(sentinel = %sentinel.address, %master, "the Sentinel knows no such master"),
+                Err(error) => {
+                    tracing::debug!(sentinel = %sentinel.address, %error, "cannot ask the Sentinel for the Redis master");
+                    continue;
+                }
+            }
             loop {
                 match tokio::time::timeout(SENTINEL_SILENCE, messages.next()).await {
                     Ok(Some(message)) => {
@@ -803,21 +814,18 @@ async fn watch_failovers(state: Arc<MasterState>, sentinels: Vec<SentinelNode>, 
     }
 }
 
-/// The `host:port` of the master `sentinel` names for `master` now; `None` when it cannot tell.
-async fn named_master(sentinel: &SentinelNode, master: &str, config: &AsyncConnectionConfig) -> Option<String> {
-    let asked = async {
-        let mut connection = sentinel.client.get_multiplexed_async_connection_with_config(config).await?;
-        let mut command = redis::cmd("SENTINEL");
-        command.arg("get-master-addr-by-name").arg(master);
-        command.query_async::<Option<(String, u16)>>(&mut connection).await
-    };
-    match asked.await {
-        Ok(named) => named.map(|(host, port)| format!("{host}:{port}")),
-        Err(error) => {
-            tracing::debug!(sentinel = %sentinel.address, %error, "cannot ask the Sentinel for the Redis master");
-            None
-        }
-    }
+/// The `host:port` of the master `sentinel` names for `master` now; `None` when it knows no
+/// master of that name.
+async fn named_master(
+    sentinel: &SentinelNode,
+    master: &str,
+    config: &AsyncConnectionConfig,
+) -> redis::RedisResult<Option<String>> {
+    let mut connection = sentinel.client.get_multiplexed_async_connection_with_config(config).await?;
+    let mut command = redis::cmd("SENTINEL");
+    command.arg("get-master-addr-by-name").arg(master);
+    let named: Option<(String, u16)> = command.query_async(&mut connection).await?;
+    Ok(named.map(|(host, port)| format!("{host}:{port}")))
 }
 
 /// The text of a reply: a plain string, or the first node's answer in a cluster's map of them.
@@ -900,6 +908,20 @@ mod tests {
         assert!(err.contains("REDIS_SENTINEL_MASTER"), "{err}");
         let err = RedisConfig::from_settings(&env(&[("REDIS_CLUSTER_NODES", "a:1,b:x")])).unwrap_err().to_string();
         assert!(err.contains("REDIS_CLUSTER_NODES") && err.contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn a_client_of_one_server_names_the_setting_that_asks_for_more() {
+        let config = RedisConfig::from_settings(&env(&[
+            ("REDIS_SENTINEL_NODES", "s1:26379"),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+        ]))
+        .unwrap();
+        let err = config.client().unwrap_err().to_string();
+        assert!(err.contains("REDIS_SENTINEL_NODES") && err.contains("connect()"), "{err}");
+        let config = RedisConfig::from_settings(&env(&[("REDIS_CLUSTER_NODES", "a:1")])).unwrap();
+        let err = config.client().unwrap_err().to_string();
+        assert!(err.contains("REDIS_CLUSTER_NODES"), "{err}");
     }
 
     #[test]
