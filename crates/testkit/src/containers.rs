@@ -13,15 +13,16 @@
 //! (a static is never dropped): `cargo xtask test-containers` removes them at the end, as does
 //! `podman rm -f $(podman ps -aq --filter label=dev.dbkit.testkit)`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use datastores::Datastore;
-use testcontainers::core::{ContainerPort, IntoContainerPort, WaitFor};
+use testcontainers::bollard::models::PortBinding;
 use testcontainers::core::wait::LogWaitStrategy;
+use testcontainers::core::{IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
-use testcontainers::{ContainerAsync, CopyDataSource, GenericImage, ImageExt};
+use testcontainers::{ContainerAsync, ContainerRequest, CopyDataSource, GenericImage, ImageExt};
 
 /// The environment variable that selects the mode: `local` or `official`.
 pub const MODE_VARIABLE: &str = "DBKIT_TESTCONTAINERS";
@@ -108,15 +109,8 @@ impl Server {
 
 /// The servers `settings()` starts in `mode`: those with an image in it.
 pub(crate) fn served(mode: Mode) -> Vec<Server> {
-    let all = [
-        Server::Postgres,
-        Server::Redis,
-        Server::MongoDb,
-        Server::Kafka,
-        Server::S3,
-        Server::Milvus,
-        Server::Weaviate,
-    ];
+    let all =
+        [Server::Postgres, Server::Redis, Server::MongoDb, Server::Kafka, Server::S3, Server::Milvus, Server::Weaviate];
     all.into_iter().filter(|s| has_image(mode, *s)).collect()
 }
 
@@ -150,9 +144,8 @@ pub(crate) fn variables(mode: Mode, server: Server) -> Vec<(String, String)> {
 /// Docker client is bound to it), from any thread, inside an async test or not.
 fn block_on<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> T {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
-    });
+    let runtime = RUNTIME
+        .get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap());
     let (send, receive) = std::sync::mpsc::channel();
     runtime.spawn(async move {
         let _ = send.send(future.await);
@@ -180,18 +173,49 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
     let pg_ready = "database system is ready to accept connections";
     let vars = match server {
         Server::Postgres | Server::Postgres15 => {
-            let mut image = image(mode, server).with_exposed_port(5432.tcp());
+            // The server listens on the host port inside the container too, and keeps its Unix
+            // socket in a host folder mounted at the same path, so that clients reach it through
+            // `unix_socket_directories` as they reach the stack's.
+            let port = crate::closed_port();
+            let sockets = std::env::temp_dir().join(format!("dbkit-testkit-{}-{}", server.name(), std::process::id()));
+            std::fs::create_dir_all(&sockets).map_err(|e| format!("cannot create {}: {e}", sockets.display()))?;
+            std::fs::set_permissions(&sockets, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                .map_err(|e| e.to_string())?;
+            let sockets = sockets.display().to_string();
+            let mut image = image(mode, server).with_exposed_port(port.tcp());
             image = if local {
                 image.with_wait_for(WaitFor::message_on_stderr(pg_ready))
             } else {
                 // The official entrypoint runs a temporary server for initdb first.
                 image.with_wait_for(WaitFor::log(LogWaitStrategy::stderr(pg_ready).with_times(2)))
             };
-            let mut request = image.with_env_var("POSTGRES_PASSWORD", PASSWORD);
-            if !local {
-                request = request.with_cmd(["postgres", "-c", "max_connections=300"]);
+            let mut settings = vec![
+                "max_connections=300".to_owned(),
+                format!("port={port}"),
+                // The official image's entrypoint connects through the second folder.
+                format!("unix_socket_directories={sockets},/tmp"),
+            ];
+            if local {
+                settings.extend(
+                    [
+                        "listen_addresses=*",
+                        "shared_preload_libraries=pg_stat_statements",
+                        "fsync=off",
+                        "synchronous_commit=off",
+                        "full_page_writes=off",
+                    ]
+                    .map(str::to_owned),
+                );
             }
-            let port = run(request, 5432).await?;
+            let mut cmd: Vec<String> = if local { Vec::new() } else { vec!["postgres".to_owned()] };
+            cmd.extend(settings.into_iter().flat_map(|s| ["-c".to_owned(), s]));
+            let request = image
+                .with_env_var("POSTGRES_PASSWORD", PASSWORD)
+                .with_env_var("PGPORT", port.to_string())
+                .with_env_var("PGHOST", "/tmp")
+                .with_mount(Mount::bind_mount(sockets.clone(), sockets))
+                .with_cmd(cmd);
+            run_on(request, &[(port, port)]).await?;
             if server == Server::Postgres15 {
                 vec![("PG15_DATABASE_URL", format!("postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"))]
             } else {
@@ -227,12 +251,11 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
             if local {
                 let image = image(mode, server)
                     .with_exposed_port(9000.tcp())
-                    .with_wait_for(WaitFor::message_on_either_std("serving /data"));
+                    .with_wait_for(WaitFor::message_on_stderr("serving /data"));
                 vars(run(image, 9000).await?)
             } else {
-                let image = image(mode, server)
-                    .with_exposed_port(9000.tcp())
-                    .with_wait_for(WaitFor::message_on_either_std("API:"));
+                let image =
+                    image(mode, server).with_exposed_port(9000.tcp()).with_wait_for(WaitFor::message_on_stdout("API:"));
                 let request = image
                     .with_env_var("MINIO_ROOT_USER", "dbkit")
                     .with_env_var("MINIO_ROOT_PASSWORD", S3_SECRET)
@@ -274,7 +297,7 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
                 }
                 request
             };
-            run(request.with_mapped_port(host_port, ContainerPort::Tcp(9092)), 9092).await?;
+            run_on(request, &[(9092, host_port)]).await?;
             vec![("KAFKA_BOOTSTRAP_SERVERS", advertised), ("KAFKA_REPLICATION_FACTOR", "1".to_owned())]
         }
         Server::MongoDb => {
@@ -303,12 +326,14 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
                 .with_env_var("ETCD_CONFIG_PATH", "/milvus/configs/embedEtcd.yaml")
                 .with_env_var("COMMON_STORAGETYPE", "local")
                 .with_copy_to("/milvus/configs/embedEtcd.yaml", CopyDataSource::Data(etcd.as_bytes().to_vec()));
-            let (port, health) = run_two(request, 19530, 9091).await?;
+            let (port, health) = (crate::closed_port(), crate::closed_port());
+            run_on(request, &[(19530, port), (9091, health)]).await?;
             wait_http_ok(health, "/healthz", Duration::from_secs(180)).await?;
             vec![("MILVUS_HOST", "127.0.0.1".to_owned()), ("MILVUS_PORT", port.to_string())]
         }
         Server::Weaviate => {
-            let mut request = image(mode, server).with_exposed_port(8080.tcp()).with_env_var("CLUSTER_HOSTNAME", "node1");
+            let mut request =
+                image(mode, server).with_exposed_port(8080.tcp()).with_env_var("CLUSTER_HOSTNAME", "node1");
             for (name, value) in [
                 ("AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED", "true"),
                 ("PERSISTENCE_DATA_PATH", "/var/lib/weaviate"),
@@ -326,28 +351,38 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
     Ok(vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// Starts the container and returns the host port mapped to `port`.
-async fn run(request: impl Into<testcontainers::ContainerRequest<GenericImage>>, port: u16) -> Result<u16, String> {
-    let (host, _) = run_two(request, port, port).await?;
+/// Starts the container with `port` published on a free port of 127.0.0.1, and returns that port.
+async fn run(request: impl Into<ContainerRequest<GenericImage>>, port: u16) -> Result<u16, String> {
+    let host = crate::closed_port();
+    run_on(request, &[(port, host)]).await?;
     Ok(host)
 }
 
-async fn run_two(
-    request: impl Into<testcontainers::ContainerRequest<GenericImage>>,
-    first: u16,
-    second: u16,
-) -> Result<(u16, u16), String> {
-    let request: testcontainers::ContainerRequest<GenericImage> = request.into();
+/// Starts the container with each `(container port, host port)` published on 127.0.0.1.
+///
+/// The ports are bound explicitly rather than read back from the engine: podman 4's Docker API
+/// reports published ports with an empty `HostIp`, which testcontainers does not count as IPv4.
+async fn run_on(request: impl Into<ContainerRequest<GenericImage>>, ports: &[(u16, u16)]) -> Result<(), String> {
+    let bindings: HashMap<String, Option<Vec<PortBinding>>> = ports
+        .iter()
+        .map(|(container, host)| {
+            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host.to_string()) };
+            (format!("{container}/tcp"), Some(vec![binding]))
+        })
+        .collect();
+    let request: ContainerRequest<GenericImage> = request.into();
     let container = request
         .with_label(LABEL, std::process::id().to_string())
         .with_startup_timeout(Duration::from_secs(180))
+        .with_host_config_modifier(move |config| {
+            config.publish_all_ports = Some(false);
+            config.port_bindings = Some(bindings.clone());
+        })
         .start()
         .await
         .map_err(|e| e.to_string())?;
-    let a = container.get_host_port_ipv4(first).await.map_err(|e| e.to_string())?;
-    let b = container.get_host_port_ipv4(second).await.map_err(|e| e.to_string())?;
     CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).push(container);
-    Ok((a, b))
+    Ok(())
 }
 
 /// Polls `GET path` on 127.0.0.1:`port` until it answers 200.

@@ -47,7 +47,7 @@ pub fn init() {
 /// the mode serves points at its container, started on first use.
 pub fn settings() -> Settings {
     init();
-    match container_settings(None) {
+    match container_settings(None, false) {
         Some(settings) => settings,
         None => Settings::new().layer(Source::Environment, std::env::vars()),
     }
@@ -57,7 +57,7 @@ pub fn settings() -> Settings {
 /// testcontainers mode: starts its container, unless the mode has no image for it).
 pub fn require(datastore: Datastore) -> Settings {
     init();
-    let settings = container_settings(Some(datastore))
+    let settings = container_settings(Some(datastore), false)
         .unwrap_or_else(|| Settings::new().layer(Source::Environment, std::env::vars()));
     let triggers = datastores::triggers(datastore);
     if !triggers.iter().any(|name| settings.is_set(name)) {
@@ -97,14 +97,15 @@ pub fn postgres_config() -> PostgresConfig {
 }
 
 /// In the testcontainers mode, the environment with the variables of the containers `wanted`
-/// (all the mode serves when `None`) on top; the datastores those containers serve are no longer
-/// read from the environment. `None` outside the mode.
+/// (all the mode serves when `None`; the PostgreSQL 15 one with `postgres15`) on top; the
+/// datastores those containers serve are no longer read from the environment. `None` outside
+/// the mode.
 #[cfg(feature = "containers")]
-fn container_settings(wanted: Option<Datastore>) -> Option<Settings> {
+fn container_settings(wanted: Option<Datastore>, postgres15: bool) -> Option<Settings> {
     use containers::Server;
     let mode = containers::mode()?;
     let servers: Vec<Server> = match wanted {
-        Some(Datastore::Postgres) => vec![Server::Postgres, Server::Postgres15],
+        _ if postgres15 => vec![Server::Postgres15],
         Some(datastore) => vec![Server::of(datastore)],
         None => {
             let mut all = containers::served(mode);
@@ -124,13 +125,13 @@ fn container_settings(wanted: Option<Datastore>) -> Option<Settings> {
     let environment = std::env::vars().filter(|(name, _)| !replaced.contains(name));
     Some(
         Settings::new()
-            .layer(Source::Environment, environment)
-            .layer(Source::Other(containers::MODE_VARIABLE.into()), layer),
+            .layer(Source::Other(containers::MODE_VARIABLE.into()), layer)
+            .layer(Source::Environment, environment),
     )
 }
 
 #[cfg(not(feature = "containers"))]
-fn container_settings(_: Option<Datastore>) -> Option<Settings> {
+fn container_settings(_: Option<Datastore>, _: bool) -> Option<Settings> {
     if std::env::var_os("DBKIT_TESTCONTAINERS").is_some_and(|v| !v.is_empty()) {
         panic!("DBKIT_TESTCONTAINERS is set, but testkit was built without its `containers` feature");
     }
@@ -141,8 +142,8 @@ fn container_settings(_: Option<Datastore>) -> Option<Settings> {
 /// in the testcontainers mode, a PostgreSQL 15 container.
 pub fn postgres15_config() -> PostgresConfig {
     init();
-    let settings = container_settings(Some(Datastore::Postgres))
-        .unwrap_or_else(|| Settings::new().layer(Source::Environment, std::env::vars()));
+    let settings =
+        container_settings(None, true).unwrap_or_else(|| Settings::new().layer(Source::Environment, std::env::vars()));
     let Some(url) = settings.get("PG15_DATABASE_URL").ok().flatten() else {
         panic!(
             "PG15_DATABASE_URL is not set: the tests that run on a second PostgreSQL version need it.\n\

@@ -54,7 +54,8 @@ const LOADER: &str = "ld-linux-x86-64.so.2";
 const USAGE: &str = "\
 usage: cargo xtask image [--profile release|dev] [--output FILE] [--refresh-debian] [--smoke]
 
-  --profile P        build the binaries with cargo profile P (default: release)
+  --profile P        release (default): `cargo build --release -p bins --bins`;
+                     dev: the binaries of the test build (`cargo test --workspace --no-run`)
   --output FILE      where to write the OCI archive (default: <target>/<profile>/dbkit-jobs-<version>.oci.tar)
   --refresh-debian   resolve and download the Debian packages again instead of using packages.lock
   --smoke            then run the smoke test: each binary's --help, the client tools' versions, and
@@ -67,10 +68,12 @@ pub struct Options {
     output: Option<PathBuf>,
     refresh_debian: bool,
     smoke: bool,
+    help: bool,
 }
 
 pub fn parse_args(args: &[&str]) -> Result<Options, String> {
-    let mut options = Options { profile: "release".into(), output: None, refresh_debian: false, smoke: false };
+    let mut options =
+        Options { profile: "release".into(), output: None, refresh_debian: false, smoke: false, help: false };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().map(|v| v.to_string()).ok_or_else(|| format!("{name} needs a value"));
@@ -79,7 +82,7 @@ pub fn parse_args(args: &[&str]) -> Result<Options, String> {
             "--output" => options.output = Some(value("--output")?.into()),
             "--refresh-debian" => options.refresh_debian = true,
             "--smoke" => options.smoke = true,
-            "--help" | "-h" => return Err(USAGE.into()),
+            "--help" | "-h" => options.help = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
@@ -90,6 +93,10 @@ pub fn parse_args(args: &[&str]) -> Result<Options, String> {
 }
 
 pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
+    if options.help {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let built = build(layout, options)?;
     if options.smoke {
         smoke(layout, &built)?;
@@ -116,10 +123,19 @@ fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
     let binaries = bin_names(&root)?;
     eprintln!("image: building {} with the {} profile", binaries.join(", "), options.profile);
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.current_dir(&root).args(["build", "--quiet", "-p", "bins", "--bins", "--profile", &options.profile]);
+    cargo.current_dir(&root);
+    if options.profile == "dev" {
+        // The binaries `cargo test --workspace` builds for the tests (`cargo xtask test`): the
+        // same command, so the same features and the same files. `cargo build -p bins` unifies
+        // features differently and would build everything a second time. The environment is
+        // the stack's, as there, in case a build script reads a variable of it.
+        cargo.args(["test", "--quiet", "--workspace", "--no-run"]).envs(stack::env_vars(layout));
+    } else {
+        cargo.args(["build", "--quiet", "-p", "bins", "--bins", "--profile", &options.profile]);
+    }
     let status = cargo.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo build failed ({status})"));
+        return Err(format!("cargo failed to build the binaries ({status})"));
     }
     let bin_dir = target_dir(&root).join(if options.profile == "dev" { "debug" } else { &options.profile });
     let compiled = started.elapsed();
@@ -152,43 +168,10 @@ fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
         ("base", base_layer.write(&work.join("base.tar"), epoch, &blobs)?),
         ("binaries", bins_layer.write(&work.join("binaries.tar"), epoch, &blobs)?),
     ];
+    let _ = fs::remove_dir_all(&work);
+    prune_blobs(&blobs, &options.profile, layers.iter().map(|(_, l)| &l.diff_id))?;
     let pg_version = packages.iter().find(|p| p.name == format!("postgresql-client-{PG_MAJOR}")).map(|p| &p.version);
-    let created = rfc3339(epoch);
-    let labels = [
-        ("org.opencontainers.image.title", "dbkit-jobs".to_owned()),
-        ("org.opencontainers.image.description", "dbkit binaries and the PostgreSQL client tools".to_owned()),
-        ("org.opencontainers.image.version", VERSION.to_owned()),
-        ("org.opencontainers.image.licenses", "MIT OR Apache-2.0".to_owned()),
-        ("dev.dbkit.cargo-profile", options.profile.clone()),
-        ("dev.dbkit.postgresql-client", pg_version.cloned().unwrap_or_default()),
-        ("dev.dbkit.debian-suite", DEBIAN_SUITE.to_owned()),
-    ];
-    let config = format!(
-        "{{\"created\":{created},\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{\"User\":\"{USER_ID}:{USER_ID}\",\
-         \"Env\":[{env}],\"WorkingDir\":\"/tmp\",\"Labels\":{{{labels}}}}},\"rootfs\":{{\"type\":\"layers\",\
-         \"diff_ids\":[{diff_ids}]}},\"history\":[{history}]}}",
-        created = json(&created),
-        env = [
-            format!("PATH=/usr/local/bin:/usr/lib/postgresql/{PG_MAJOR}/bin"),
-            "HOME=/tmp".into(),
-            "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".into()
-        ]
-        .iter()
-        .map(|v| json(v))
-        .collect::<Vec<_>>()
-        .join(","),
-        labels = labels.iter().map(|(k, v)| format!("{}:{}", json(k), json(v))).collect::<Vec<_>>().join(","),
-        diff_ids = layers.iter().map(|(_, l)| json(&format!("sha256:{}", l.diff_id))).collect::<Vec<_>>().join(","),
-        history = layers
-            .iter()
-            .map(|(what, _)| format!(
-                "{{\"created\":{},\"created_by\":{}}}",
-                json(&created),
-                json(&format!("cargo xtask image: {what}"))
-            ))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    let config = image_config(&options.profile, pg_version.map(String::as_str).unwrap_or_default(), epoch, &layers);
     let config_blob = Blob::of_bytes(config.into_bytes(), "application/vnd.oci.image.config.v1+json")?;
     let manifest = format!(
         "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{},\"layers\":[{}]}}",
@@ -251,6 +234,67 @@ fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
         started.elapsed() - written
     );
     Ok(Built { reference: format!("localhost/{reference}"), bin_dir, binaries })
+}
+
+/// The image's configuration: user 65532, PATH with the client tools, working folder /tmp
+/// (the one writable place when the root filesystem is read-only), labels, and the layers.
+fn image_config(profile: &str, pg_version: &str, epoch: u64, layers: &[(&str, WrittenLayer)]) -> String {
+    let created = rfc3339(epoch);
+    let labels = [
+        ("org.opencontainers.image.title", "dbkit-jobs".to_owned()),
+        ("org.opencontainers.image.description", "dbkit binaries and the PostgreSQL client tools".to_owned()),
+        ("org.opencontainers.image.version", VERSION.to_owned()),
+        ("org.opencontainers.image.licenses", "MIT OR Apache-2.0".to_owned()),
+        ("dbkit.cargo-profile", profile.to_owned()),
+        ("dbkit.postgresql-client", pg_version.to_owned()),
+        ("dbkit.debian-suite", DEBIAN_SUITE.to_owned()),
+    ];
+    format!(
+        "{{\"created\":{created},\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{{\"User\":\"{USER_ID}:{USER_ID}\",\
+         \"Env\":[{env}],\"WorkingDir\":\"/tmp\",\"Labels\":{{{labels}}}}},\"rootfs\":{{\"type\":\"layers\",\
+         \"diff_ids\":[{diff_ids}]}},\"history\":[{history}]}}",
+        created = json(&created),
+        env = [
+            format!("PATH=/usr/local/bin:/usr/lib/postgresql/{PG_MAJOR}/bin"),
+            "HOME=/tmp".into(),
+            "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".into()
+        ]
+        .iter()
+        .map(|v| json(v))
+        .collect::<Vec<_>>()
+        .join(","),
+        labels = labels.iter().map(|(k, v)| format!("{}:{}", json(k), json(v))).collect::<Vec<_>>().join(","),
+        diff_ids = layers.iter().map(|(_, l)| json(&format!("sha256:{}", l.diff_id))).collect::<Vec<_>>().join(","),
+        history = layers
+            .iter()
+            .map(|(what, _)| format!(
+                "{{\"created\":{},\"created_by\":{}}}",
+                json(&created),
+                json(&format!("cargo xtask image: {what}"))
+            ))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+/// Records which cached layers this profile's build used and deletes those that no profile's
+/// latest build uses, so that the cache holds at most one image per profile.
+fn prune_blobs<'a>(blobs: &Path, profile: &str, used: impl Iterator<Item = &'a String>) -> Result<(), String> {
+    let list: String = used.map(|diff_id| format!("{diff_id}.tar.gz\n")).collect();
+    fs::write(blobs.join(format!("{profile}.used")), list).map_err(|e| e.to_string())?;
+    let mut keep = BTreeSet::new();
+    for entry in fs::read_dir(blobs).map_err(|e| e.to_string())?.flatten() {
+        if entry.path().extension().is_some_and(|x| x == "used") {
+            keep.extend(fs::read_to_string(entry.path()).unwrap_or_default().lines().map(str::to_owned));
+        }
+    }
+    for entry in fs::read_dir(blobs).map_err(|e| e.to_string())?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tar.gz") && !keep.contains(&name) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
@@ -384,23 +428,64 @@ impl Debian {
         self.dir.join("debs")
     }
 
-    /// The packages of `packages.lock`, resolved and downloaded first when there is no lock (or
-    /// `refresh`), each checked against its SHA-256 and extracted once.
+    /// The packages of `packages.lock`, each checked against its SHA-256 and extracted once.
+    /// Without a lock (or with `refresh`) they are resolved first; the pinned versions of a lock
+    /// (one copied from another machine, say) are downloaded when their files are missing.
+    /// Files and trees of packages no longer in the lock are removed.
     fn packages(&self, refresh: bool) -> Result<Vec<Package>, String> {
         let lock = self.lock_file();
         if refresh || !lock.exists() {
-            self.resolve_and_download()?;
+            self.resolve()?;
         }
         let text = fs::read_to_string(&lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
-        let mut packages = Vec::new();
+        let mut pinned = Vec::new();
         for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [name, version, architecture, sha256] = fields[..] else {
                 return Err(format!("{}: bad line {line:?}; delete the file to resolve again", lock.display()));
             };
-            packages.push(self.extract(name, version, architecture, sha256)?);
+            pinned.push((name, version, architecture, sha256));
+        }
+        let missing: Vec<String> = pinned
+            .iter()
+            .filter(|(name, version, architecture, _)| !self.deb_path(name, version, architecture).exists())
+            .map(|(name, version, _, _)| format!("{name}={version}"))
+            .collect();
+        if !missing.is_empty() {
+            self.download(&missing)?;
+        }
+        let packages = pinned
+            .iter()
+            .map(|(name, version, architecture, sha256)| self.extract(name, version, architecture, sha256))
+            .collect::<Result<Vec<_>, _>>()?;
+        let debs: BTreeSet<PathBuf> = pinned.iter().map(|(n, v, a, _)| self.deb_path(n, v, a)).collect();
+        let trees: BTreeSet<&Path> = packages.iter().map(|p| p.tree.as_path()).collect();
+        for (dir, keep) in
+            [(self.debs(), &debs.iter().map(PathBuf::as_path).collect()), (self.dir.join("tree"), &trees)]
+        {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if !keep.contains(entry.path().as_path()) {
+                    let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
+                }
+            }
         }
         Ok(packages)
+    }
+
+    /// Downloads `name=version` packages into the `.deb` folder.
+    fn download(&self, wanted: &[String]) -> Result<(), String> {
+        let debs = self.debs();
+        fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+        if !self.dir.join("apt/lists").read_dir().is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_file()))) {
+            process::run(self.apt("apt-get")?.args(["update", "-qq"]))?;
+        }
+        eprintln!("image: downloading {} Debian packages from {DEBIAN_SUITE}", wanted.len());
+        process::run(self.apt("apt-get")?.current_dir(&debs).arg("download").arg("-qq").args(wanted)).map_err(|e| {
+            format!(
+                "{e}\nThe mirror may no longer have a pinned version: `cargo xtask image --refresh-debian` resolves \
+                 the current ones (the image's digest changes with them)"
+            )
+        })
     }
 
     fn deb_path(&self, name: &str, version: &str, architecture: &str) -> PathBuf {
@@ -466,9 +551,8 @@ impl Debian {
         Ok(command)
     }
 
-    /// Resolves [`DEBIAN_ROOTS`] and their library dependencies in the suite, downloads them and
-    /// writes the lock.
-    fn resolve_and_download(&self) -> Result<(), String> {
+    /// Resolves [`DEBIAN_ROOTS`] and their library dependencies in the suite and writes the lock.
+    fn resolve(&self) -> Result<(), String> {
         eprintln!("image: resolving Debian {DEBIAN_SUITE} packages ({DEBIAN_MIRROR})");
         process::run(self.apt("apt-get")?.args(["update", "-qq"]))?;
         let mut chosen: BTreeMap<String, Stanza> = BTreeMap::new();
@@ -491,20 +575,10 @@ impl Debian {
                 chosen.insert(stanza.name.clone(), stanza);
             }
         }
-        let debs = self.debs();
-        fs::create_dir_all(&debs).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
-        let wanted: Vec<String> = chosen.values().map(|s| format!("{}={}", s.name, s.version)).collect();
-        let missing: Vec<&String> = wanted
-            .iter()
-            .zip(chosen.values())
-            .filter(|(_, s)| !self.deb_path(&s.name, &s.version, &s.architecture).exists())
-            .map(|(w, _)| w)
-            .collect();
-        if !missing.is_empty() {
-            eprintln!("image: downloading {} Debian packages", missing.len());
-            process::run(self.apt("apt-get")?.current_dir(&debs).arg("download").arg("-qq").args(missing))?;
-        }
-        let mut lock = format!("# Debian {DEBIAN_SUITE} packages of the image; delete to resolve again\n");
+        let mut lock = format!(
+            "# The Debian {DEBIAN_SUITE} packages of the dbkit/jobs image: name version architecture sha256.\n\
+             # `cargo xtask image --refresh-debian` resolves them again; copy this file to build the same image elsewhere.\n"
+        );
         for stanza in chosen.values() {
             lock.push_str(&format!("{} {} {} {}\n", stanza.name, stanza.version, stanza.architecture, stanza.sha256));
         }
@@ -1152,11 +1226,18 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
     ] {
         server.arg("-c").arg(setting);
     }
-    let pid = process::spawn_daemon(server, &log)?;
+    let log_file = fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
+    let mut child = server
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| format!("cannot start the TLS PostgreSQL: {e}"))?;
     let result = (|| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !process::port_open(port) {
-            if Instant::now() > deadline || !process::is_ours(pid, "postgres") {
+            if Instant::now() > deadline || child.try_wait().map_err(|e| e.to_string())?.is_some() {
                 return Err(format!("the TLS PostgreSQL did not start:\n{}", process::tail(&log, 20)));
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -1204,11 +1285,14 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
         eprintln!("smoke: verified on the host: {}", one_line(&report));
         Ok(())
     })();
-    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    // A fast shutdown (SIGINT to the postmaster, which setpriv became), else a kill.
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while process::is_ours(pid, "postgres") && Instant::now() < deadline {
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     result
 }
 

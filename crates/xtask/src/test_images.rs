@@ -13,7 +13,8 @@
 //!
 //! `test-containers` serves podman's Docker API on a socket in the cache folder (`podman system
 //! service`), points `DOCKER_HOST` at it and runs the `datastores` and `pg-migrate` suites with
-//! `DBKIT_TESTCONTAINERS=local`; at the end it removes every container labelled
+//! `DBKIT_TESTCONTAINERS=local` (with the stack's environment underneath, for MongoDB and Milvus,
+//! which have no local image); at the end it removes every container labelled
 //! `dev.dbkit.testkit` and stops the service it started.
 
 use std::fs;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::image::podman;
 use crate::process;
-use crate::stack::Layout;
+use crate::stack::{self, Layout};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The label testkit puts on the containers it starts, by which they are removed.
@@ -272,8 +273,13 @@ impl Root {
         fs::write(self.dir.join("Containerfile"), containerfile).map_err(|e| e.to_string())?;
         let reference = format!("localhost/dbkit-test/{name}:{VERSION}");
         let started = Instant::now();
-        process::run(podman()?.args(["build", "--quiet", "--tag", &reference, "--file"]).arg(self.dir.join("Containerfile")).arg(&self.dir))
-            .map_err(|e| format!("podman build of {reference}: {e}"))?;
+        process::run(
+            podman()?
+                .args(["build", "--quiet", "--tag", &reference, "--file"])
+                .arg(self.dir.join("Containerfile"))
+                .arg(&self.dir),
+        )
+        .map_err(|e| format!("podman build of {reference}: {e}"))?;
         eprintln!("test-images: {reference} ({:.1?})", started.elapsed());
         Ok(())
     }
@@ -309,6 +315,11 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
     cargo.arg("test");
     for suite in SUITES {
         cargo.args(["-p", suite]);
+    }
+    // MongoDB and Milvus have no local image: their tests use the stack, as do the tests that
+    // start servers of their own from the stack's binaries.
+    for (name, value) in stack::env_vars(layout) {
+        cargo.env(name, value);
     }
     cargo
         .args(&options.cargo_args)
