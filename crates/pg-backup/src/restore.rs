@@ -274,6 +274,8 @@ pub struct RestoreReport {
 pub async fn restore(pg: &PostgresConfig, options: &RestoreOptions) -> Result<RestoreReport, Error> {
     let started = std::time::Instant::now();
     let found = find(&options.stores, &options.selector, Some(&pg.dbname)).await?;
+    // Before anything is downloaded or created: the tools must speak the TLS asked for.
+    options.tools.check_tls_of("psql", pg).await?;
     let scratch = tempfile::Builder::new()
         .prefix("pg-backup-restore-")
         .tempdir()

@@ -58,16 +58,28 @@ impl Tools {
 impl Tools {
     /// Fails early, before anything is written, when the tools cannot speak the TLS that
     /// `pg.sslmode` asks for: a libpq built without SSL (such as the PyPI wheel's) refuses
-    /// `sslmode=require` and the verify modes.
+    /// `sslmode=require` and the verify modes. Checks pg_dump; see [`Tools::check_tls_of`].
     pub async fn check_tls(&self, pg: &PostgresConfig) -> Result<(), Error> {
+        self.check_tls_of("pg_dump", pg).await
+    }
+
+    /// [`Tools::check_tls`] with `tool`: `pg_dump` or `psql`, which connect before anything else.
+    /// pg_restore reads its archive first, so a restore checks its sibling psql (one folder, one
+    /// libpq).
+    pub async fn check_tls_of(&self, tool: &str, pg: &PostgresConfig) -> Result<(), Error> {
         use datastores::SslMode;
         if !matches!(pg.sslmode, SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull) {
             return Ok(());
         }
-        let path = self.path("pg_dump");
+        let path = self.path(tool);
         // A connection to a socket folder that does not exist: libpq checks sslmode first.
+        let args: &[&str] = if tool == "psql" {
+            &["-X", "--no-password", "-c", "SELECT 1"]
+        } else {
+            &["--schema-only", "--no-password"]
+        };
         let output = Command::new(&path)
-            .args(["--schema-only", "--no-password"])
+            .args(args)
             .env("PGSSLMODE", pg.sslmode.as_str())
             .env("PGHOST", "/nonexistent/pg-backup-tls-probe")
             .env("PGPORT", "1")

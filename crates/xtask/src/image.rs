@@ -1077,6 +1077,8 @@ fn smoke(layout: &Layout, built: &Built) -> Result<(), String> {
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     backup_from_stack(layout, built, &dir)?;
     backup_over_tls(layout, built, &dir)?;
+    // Kept after a failure, for a look at the backups and the TLS server's log.
+    let _ = fs::remove_dir_all(&dir);
     eprintln!("smoke: passed in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -1187,6 +1189,9 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
     let bin = Path::new("/usr/lib/postgresql/15/bin");
     if !bin.join("postgres").exists() {
         return Err("Debian's postgresql-15 is not installed (cargo xtask stack up installs it)".into());
+    }
+    if !which("openssl") {
+        return Err("the TLS smoke test makes its certificates with openssl: apt-get install openssl".into());
     }
     let tls = dir.join("tls");
     fs::create_dir_all(&tls).map_err(|e| e.to_string())?;

@@ -92,4 +92,27 @@ async fn tools_without_tls_are_refused_before_anything_is_written() {
     pg.sslmode = SslMode::Require;
     pg.sslrootcert = None;
     pg_backup::backup(&pg, &with_tls, &mut |_| {}).await.unwrap();
+
+    // Restoring that backup with the wheel's tools is refused the same way, before a scratch
+    // database exists.
+    let restore = pg_backup::RestoreOptions {
+        selector: Selector::Latest,
+        target_db: Some("restored".into()),
+        jobs: 1,
+        clean: false,
+        yes: false,
+        terminate: false,
+        drop_old: false,
+        no_owner: false,
+        maintenance_work_mem: "64MB".into(),
+        tools: crate::tools(),
+        stores: Stores { local_dir: Some(backups.clone()), s3: None },
+        maintenance_db: "postgres".into(),
+    };
+    let err = pg_backup::restore(&pg, &restore).await.unwrap_err().to_string();
+    let psql = crate::tools().path("psql").display().to_string();
+    assert!(err.contains(&psql) && err.contains("built without SSL support"), "{err}");
+    let client = pg.connect().await.unwrap();
+    let row = client.query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'restored%'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "no database was created");
 }
