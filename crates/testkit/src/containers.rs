@@ -3,8 +3,8 @@
 //! `podman system service` serves it), instead of the local stack's servers.
 //!
 //! - `local`: the images `cargo xtask test-images` builds from the stack's servers
-//!   (`localhost/dbkit-test/{postgres,postgres15,redis,s3,kafka}`). MongoDB and Milvus have no
-//!   local image: in this mode they still come from the environment (the stack).
+//!   (`localhost/dbkit-test/{postgres,postgres15,redis,s3,kafka,mongodb,milvus}`). Weaviate has
+//!   no server here: its tests use the fake (or `WEAVIATE_URL`) as outside this mode.
 //! - `official`: the upstream images ([`OFFICIAL_IMAGES`]).
 //!
 //! Each container is started once per test process, on first use, and shared by every test of
@@ -57,8 +57,21 @@ pub enum Mode {
     Official,
 }
 
-/// The mode `DBKIT_TESTCONTAINERS` selects, if any; panics on a value it does not know.
+/// Limits the mode to the tests of some packages: a comma-separated list of package names,
+/// compared with `CARGO_PKG_NAME`, which `cargo test` sets for each test binary it runs. The
+/// other packages' tests use the environment (the stack), so that one `cargo test --workspace`
+/// runs some suites on containers and the rest on the stack, building everything once.
+pub const PACKAGES_VARIABLE: &str = "DBKIT_TESTCONTAINERS_PACKAGES";
+
+/// The mode `DBKIT_TESTCONTAINERS` selects for this test binary, if any (see
+/// [`PACKAGES_VARIABLE`]); panics on a value it does not know.
 pub fn mode() -> Option<Mode> {
+    if let Ok(packages) = std::env::var(PACKAGES_VARIABLE) {
+        let this = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+        if !packages.split(',').any(|p| p.trim() == this) {
+            return None;
+        }
+    }
     match std::env::var(MODE_VARIABLE).unwrap_or_default().as_str() {
         "" | "0" | "off" => None,
         "local" => Some(Mode::Local),
@@ -115,7 +128,7 @@ pub(crate) fn served(mode: Mode) -> Vec<Server> {
 }
 
 pub(crate) fn has_image(mode: Mode, server: Server) -> bool {
-    mode == Mode::Official || !matches!(server, Server::MongoDb | Server::Milvus | Server::Weaviate)
+    mode == Mode::Official || server != Server::Weaviate
 }
 
 /// The variables that point the clients at `server`'s container, starting it on first use.
@@ -301,14 +314,22 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
             vec![("KAFKA_BOOTSTRAP_SERVERS", advertised), ("KAFKA_REPLICATION_FACTOR", "1".to_owned())]
         }
         Server::MongoDb => {
-            let image = image(mode, server)
-                .with_exposed_port(27017.tcp())
-                // The entrypoint runs a temporary server to create the user first.
-                .with_wait_for(WaitFor::log(LogWaitStrategy::stdout("Waiting for connections").with_times(2)));
-            let request = image
-                .with_env_var("MONGO_INITDB_ROOT_USERNAME", "dbkit")
-                .with_env_var("MONGO_INITDB_ROOT_PASSWORD", PASSWORD);
-            let port = run(request, 27017).await?;
+            let port = if local {
+                // The image's data folder holds the user already; the server answers once its
+                // port does.
+                let port = run(image(mode, server).with_exposed_port(27017.tcp()), 27017).await?;
+                wait_tcp(port, Duration::from_secs(60)).await?;
+                port
+            } else {
+                let image = image(mode, server)
+                    .with_exposed_port(27017.tcp())
+                    // The entrypoint runs a temporary server to create the user first.
+                    .with_wait_for(WaitFor::log(LogWaitStrategy::stdout("Waiting for connections").with_times(2)));
+                let request = image
+                    .with_env_var("MONGO_INITDB_ROOT_USERNAME", "dbkit")
+                    .with_env_var("MONGO_INITDB_ROOT_PASSWORD", PASSWORD);
+                run(request, 27017).await?
+            };
             vec![
                 ("MONGODB_URI", format!("mongodb://dbkit@127.0.0.1:{port}/?authSource=admin")),
                 ("MONGODB_PASSWORD", PASSWORD.to_owned()),
@@ -316,16 +337,21 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
             ]
         }
         Server::Milvus => {
-            let etcd = "listen-client-urls: http://0.0.0.0:2379\nadvertise-client-urls: http://0.0.0.0:2379\n";
-            let request = image(mode, server)
-                .with_exposed_port(19530.tcp())
-                .with_exposed_port(9091.tcp())
-                .with_cmd(["milvus", "run", "standalone"])
-                .with_env_var("ETCD_USE_EMBED", "true")
-                .with_env_var("ETCD_DATA_DIR", "/var/lib/milvus/etcd")
-                .with_env_var("ETCD_CONFIG_PATH", "/milvus/configs/embedEtcd.yaml")
-                .with_env_var("COMMON_STORAGETYPE", "local")
-                .with_copy_to("/milvus/configs/embedEtcd.yaml", CopyDataSource::Data(etcd.as_bytes().to_vec()));
+            let request: ContainerRequest<GenericImage> = if local {
+                // The image's entrypoint is the wheel's launcher: standalone, embedded etcd.
+                image(mode, server).with_exposed_port(19530.tcp()).with_exposed_port(9091.tcp()).into()
+            } else {
+                let etcd = "listen-client-urls: http://0.0.0.0:2379\nadvertise-client-urls: http://0.0.0.0:2379\n";
+                image(mode, server)
+                    .with_exposed_port(19530.tcp())
+                    .with_exposed_port(9091.tcp())
+                    .with_cmd(["milvus", "run", "standalone"])
+                    .with_env_var("ETCD_USE_EMBED", "true")
+                    .with_env_var("ETCD_DATA_DIR", "/var/lib/milvus/etcd")
+                    .with_env_var("ETCD_CONFIG_PATH", "/milvus/configs/embedEtcd.yaml")
+                    .with_env_var("COMMON_STORAGETYPE", "local")
+                    .with_copy_to("/milvus/configs/embedEtcd.yaml", CopyDataSource::Data(etcd.as_bytes().to_vec()))
+            };
             let (port, health) = (crate::closed_port(), crate::closed_port());
             run_on(request, &[(19530, port), (9091, health)]).await?;
             wait_http_ok(health, "/healthz", Duration::from_secs(180)).await?;
@@ -383,6 +409,27 @@ async fn run_on(request: impl Into<ContainerRequest<GenericImage>>, ports: &[(u1
         .map_err(|e| e.to_string())?;
     CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).push(container);
     Ok(())
+}
+
+/// Waits until 127.0.0.1:`port` accepts a connection that the server keeps open (a published
+/// port whose server is not listening yet accepts and closes at once, or refuses).
+async fn wait_tcp(port: u16, timeout: Duration) -> Result<(), String> {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut byte = [0u8; 1];
+            // A MongoDB server waits for the client's hello: the read times out instead of
+            // seeing the end of the stream.
+            if tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await.is_err() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("nothing answered on port {port} within {timeout:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Polls `GET path` on 127.0.0.1:`port` until it answers 200.

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process;
 use crate::stack::{self, Layout};
+use crate::{image_checks, process};
 
 /// The image's name; the tag is the workspace version.
 const IMAGE_NAME: &str = "dbkit/jobs";
@@ -53,13 +53,18 @@ const LOADER: &str = "ld-linux-x86-64.so.2";
 
 const USAGE: &str = "\
 usage: cargo xtask image [--profile release|dev] [--output FILE] [--refresh-debian] [--smoke]
+       cargo xtask image --rootfs DIR [--profile release|dev] [--refresh-debian]
 
   --profile P        release (default): `cargo build --release -p bins --bins`;
                      dev: the binaries of the test build (`cargo test --workspace --no-run`)
   --output FILE      where to write the OCI archive (default: <target>/<profile>/dbkit-jobs-<version>.oci.tar)
   --refresh-debian   resolve and download the Debian packages again instead of using packages.lock
-  --smoke            then run the smoke test: each binary's --help, the client tools' versions, and
-                     pg-backup backups from inside the container (the stack's PostgreSQL, and a TLS server)";
+  --smoke            then run the smoke test: each binary's --help, the client tools' versions,
+                     pg-backup backups from inside the container (the stack's PostgreSQL, and a TLS
+                     server), the command of every manifest in deploy/, and the Containerfile's last
+                     stage built by podman from the same files and compared with this image
+  --rootfs DIR       write the image's files into DIR (empty or missing) instead of an archive; needs
+                     no container engine (the Containerfile's build stage runs this)";
 
 /// What `cargo xtask image` was asked to do.
 #[derive(Debug)]
@@ -68,12 +73,19 @@ pub struct Options {
     output: Option<PathBuf>,
     refresh_debian: bool,
     smoke: bool,
+    rootfs: Option<PathBuf>,
     help: bool,
 }
 
 pub fn parse_args(args: &[&str]) -> Result<Options, String> {
-    let mut options =
-        Options { profile: "release".into(), output: None, refresh_debian: false, smoke: false, help: false };
+    let mut options = Options {
+        profile: "release".into(),
+        output: None,
+        refresh_debian: false,
+        smoke: false,
+        rootfs: None,
+        help: false,
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().map(|v| v.to_string()).ok_or_else(|| format!("{name} needs a value"));
@@ -82,12 +94,16 @@ pub fn parse_args(args: &[&str]) -> Result<Options, String> {
             "--output" => options.output = Some(value("--output")?.into()),
             "--refresh-debian" => options.refresh_debian = true,
             "--smoke" => options.smoke = true,
+            "--rootfs" => options.rootfs = Some(value("--rootfs")?.into()),
             "--help" | "-h" => options.help = true,
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     if !matches!(options.profile.as_str(), "release" | "dev") {
         return Err(format!("--profile must be release or dev, not {:?}", options.profile));
+    }
+    if options.rootfs.is_some() && (options.smoke || options.output.is_some()) {
+        return Err("--rootfs writes files, not an archive: it cannot be combined with --smoke or --output".into());
     }
     Ok(options)
 }
@@ -97,6 +113,14 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
         println!("{USAGE}");
         return Ok(());
     }
+    if let Some(dir) = &options.rootfs {
+        let Assembled { mut layers, work, .. } = assemble(layout, options)?;
+        let written = write_rootfs(&mut layers, dir);
+        let _ = fs::remove_dir_all(&work);
+        written?;
+        println!("rootfs:  {}", dir.display());
+        return Ok(());
+    }
     let built = build(layout, options)?;
     if options.smoke {
         smoke(layout, &built)?;
@@ -104,21 +128,45 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes the layers' files into `dir`, which must be empty or missing, with the archive's modes.
+fn write_rootfs(layers: &mut [(&str, Layer)], dir: &Path) -> Result<(), String> {
+    if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(format!("{} is not empty; --rootfs writes into an empty or missing folder", dir.display()));
+    }
+    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (_, layer) in layers.iter_mut() {
+        layer.extract(dir)?;
+    }
+    Ok(())
+}
+
 /// A built and loaded image.
 struct Built {
     reference: String,
+    /// The image's files, written for the smoke test's Containerfile check.
+    rootfs: PathBuf,
     bin_dir: PathBuf,
     binaries: Vec<String>,
 }
 
 // ---- build --------------------------------------------------------------------------------------
 
-fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
+/// The image's layers, before they are written.
+struct Assembled {
+    layers: Vec<(&'static str, Layer)>,
+    pg_version: String,
+    bin_dir: PathBuf,
+    binaries: Vec<String>,
+    /// The stripped binaries the layers read; the caller removes it once they are written.
+    work: PathBuf,
+}
+
+/// Builds the binaries, fetches the Debian packages and lays out both layers.
+fn assemble(layout: &Layout, options: &Options) -> Result<Assembled, String> {
     let started = Instant::now();
     if std::env::consts::ARCH != "x86_64" {
         return Err(format!("the image is built for x86_64 hosts only, not {}", std::env::consts::ARCH));
     }
-    ensure_host_packages()?;
     let root = workspace_root();
     let binaries = bin_names(&root)?;
     eprintln!("image: building {} with the {} profile", binaries.join(", "), options.profile);
@@ -160,18 +208,38 @@ fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
         bins_layer.file(&format!("usr/local/bin/{name}"), 0o755, Content::Path(stripped));
     }
     let base_layer = base_layer(&packages, &programs)?;
+    let pg_version = packages
+        .iter()
+        .find(|p| p.name == format!("postgresql-client-{PG_MAJOR}"))
+        .map(|p| p.version.clone())
+        .unwrap_or_default();
+    eprintln!("image: layers assembled after {:.1?} (cargo {compiled:.1?})", started.elapsed());
+    Ok(Assembled { layers: vec![("base", base_layer), ("binaries", bins_layer)], pg_version, bin_dir, binaries, work })
+}
+
+fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
+    let started = Instant::now();
+    ensure_host_packages()?;
+    let Assembled { mut layers, pg_version, bin_dir, binaries, work } = assemble(layout, options)?;
+    let cache = layout.cache.join("image");
+    let compiled = started.elapsed();
+    // The smoke test builds the Containerfile's last stage from these files.
+    let rootfs = cache.join(format!("containerfile-{}", options.profile)).join("rootfs");
+    if options.smoke {
+        let _ = fs::remove_dir_all(rootfs.parent().unwrap_or(&rootfs));
+        write_rootfs(&mut layers, &rootfs)?;
+    }
 
     let epoch = source_date_epoch()?;
     let blobs = cache.join("blobs");
     fs::create_dir_all(&blobs).map_err(|e| format!("cannot create {}: {e}", blobs.display()))?;
-    let layers = [
-        ("base", base_layer.write(&work.join("base.tar"), epoch, &blobs)?),
-        ("binaries", bins_layer.write(&work.join("binaries.tar"), epoch, &blobs)?),
-    ];
+    let layers = layers
+        .into_iter()
+        .map(|(what, layer)| Ok((what, layer.write(&work.join(format!("{what}.tar")), epoch, &blobs)?)))
+        .collect::<Result<Vec<_>, String>>()?;
     let _ = fs::remove_dir_all(&work);
     prune_blobs(&blobs, &options.profile, layers.iter().map(|(_, l)| &l.diff_id))?;
-    let pg_version = packages.iter().find(|p| p.name == format!("postgresql-client-{PG_MAJOR}")).map(|p| &p.version);
-    let config = image_config(&options.profile, pg_version.map(String::as_str).unwrap_or_default(), epoch, &layers);
+    let config = image_config(&options.profile, &pg_version, epoch, &layers);
     let config_blob = Blob::of_bytes(config.into_bytes(), "application/vnd.oci.image.config.v1+json")?;
     let manifest = format!(
         "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{},\"layers\":[{}]}}",
@@ -227,13 +295,13 @@ fn build(layout: &Layout, options: &Options) -> Result<Built, String> {
         println!("layer:   {what} {:.1} MB compressed (sha256:{})", layer.blob.size as f64 / 1e6, layer.blob.digest);
     }
     eprintln!(
-        "image: built in {:.1?} (cargo {:.1?}, layers and archive {:.1?}, podman load {:.1?})",
+        "image: built in {:.1?} (cargo and layout {:.1?}, layers and archive {:.1?}, podman load {:.1?})",
         started.elapsed(),
         compiled,
         written - compiled,
         started.elapsed() - written
     );
-    Ok(Built { reference: format!("localhost/{reference}"), bin_dir, binaries })
+    Ok(Built { reference: format!("localhost/{reference}"), rootfs, bin_dir, binaries })
 }
 
 /// The image's configuration: user 65532, PATH with the client tools, working folder /tmp
@@ -372,7 +440,7 @@ fn which(program: &str) -> bool {
 }
 
 /// Installs podman, runc and skopeo from Debian when they are missing (root only).
-fn ensure_host_packages() -> Result<(), String> {
+pub(crate) fn ensure_host_packages() -> Result<(), String> {
     let missing: Vec<&str> =
         HOST_PACKAGES.iter().filter(|(_, program)| !Path::new(program).exists()).map(|(package, _)| *package).collect();
     for tool in ["strip", "readelf", "gzip", "sha256sum", "dpkg-deb", "apt-get"] {
@@ -625,7 +693,7 @@ impl Stanza {
     }
 }
 
-fn output(command: &mut Command) -> Result<String, String> {
+pub(crate) fn output(command: &mut Command) -> Result<String, String> {
     let out =
         command.stdin(Stdio::null()).output().map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
     if !out.status.success() {
@@ -823,9 +891,8 @@ impl Layer {
         self.entries.insert(path.to_owned(), (0o777, Content::Symlink(target.to_owned())));
     }
 
-    /// Writes the layer as a tar to `path`, then its gzip'd blob into `blobs` (kept by the
-    /// tar's digest, so an unchanged layer is not compressed again).
-    fn write(mut self, path: &Path, epoch: u64, blobs: &Path) -> Result<WrittenLayer, String> {
+    /// Adds the folders that hold the entries, as the tar needs them.
+    fn add_parents(&mut self) {
         let paths: Vec<String> = self.entries.keys().cloned().collect();
         for entry in paths {
             let mut parent = Path::new(entry.trim_end_matches('/')).parent();
@@ -834,6 +901,46 @@ impl Layer {
                 parent = dir.parent();
             }
         }
+    }
+
+    /// Writes the entries as files under `root`, with the modes the tar gives them. Folders are
+    /// created first and their modes set last, so that a read-only folder can still be filled.
+    fn extract(&mut self, root: &Path) -> Result<(), String> {
+        self.add_parents();
+        let fail = |path: &Path, e: io::Error| format!("cannot write {}: {e}", path.display());
+        let mut folders = Vec::new();
+        for (name, (mode, content)) in &self.entries {
+            let path = root.join(name.trim_end_matches('/'));
+            match content {
+                Content::Dir => {
+                    fs::create_dir_all(&path).map_err(|e| fail(&path, e))?;
+                    folders.push((path, *mode));
+                }
+                Content::Symlink(target) => {
+                    let _ = fs::remove_file(&path);
+                    std::os::unix::fs::symlink(target, &path).map_err(|e| fail(&path, e))?;
+                }
+                Content::Bytes(bytes) => {
+                    fs::write(&path, bytes).map_err(|e| fail(&path, e))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).map_err(|e| fail(&path, e))?;
+                }
+                Content::Path(file) => {
+                    let _ = fs::remove_file(&path);
+                    fs::copy(file, &path).map_err(|e| fail(&path, e))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(*mode)).map_err(|e| fail(&path, e))?;
+                }
+            }
+        }
+        for (path, mode) in folders.into_iter().rev() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(|e| fail(&path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the layer as a tar to `path`, then its gzip'd blob into `blobs` (kept by the
+    /// tar's digest, so an unchanged layer is not compressed again).
+    fn write(mut self, path: &Path, epoch: u64, blobs: &Path) -> Result<WrittenLayer, String> {
+        self.add_parents();
         {
             let file = fs::File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut tar = Tar::new(io::BufWriter::new(file), epoch);
@@ -1035,7 +1142,7 @@ fn load(archive: &Path, reference: &str) -> Result<String, String> {
 
 /// A `podman run` of the image, as a Kubernetes Job with a restricted security context runs it:
 /// read-only root (podman mounts a tmpfs at /tmp), no capabilities, no privilege escalation.
-fn container(network: &str) -> Result<Command, String> {
+pub(crate) fn container(network: &str) -> Result<Command, String> {
     let mut command = podman()?;
     command.args(["run", "--rm", "--read-only", "--cap-drop=all", "--security-opt=no-new-privileges"]);
     command.arg(format!("--network={network}"));
@@ -1079,6 +1186,10 @@ fn smoke(layout: &Layout, built: &Built) -> Result<(), String> {
     backup_over_tls(layout, built, &dir)?;
     // Kept after a failure, for a look at the backups and the TLS server's log.
     let _ = fs::remove_dir_all(&dir);
+    let root = workspace_root();
+    image_checks::manifests(&root, image, &format!("{IMAGE_NAME}:{VERSION}"))?;
+    image_checks::containerfile(&root, &built.rootfs, image)?;
+    let _ = fs::remove_dir_all(built.rootfs.parent().unwrap_or(&built.rootfs));
     eprintln!("smoke: passed in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -1216,7 +1327,7 @@ fn backup_over_tls(layout: &Layout, built: &Built, dir: &Path) -> Result<(), Str
     )
     .map_err(|e| e.to_string())?;
     chown_nobody(&tls)?;
-    let port = free_port()?;
+    let port = process::free_port()?;
     let log = tls.join("log");
     let mut server = as_nobody(&bin.join("postgres"));
     server.arg("-D").arg(&data).args(["-p", &port.to_string()]);
@@ -1342,11 +1453,6 @@ fn as_nobody(program: &Path) -> Command {
     let mut c = Command::new("setpriv");
     c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"]).arg(program);
     c
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 fn one_line(text: &str) -> String {

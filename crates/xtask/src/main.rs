@@ -2,9 +2,13 @@
 //!
 //! - `stack up [SERVICE...]`, `stack down`, `stack status`, `stack env`: the local stack of real
 //!   servers that the binaries and the tests talk to (see `stack.rs`).
-//! - `test [ARGS...]`: brings the stack up and runs `cargo test --workspace ARGS` with its environment.
+//! - `test [ARGS...]`: brings the stack up and runs `cargo test --workspace ARGS` with its
+//!   environment; the `pg-migrate` and `datastores` suites start their servers as containers
+//!   (see `test_images.rs`).
 //! - `image [--profile P] [--output FILE] [--smoke]`: the Job image `dbkit/jobs:<version>` with every
-//!   binary and the PostgreSQL client tools, as an OCI archive loaded into podman (see `image.rs`).
+//!   binary and the PostgreSQL client tools, as an OCI archive loaded into podman (see `image.rs`);
+//!   `image --rootfs DIR` writes its files instead (the `Containerfile` runs this). The smoke
+//!   test also checks deploy/'s commands and the Containerfile against it (`image_checks.rs`).
 //! - `test-images`, `test-containers`: images of the stack's servers, and the `pg-migrate` and
 //!   `datastores` suites run against them through testcontainers (see `test_images.rs`).
 //!
@@ -13,6 +17,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod image;
+mod image_checks;
 mod process;
 mod stack;
 mod test_images;
@@ -27,7 +32,9 @@ commands:
   stack down              stop the processes the stack started
   stack status            show each service, its pid and whether it answers
   stack env               print the environment variables the binaries and tests read
-  test [ARGS...]          stack up, then `cargo test --workspace ARGS` with the stack's environment
+  test [ARGS...]          stack up, then `cargo test --workspace ARGS` with the stack's environment;
+                          the pg-migrate and datastores suites start their servers through
+                          testcontainers (podman's Docker API, images of `test-images`)
   image [OPTIONS]         build the Job image dbkit/jobs:<version> (OCI archive, loaded into podman);
                           --smoke also runs it against the stack (`cargo xtask image --help`)
   test-images             build images of the stack's servers for testkit's DBKIT_TESTCONTAINERS=local
@@ -75,11 +82,5 @@ fn main() -> ExitCode {
 
 fn run_tests(layout: &stack::Layout, extra: &[&str]) -> Result<(), String> {
     stack::up(layout, stack::Service::ALL)?;
-    let mut command = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    command.args(["test", "--workspace"]).args(extra);
-    for (name, value) in stack::env_vars(layout) {
-        command.env(name, value);
-    }
-    let status = command.status().map_err(|e| format!("cannot run cargo test: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("cargo test failed ({status})")) }
+    test_images::test_workspace(layout, extra)
 }

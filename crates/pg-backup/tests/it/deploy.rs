@@ -30,7 +30,7 @@ fn cronjobs_follow_the_seed_policy() {
         let pod = get(job, &["spec", "jobTemplate", "spec", "template", "spec"]);
         assert_eq!(pod["restartPolicy"], "Never");
         let container = &pod["containers"][0];
-        assert_eq!(container["image"], "dbkit/dbkit:0.1.0", "{name}");
+        assert_eq!(container["image"], concat!("dbkit/jobs:", env!("CARGO_PKG_VERSION")), "{name}");
         let args: Vec<&str> = container["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
         assert_eq!(args[0], "pg-backup");
         assert!(args[1..].join(" ").starts_with(command), "{name}: {args:?}");
