@@ -132,7 +132,10 @@ fn container_settings(wanted: Option<Datastore>, postgres15: bool) -> Option<Set
 
 #[cfg(not(feature = "containers"))]
 fn container_settings(_: Option<Datastore>, _: bool) -> Option<Settings> {
-    if std::env::var_os("DBKIT_TESTCONTAINERS").is_some_and(|v| !v.is_empty()) {
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+    let limited = std::env::var("DBKIT_TESTCONTAINERS_PACKAGES")
+        .is_ok_and(|packages| !packages.split(',').any(|p| p.trim() == package));
+    if !limited && std::env::var_os("DBKIT_TESTCONTAINERS").is_some_and(|v| !v.is_empty()) {
         panic!("DBKIT_TESTCONTAINERS is set, but testkit was built without its `containers` feature");
     }
     None

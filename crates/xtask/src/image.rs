@@ -114,6 +114,14 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
         return Ok(());
     }
     if let Some(dir) = &options.rootfs {
+        // No container engine is needed, but these tools are (a Debian build image has them).
+        for tool in ["apt-get", "apt-cache", "dpkg-deb", "readelf", "strip", "sha256sum"] {
+            if !which(tool) {
+                return Err(format!(
+                    "--rootfs needs {tool}, which is not on PATH (a Debian image with binutils has it)"
+                ));
+            }
+        }
         let Assembled { mut layers, work, .. } = assemble(layout, options)?;
         let written = write_rootfs(&mut layers, dir);
         let _ = fs::remove_dir_all(&work);
@@ -137,7 +145,8 @@ fn write_rootfs(layers: &mut [(&str, Layer)], dir: &Path) -> Result<(), String> 
     for (_, layer) in layers.iter_mut() {
         layer.extract(dir)?;
     }
-    Ok(())
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))
 }
 
 /// A built and loaded image.
@@ -179,7 +188,8 @@ fn assemble(layout: &Layout, options: &Options) -> Result<Assembled, String> {
         // the stack's, as there, in case a build script reads a variable of it.
         cargo.args(["test", "--quiet", "--workspace", "--no-run"]).envs(stack::env_vars(layout));
     } else {
-        cargo.args(["build", "--quiet", "-p", "bins", "--bins", "--profile", &options.profile]);
+        // --locked: the release binaries are built from the dependencies Cargo.lock pins.
+        cargo.args(["build", "--quiet", "--locked", "-p", "bins", "--bins", "--profile", &options.profile]);
     }
     let status = cargo.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {

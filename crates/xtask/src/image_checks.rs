@@ -1,8 +1,9 @@
 //! Checks of the Job image against what ships beside it, run by `cargo xtask image --smoke`:
 //!
 //! - [`containerfile`]: the `Containerfile`'s last stage, built by podman from the files of the
-//!   local build, gives the same image: every path with the same type, mode, owner, size, link
-//!   target and bytes, and the same user, working folder, environment, entrypoint and labels.
+//!   local build, gives the same files and settings: every path with the same type, mode, owner,
+//!   size, link target and bytes, and the same user, working folder, environment, entrypoint,
+//!   platform, ports, volumes and labels (times, and so the digest, differ).
 //!   The build stage (a Rust image from a registry) cannot run on a machine without one; the
 //!   files it writes come from the same code (`cargo xtask image --rootfs`).
 //! - [`manifests`]: every container of every manifest in `deploy/` names this image and its
@@ -23,11 +24,17 @@ const UNCOMPARED_LABELS: &[&str] = &["dbkit.postgresql-client", "dbkit.cargo-pro
 /// The one line of the last stage that takes the build stage's files; the check copies them
 /// from its build context instead.
 const COPY_FROM_BUILD: &str = "COPY --from=build /rootfs/ /";
+/// What the build stage runs to write those files.
+const BUILD_COMMAND: &str = "cargo xtask image --rootfs /rootfs";
 
 /// Builds the Containerfile's last stage from `rootfs` (the files of `image`) and compares.
 pub(crate) fn containerfile(root: &Path, rootfs: &Path, image: &str) -> Result<(), String> {
     let path = root.join("Containerfile");
     let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // The build stage writes the files with the code the local build runs.
+    if !text.contains(BUILD_COMMAND) {
+        return Err(format!("{}'s build stage must run `{BUILD_COMMAND}`", path.display()));
+    }
     let stage = last_stage(&text).ok_or_else(|| format!("{} has no FROM line", path.display()))?;
     if stage.lines().filter(|l| l.trim() == COPY_FROM_BUILD).count() != 1 {
         return Err(format!(
@@ -44,8 +51,21 @@ pub(crate) fn containerfile(root: &Path, rootfs: &Path, image: &str) -> Result<(
     output(podman()?.args(["build", "--quiet", "--tag", &built, "--file"]).arg(&file).arg(context))
         .map_err(|e| format!("podman build of the Containerfile's last stage: {e}"))?;
 
+    let compared = compare(image, &built);
+    let _ = podman().map(|mut p| p.args(["rmi", "--force", &built]).output());
+    let (count, bytes) = compared?;
+    eprintln!(
+        "smoke: the Containerfile's last stage gives the same files and settings ({count} paths, {:.1} MB)",
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// Compares the settings and then the files of two images; returns the number of paths and the
+/// bytes compared.
+fn compare(image: &str, built: &str) -> Result<(usize, u64), String> {
     let ours = config(image)?;
-    let theirs = config(&built)?;
+    let theirs = config(built)?;
     let keys: std::collections::BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
     let differences: Vec<String> = keys
         .into_iter()
@@ -58,13 +78,7 @@ pub(crate) fn containerfile(root: &Path, rootfs: &Path, image: &str) -> Result<(
             differences.join("\n  ")
         ));
     }
-    let (count, bytes) = with_mounted(image, |a| with_mounted(&built, |b| same_trees(a, b)))?;
-    let _ = podman().map(|mut p| p.args(["rmi", "--force", &built]).output());
-    eprintln!(
-        "smoke: the Containerfile's last stage gives the same image ({count} paths, {:.1} MB, and the same settings)",
-        bytes as f64 / 1e6
-    );
-    Ok(())
+    with_mounted(image, |a| with_mounted(built, |b| same_trees(a, b)))
 }
 
 /// The global `ARG`s (before the first `FROM`) and the last stage.
@@ -76,15 +90,17 @@ fn last_stage(text: &str) -> Option<String> {
     Some(globals.chain(&lines[last..]).map(|l| format!("{l}\n")).collect())
 }
 
-/// What an image runs with: user, working folder, entrypoint, command, environment (sorted)
-/// and labels (without [`UNCOMPARED_LABELS`]).
+/// What an image runs with: user, working folder, entrypoint, command, platform, ports,
+/// volumes, stop signal, environment (sorted) and labels (without [`UNCOMPARED_LABELS`]).
 fn config(image: &str) -> Result<BTreeMap<String, String>, String> {
     let format = "{{.Config.User}}\n{{.Config.WorkingDir}}\n{{json .Config.Entrypoint}}\n{{json .Config.Cmd}}\n\
+                  {{.Architecture}}\n{{.Os}}\n{{json .Config.ExposedPorts}}\n{{json .Config.Volumes}}\n\
+                  {{json .Config.StopSignal}}\n\
                   {{range .Config.Env}}env {{.}}\n{{end}}{{range $k, $v := .Config.Labels}}label {{$k}}={{$v}}\n{{end}}";
     let text = output(podman()?.args(["image", "inspect", "--format", format, image]))?;
     let mut lines = text.lines();
     let mut config = BTreeMap::new();
-    for key in ["user", "workdir", "entrypoint", "cmd"] {
+    for key in ["user", "workdir", "entrypoint", "cmd", "architecture", "os", "ports", "volumes", "stop signal"] {
         config.insert(key.to_owned(), lines.next().unwrap_or_default().to_owned());
     }
     for line in lines {
@@ -329,6 +345,6 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let name = format!("dbkit/jobs:{}", env!("CARGO_PKG_VERSION"));
         let commands = manifest_commands(&root.join("deploy"), &name).unwrap();
-        assert!(commands.iter().any(|c| c.argv[..2] == ["pg-backup", "backup"]));
+        assert!(commands.iter().any(|c| c.argv.starts_with(&["pg-backup".to_owned(), "backup".to_owned()])));
     }
 }

