@@ -60,6 +60,11 @@ pub struct VerifyReport {
 /// recorded in the manifest, which retention then protects.
 pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<VerifyReport, Error> {
     let found = find(&options.stores, &options.selector, Some(&pg.dbname)).await?;
+    // A comparison restores through psql and pg_restore: before anything is downloaded or a
+    // scratch database created, they must speak the TLS asked for.
+    if options.compare {
+        options.tools.check_tls_of("psql", pg).await?;
+    }
     let scratch = tempfile::Builder::new()
         .prefix("pg-backup-verify-")
         .tempdir()

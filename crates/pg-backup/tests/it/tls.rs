@@ -115,4 +115,25 @@ async fn tools_without_tls_are_refused_before_anything_is_written() {
     let client = pg.connect().await.unwrap();
     let row = client.query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'restored%'", &[]).await.unwrap();
     assert_eq!(row.get::<_, i64>(0), 0, "no database was created");
+
+    // So is `verify --compare`, which restores into a scratch database; a plain verify reads
+    // the archive only and works with any tools.
+    let mut verify = pg_backup::VerifyOptions {
+        selector: Selector::Latest,
+        compare: true,
+        checksums: false,
+        against_live: false,
+        jobs: 1,
+        maintenance_work_mem: "64MB".into(),
+        tools: crate::tools(),
+        stores: Stores { local_dir: Some(backups.clone()), s3: None },
+        maintenance_db: "postgres".into(),
+    };
+    let err = pg_backup::verify(&pg, &verify).await.unwrap_err().to_string();
+    assert!(err.contains(&psql) && err.contains("built without SSL support"), "{err}");
+    let row =
+        client.query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgbackup_verify%'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 0, "no scratch database was created");
+    verify.compare = false;
+    pg_backup::verify(&pg, &verify).await.unwrap();
 }
