@@ -359,7 +359,7 @@ async fn a_migrator_killed_during_create_index_concurrently() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let building = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY big_v%' AND state = 'active'";
+    let building = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY big_v%' AND state = 'active'";
     let deadline = Instant::now() + Duration::from_secs(60);
     while scalar(&db, building).await == 0 {
         assert!(child.try_wait().unwrap().is_none(), "pg-migrate ended before the build started");

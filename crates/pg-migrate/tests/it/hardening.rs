@@ -187,11 +187,12 @@ async fn a_lost_lock_connection_stops_the_migration() {
     let (pg, migrate_config) = (db.config.clone(), config.clone());
     let running = tokio::spawn(async move { pg_migrate::migrate(&pg, &migrate_config, &scripts).await });
     // Once the migration runs, kill the backend that holds the advisory lock, as a network cut
-    // would.
+    // would. Advisory locks belong to a database: the tests running beside this one, each in a
+    // database of its own on the same server, hold the same key and must not be touched.
     let admin = db.connect().await;
     let key = pg_migrate::flyway_lock_key("public", "flyway_schema_history");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await == 0 {
+    while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await == 0 {
         assert!(std::time::Instant::now() < deadline, "the migration never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -199,7 +200,8 @@ async fn a_lost_lock_connection_stops_the_migration() {
         let killed: i64 = admin
             .query_one(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                 AND objid = ($1::bigint & 4294967295)::oid AND pid <> pg_backend_pid()",
+                 AND objid = ($1::bigint & 4294967295)::oid AND pid <> pg_backend_pid() \
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 &[&key],
             )
             .await
@@ -216,7 +218,7 @@ async fn a_lost_lock_connection_stops_the_migration() {
     assert!(started.elapsed() < Duration::from_secs(10), "stopped well before the statement would end");
     assert!(err.contains("lock was lost"), "{err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'slow'").await, 0, "rolled back");
-    let active = count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await;
+    let active = count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await;
     assert_eq!(active, 0, "the statement was stopped on the server");
 }
 
