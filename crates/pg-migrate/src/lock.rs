@@ -139,7 +139,8 @@ const POOLED: &str = "this connection goes through a transaction-pooling proxy (
 /// proxy gives it the server connection just used, last used first reused, as PgBouncer does),
 /// and the setting is read back. A proxy with no other connection to spare counts as pooling.
 async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool, MigrateError> {
-    let token = format!("{}-{}", std::process::id(), Instant::now().elapsed().as_nanos());
+    // Random, so that a value another client left on a pooled server connection never matches.
+    let token = format!("{:016x}", rand::random::<u64>());
     client
         .query_typed_one("SELECT set_config('pg_migrate.session_probe', $1, false)", &[(&token, Type::TEXT)])
         .await
