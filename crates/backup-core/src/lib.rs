@@ -17,6 +17,7 @@ mod notify;
 mod ops;
 mod policy;
 mod retention;
+mod scratch;
 mod sink;
 pub mod store;
 
@@ -34,5 +35,6 @@ pub use crate::ops::{
 };
 pub use crate::policy::{DEFAULT_REPLACED_DAYS, Notifications, Policy, replaced_days};
 pub use crate::retention::{Candidate, Retention, keep};
+pub use crate::scratch::{is_stale_scratch, scratch_name};
 pub use crate::sink::{Prepared, Sink, Streamed, free_id, prepare, publish};
 pub use crate::store::{Location, Stored, part_size, sweep_partials};

@@ -46,6 +46,8 @@ pub struct VerifyReport {
     pub documents: u64,
     /// With `compare`: the collections restored and read back.
     pub compared: usize,
+    /// With `compare`: the scratch databases restored into, and dropped after.
+    pub scratch_databases: Vec<String>,
     /// How long the verification took, in seconds.
     pub seconds: f64,
     /// Scratch databases that could not be dropped, or that a killed verify left and were.
@@ -87,6 +89,7 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
     let mut problems = compare_with(&manifest, &seen, "the archive");
 
     let mut compared = 0;
+    let mut scratch_databases = Vec::new();
     let mut warnings = Vec::new();
     if problems.is_empty()
         && options.compare
@@ -94,13 +97,9 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
     {
         let client = mongo.client().await?;
         warnings.extend(sweep_scratch(&client, Utc::now()).await?);
-        let stamp = format!("{}_{:08x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
-        let databases: BTreeMap<String, String> = manifest
-            .databases
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.clone(), format!("{SCRATCH_PREFIX}{stamp}_{i}")))
-            .collect();
+        let stem = backup_core::scratch_name(SCRATCH_PREFIX, Utc::now());
+        let databases: BTreeMap<String, String> =
+            manifest.databases.iter().enumerate().map(|(i, d)| (d.clone(), format!("{stem}_{i}"))).collect();
         let mut plan = Plan { include: Vec::new(), exclude: Vec::new(), databases: databases.clone(), target_db: None };
         let restored = async {
             load(&client, &path, found.compression, &mut plan, Mode::Fresh).await?;
@@ -118,6 +117,7 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
                 warnings.push(format!("cannot drop the scratch database {scratch_db}: {e}"));
             }
         }
+        scratch_databases = databases.into_values().collect();
         let read_back = restored?;
         compared = read_back.len();
         problems.extend(compare_with(&manifest, &read_back, "the restored copy"));
@@ -133,6 +133,7 @@ pub async fn verify(mongo: Option<&MongoConfig>, options: &VerifyOptions) -> Res
         collections: seen.len(),
         documents: seen.values().map(|(d, _)| d).sum(),
         compared,
+        scratch_databases,
         seconds: begun.elapsed().as_secs_f64(),
         warnings,
     })
@@ -181,14 +182,9 @@ const SCRATCH_PREFIX: &str = "mongobackup_verify_";
 async fn sweep_scratch(client: &Client, now: chrono::DateTime<Utc>) -> Result<Vec<String>, Error> {
     let names = client.list_database_names().await.map_err(|e| db_error("cannot list the databases", &e))?;
     let mut swept = Vec::new();
-    for name in names {
-        let Some(rest) = name.strip_prefix(SCRATCH_PREFIX) else { continue };
-        let Some(stamp) = rest.split('_').next() else { continue };
-        let Ok(at) = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S") else { continue };
-        if now.signed_duration_since(at.and_utc()) > chrono::Duration::days(1) {
-            client.database(&name).drop().await.map_err(|e| db_error(format!("cannot drop {name}"), &e))?;
-            swept.push(format!("dropped {name}, left by an interrupted verify"));
-        }
+    for name in names.into_iter().filter(|n| backup_core::is_stale_scratch(SCRATCH_PREFIX, n, now)) {
+        client.database(&name).drop().await.map_err(|e| db_error(format!("cannot drop {name}"), &e))?;
+        swept.push(format!("dropped {name}, left by an interrupted verify"));
     }
     Ok(swept)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datastores::PostgresConfig;
 use datastores::pgadmin::quote_ident;
 use serde::Serialize;
@@ -54,6 +54,8 @@ pub struct VerifyReport {
     pub compared_with: Option<String>,
     /// Tables whose counts (and hashes) were compared; 0 without `compare`.
     pub tables_compared: usize,
+    /// Scratch databases left by killed verifies and dropped, or that could not be.
+    pub warnings: Vec<String>,
 }
 
 /// Verifies a backup; any difference is [`Error::Verify`]. A successful verification is
@@ -70,7 +72,13 @@ pub async fn verify(pg: &PostgresConfig, options: &VerifyOptions) -> Result<Veri
         .tempdir()
         .map_err(|e| Error::io("cannot create a scratch folder", e))?;
     let path = fetch(&found, &options.stores, scratch.path()).await?;
-    let mut report = VerifyReport { backup: found.name(), checks: Vec::new(), compared_with: None, tables_compared: 0 };
+    let mut report = VerifyReport {
+        backup: found.name(),
+        checks: Vec::new(),
+        compared_with: None,
+        tables_compared: 0,
+        warnings: Vec::new(),
+    };
     let checked = async {
         if found.manifest.is_some() {
             check_sha256(&found, &path).await?;
@@ -164,8 +172,9 @@ async fn compare(
     scratch: &std::path::Path,
     report: &mut VerifyReport,
 ) -> Result<(), Error> {
-    let name = format!("pgbackup_verify_{}_{}", std::process::id(), Utc::now().format("%H%M%S%3f"));
     let admin = pg.with_dbname(&options.maintenance_db).connect().await?;
+    report.warnings.extend(sweep_scratch(&admin, Utc::now()).await?);
+    let name = backup_core::scratch_name(SCRATCH_PREFIX, Utc::now());
     admin
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await
@@ -253,6 +262,28 @@ async fn compare(
     dropped.map_err(|e| Error::db("cannot drop the scratch database", e))?;
     report.checks.push(format!("restored into a scratch database; {} tables match", report.tables_compared));
     Ok(())
+}
+
+const SCRATCH_PREFIX: &str = "pgbackup_verify_";
+
+/// Drops the scratch databases of verifies killed more than a day before `now`. One still in
+/// use is not forced: it stays, with a warning.
+async fn sweep_scratch(admin: &datastores::tokio_postgres::Client, now: DateTime<Utc>) -> Result<Vec<String>, Error> {
+    let rows = admin
+        .query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", &[&SCRATCH_PREFIX])
+        .await
+        .map_err(|e| Error::db("cannot list the databases", e))?;
+    let mut swept = Vec::new();
+    for name in rows.iter().map(|r| r.get::<_, String>(0)) {
+        if !backup_core::is_stale_scratch(SCRATCH_PREFIX, &name, now) {
+            continue;
+        }
+        swept.push(match admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name))).await {
+            Ok(()) => format!("dropped {name}, left by an interrupted verify"),
+            Err(e) => Error::db(format!("cannot drop {name}, left by an interrupted verify"), e).to_string(),
+        });
+    }
+    Ok(swept)
 }
 
 fn qualified(table: &str) -> String {

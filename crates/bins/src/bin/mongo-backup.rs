@@ -345,6 +345,9 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     bins::push_run(&ctx.settings, &run).await;
     let report = verified?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     match args.common.output {
         Output::Json => print_json(&report)?,
         Output::Table => bins::print(&format!(

@@ -60,6 +60,14 @@ async fn a_backup_in_s3_alone_lists_restores_and_verifies() {
             .cloned(),
     );
 
+    // What killed verifies left: a scratch database two days old, which verify drops, and one of
+    // a verify that may still run, which it leaves.
+    let stale = format!("mongobackup_verify_{}_{:08x}_0", stamp(2), rand::random::<u32>());
+    let recent = format!("mongobackup_verify_{}_{:08x}_0", stamp(0), rand::random::<u32>());
+    for name in [&stale, &recent] {
+        client.database(name).collection::<Document>("c").insert_one(doc! { "x": 1 }).await.unwrap();
+    }
+
     // verify --compare: restored into scratch databases, read back, and the scratch dropped.
     let report = mongo_backup::verify(
         Some(&source.config),
@@ -68,14 +76,25 @@ async fn a_backup_in_s3_alone_lists_restores_and_verifies() {
     .await
     .unwrap();
     assert_eq!((report.collections, report.documents, report.compared), (2, 1520, 2));
-    let scratch: Vec<String> = client
+    assert_eq!(report.scratch_databases.len(), 1, "one source database, one scratch: {report:?}");
+    assert!(report.scratch_databases.iter().all(|d| d.starts_with("mongobackup_verify_")), "{report:?}");
+    let left: Vec<String> = client
         .list_database_names()
         .await
         .unwrap()
         .into_iter()
-        .filter(|d| d.starts_with(&format!("mongobackup_verify_{}_", std::process::id())))
+        .filter(|d| report.scratch_databases.contains(d))
         .collect();
-    assert!(scratch.is_empty(), "verify's scratch databases are dropped: {scratch:?}");
+    assert!(left.is_empty(), "verify's scratch databases are dropped: {left:?}");
+    let names = client.list_database_names().await.unwrap();
+    assert!(!names.contains(&stale), "a day-old scratch database is swept");
+    assert!(names.contains(&recent), "a recent one is left to its verify");
+    client.database(&recent).drop().await.unwrap();
     let listed = mongo_backup::list(&stores).await.unwrap();
     assert!(listed[0].verified && listed[0].stored_in == ["s3"], "{listed:?}");
+}
+
+/// The date part of a scratch database name, `days` ago.
+fn stamp(days: i64) -> String {
+    (chrono::Utc::now() - chrono::TimeDelta::days(days)).format("%Y%m%dT%H%M%S").to_string()
 }

@@ -360,14 +360,20 @@ async fn a_backup_pruned_while_it_is_verified_does_not_come_back() {
     let old = ids[0].clone();
     let mut opts = verify_options(stores.clone(), Selector::Id(old.clone()));
     opts.compare = true;
-    let config = source.config.clone();
+    // Other tests verify on the same server: this verify's sessions are told apart by name.
+    let mut config = source.config.clone();
+    config.application_name = testkit::unique_name("verify");
+    let application_name = config.application_name.clone();
     let verifying = tokio::spawn(async move { pg_backup::verify(&config, &opts).await });
     // Once the scratch restore is under way, prune deletes the old backup.
     let admin = source.connect().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let scratch: i64 = admin
-            .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'pgbackup_verify_%'", &[])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname LIKE 'pgbackup_verify_%'",
+                &[&application_name],
+            )
             .await
             .unwrap()
             .get(0);
@@ -417,5 +423,44 @@ async fn the_kms_key_is_sent_with_every_upload() {
             Some("arn:aws:kms:us-east-1:111122223333:key/dbkit-test"),
             "{request:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn verify_sweeps_the_day_old_scratch_databases_of_killed_verifies() {
+    let source = big_database(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    pg_backup::backup(&source.config, &options(Some(dir.path().into()), None), &mut |_| {}).await.unwrap();
+    let stamp = |days: i64| (Utc::now() - chrono::TimeDelta::days(days)).format("%Y%m%dT%H%M%S").to_string();
+    let unique = |days: i64| format!("pgbackup_verify_{}_{}", stamp(days), testkit::unique_name("left"));
+    // Left by killed verifies: two days old; two days old but still connected to; one of a
+    // verify that may still run.
+    let (stale, busy, recent) = (unique(2), unique(2), unique(0));
+    let admin = source.config.with_dbname("postgres").connect().await.unwrap();
+    for name in [&stale, &busy, &recent] {
+        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+    }
+    let holder = source.config.with_dbname(&busy).connect().await.unwrap();
+
+    let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
+    let mut opts = verify_options(stores, Selector::Latest);
+    opts.compare = true;
+    let report = pg_backup::verify(&source.config, &opts).await.unwrap();
+    assert!(report.warnings.iter().any(|w| w.contains(&busy) && w.contains("cannot drop")), "{:?}", report.warnings);
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            let n: i64 =
+                admin.query_one("SELECT count(*) FROM pg_database WHERE datname = $1", &[&name]).await.unwrap().get(0);
+            n == 1
+        }
+    };
+    assert!(!exists(stale.clone()).await, "a day-old scratch database is dropped");
+    assert!(exists(busy.clone()).await, "one still in use is not forced");
+    assert!(exists(recent.clone()).await, "a recent one is left to its verify");
+    // Another test's verify may sweep the stale one first, once nothing holds it.
+    drop(holder);
+    for name in [&busy, &recent] {
+        admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
     }
 }
