@@ -71,22 +71,19 @@ pub async fn collect(config: &MongoConfig) -> Result<Samples, String> {
 
 /// `dbStats` of every database the user may list.
 async fn database_stats(client: &mongodb::Client) -> Result<Vec<(String, Document)>, String> {
-    let command = doc! { "listDatabases": 1, "nameOnly": true, "authorizedDatabases": true };
-    let listed = match client.database("admin").run_command(command).await {
-        Ok(listed) => listed,
-        Err(e) if code_of(&e) == Some(UNAUTHORIZED) => return Ok(Vec::new()),
-        Err(e) => return Err(format!("listDatabases: {e}")),
-    };
-    let names: Vec<String> = listed
-        .get_array("databases")
-        .map(|dbs| dbs.iter().filter_map(|db| db.as_document()?.get_str("name").ok().map(str::to_owned)).collect())
-        .unwrap_or_default();
+    let Some(names) = database_names(client).await? else { return Ok(Vec::new()) };
     let stats = futures::stream::iter(names)
         .map(|name| async move {
             match client.database(&name).run_command(doc! { "dbStats": 1, "scale": 1 }).await {
                 Ok(stats) => Ok(Some((name, stats))),
                 Err(e) if code_of(&e) == Some(UNAUTHORIZED) => Ok(None),
-                Err(e) => Err(format!("dbStats of {name}: {e}")),
+                Err(e) => {
+                    // Dropped since it was listed (an application's scratch database): not a
+                    // fault of the server, and not a database any more.
+                    let dropped =
+                        code_of(&e).is_some() && database_names(client).await?.is_some_and(|now| !now.contains(&name));
+                    if dropped { Ok(None) } else { Err(format!("dbStats of {name}: {e}")) }
+                }
             }
         })
         .buffer_unordered(DBSTATS_CONCURRENCY)
@@ -94,6 +91,22 @@ async fn database_stats(client: &mongodb::Client) -> Result<Vec<(String, Documen
         .try_collect::<Vec<_>>()
         .await?;
     Ok(stats)
+}
+
+/// The databases the user may list; `None` when it may list none.
+async fn database_names(client: &mongodb::Client) -> Result<Option<Vec<String>>, String> {
+    let command = doc! { "listDatabases": 1, "nameOnly": true, "authorizedDatabases": true };
+    let listed = match client.database("admin").run_command(command).await {
+        Ok(listed) => listed,
+        Err(e) if code_of(&e) == Some(UNAUTHORIZED) => return Ok(None),
+        Err(e) => return Err(format!("listDatabases: {e}")),
+    };
+    Ok(Some(
+        listed
+            .get_array("databases")
+            .map(|dbs| dbs.iter().filter_map(|db| db.as_document()?.get_str("name").ok().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+    ))
 }
 
 fn code_of(e: &mongodb::error::Error) -> Option<i32> {
