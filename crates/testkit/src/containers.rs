@@ -318,7 +318,7 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
                 // The image's data folder holds the user already; the server answers once its
                 // port does.
                 let port = run(image(mode, server).with_exposed_port(27017.tcp()), 27017).await?;
-                wait_tcp(port, Duration::from_secs(60)).await?;
+                explained(wait_tcp(port, Duration::from_secs(60)).await).await?;
                 port
             } else {
                 let image = image(mode, server)
@@ -354,7 +354,7 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
             };
             let (port, health) = (crate::closed_port(), crate::closed_port());
             run_on(request, &[(19530, port), (9091, health)]).await?;
-            wait_http_ok(health, "/healthz", Duration::from_secs(180)).await?;
+            explained(wait_http_ok(health, "/healthz", Duration::from_secs(180)).await).await?;
             vec![("MILVUS_HOST", "127.0.0.1".to_owned()), ("MILVUS_PORT", port.to_string())]
         }
         Server::Weaviate => {
@@ -369,7 +369,7 @@ async fn start(mode: Mode, server: Server) -> Result<Vec<(String, String)>, Stri
                 request = request.with_env_var(name, value);
             }
             let port = run(request, 8080).await?;
-            wait_http_ok(port, "/v1/.well-known/ready", Duration::from_secs(120)).await?;
+            explained(wait_http_ok(port, "/v1/.well-known/ready", Duration::from_secs(120)).await).await?;
             vec![("WEAVIATE_URL", format!("http://127.0.0.1:{port}"))]
         }
     };
@@ -409,6 +409,20 @@ async fn run_on(request: impl Into<ContainerRequest<GenericImage>>, ports: &[(u1
         .map_err(|e| e.to_string())?;
     CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).push(container);
     Ok(())
+}
+
+/// A failed wait for the container started last, with the end of its output: why a server did
+/// not come up is there.
+async fn explained(waited: Result<(), String>) -> Result<(), String> {
+    let Err(e) = waited else { return Ok(()) };
+    let Some(container) = CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).pop() else { return Err(e) };
+    let mut output = container.stdout_to_vec().await.unwrap_or_default();
+    output.extend(container.stderr_to_vec().await.unwrap_or_default());
+    CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).push(container);
+    let text = String::from_utf8_lossy(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    Err(format!("{e}; the container's last output:\n{tail}"))
 }
 
 /// Waits until 127.0.0.1:`port` accepts a connection that the server keeps open (a published
