@@ -402,7 +402,7 @@ impl TestSentinel {
         let name = "mymaster".to_owned();
         let conf = format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n\
-             sentinel auth-pass {name} {password}\nsentinel down-after-milliseconds {name} 1000\n\
+             sentinel auth-pass {name} {password}\nsentinel down-after-milliseconds {name} 5000\n\
              sentinel failover-timeout {name} 5000\n",
             scratch.path.display(),
             master.port

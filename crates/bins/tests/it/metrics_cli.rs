@@ -77,7 +77,7 @@ async fn prometheus_scrapes_every_datastore_and_sees_sessions_and_misses() {
 async fn a_datastore_that_stops_or_hangs_is_down_within_the_deadline_and_the_others_still_report() {
     let mut redis = TestRedis::start(&RedisOptions::default());
     let env = [("REDIS_URL", format!("redis://127.0.0.1:{}/0", redis.port)), ("REDIS_PASSWORD_FILE", String::new())];
-    let (_exporter, port, _dir) = exporter(&env, "1s");
+    let (_exporter, port, _dir) = exporter(&env, "3s");
     let text = tokio::task::spawn_blocking(move || http_get(port, "/metrics")).await.unwrap();
     assert_eq!(value(&text, "redis_up", &[]), Some(1.0), "{text}");
     assert_eq!(value(&text, "pg_up", &[]), Some(1.0));
@@ -89,15 +89,16 @@ async fn a_datastore_that_stops_or_hangs_is_down_within_the_deadline_and_the_oth
     assert!(value(&text, "pg_stat_database_numbackends", &[("datname", "postgres")]).is_some());
 
     // A server that accepts and never answers: the scrape still ends (http_get gives up after
-    // 10 s, ten times the deadline), with that datastore down.
+    // 10 s, over three times the deadline), with that datastore down. The deadline leaves
+    // PostgreSQL's queries room on a machine busy with other tests.
     let silent = SilentServer::start();
     let env = [("REDIS_URL", format!("redis://127.0.0.1:{}/0", silent.port)), ("REDIS_PASSWORD_FILE", String::new())];
-    let (_exporter, port, _dir) = exporter(&env, "1s");
+    let (_exporter, port, _dir) = exporter(&env, "3s");
     let text = tokio::task::spawn_blocking(move || http_get(port, "/metrics")).await.unwrap();
     assert_eq!(value(&text, "redis_up", &[]), Some(0.0), "{text}");
     assert_eq!(value(&text, "pg_up", &[]), Some(1.0));
     let took = value(&text, "redis_scrape_duration_seconds", &[]).unwrap();
-    assert!(took < 2.0, "cut off at the deadline: {took}");
+    assert!((2.9..4.0).contains(&took), "cut off at the deadline: {took}");
 }
 
 #[test]

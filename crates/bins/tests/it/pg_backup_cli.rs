@@ -348,11 +348,23 @@ async fn leftovers_of_killed_backups_are_swept() {
             .spawn()
             .unwrap()
     };
-    for (round, delay) in [150u64, 400, 250, 700, 500, 900].into_iter().enumerate() {
+    // Killed a while after it starts writing (a busy machine may take long to get there).
+    let kill_while_writing = |delay: u64| {
+        // A backup sweeps what earlier ones left: wait for a file of its own.
+        let before = leftovers(dir.path());
         let mut child = spawn();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while leftovers(dir.path()).iter().all(|p| before.contains(p)) {
+            assert!(Instant::now() < deadline, "the backup never started writing");
+            assert!(child.try_wait().unwrap().is_none(), "the backup ended before it wrote anything");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         child.wait().unwrap();
+    };
+    for (round, delay) in [0u64, 300, 100, 600, 400, 800].into_iter().enumerate() {
+        kill_while_writing(delay);
         // Backup ids have one-second resolution; let each kill have its own.
         std::thread::sleep(Duration::from_millis(1000 - (delay % 1000).min(999) + 50 * round as u64));
     }
@@ -389,10 +401,9 @@ async fn leftovers_of_killed_backups_are_swept() {
     }
 
     // The next backup sweeps too.
-    let mut child = spawn();
-    std::thread::sleep(Duration::from_millis(600));
-    let _ = child.kill();
-    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    kill_while_writing(100);
+    assert!(!leftovers(dir.path()).is_empty(), "the kill left partial files behind");
     let output = pg_backup(&db).args(["backup", "--no-prune", "--backup-dir"]).arg(dir.path()).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");

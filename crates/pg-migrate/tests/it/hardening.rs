@@ -132,8 +132,15 @@ async fn a_statement_left_running_by_an_earlier_migrator_is_waited_for_or_named(
     orphan_config.application_name = db.config.application_name.clone();
     let orphan = orphan_config.connect().await.unwrap();
     let pid: i32 = orphan.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(4)").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(6)").await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&db.config, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"))
+        .await
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the orphan's statement never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let err = pg_migrate::migrate(&db.config, &config, &load(&config)).await.unwrap_err().to_string();
     assert!(err.contains(&format!("pid {pid}")) && err.contains("pg_sleep"), "{err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'a'").await, 0, "nothing ran");
@@ -191,7 +198,7 @@ async fn a_lost_lock_connection_stops_the_migration() {
     // database of its own on the same server, hold the same key and must not be touched.
     let admin = db.connect().await;
     let key = pg_migrate::flyway_lock_key("public", "flyway_schema_history");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await == 0 {
         assert!(std::time::Instant::now() < deadline, "the migration never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -215,7 +222,7 @@ async fn a_lost_lock_connection_stops_the_migration() {
     }
     let started = std::time::Instant::now();
     let err = running.await.unwrap().unwrap_err().to_string();
-    assert!(started.elapsed() < Duration::from_secs(10), "stopped well before the statement would end");
+    assert!(started.elapsed() < Duration::from_secs(15), "stopped well before the statement would end");
     assert!(err.contains("lock was lost"), "{err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'slow'").await, 0, "rolled back");
     let active = count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await;

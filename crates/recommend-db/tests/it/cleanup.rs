@@ -163,8 +163,14 @@ async fn cleanup_does_not_fail_while_a_backup_holds_its_locks() {
     assert_eq!(visible, 0);
     assert!(count(&backup, "SELECT count(*) FROM user_behaviors").await > keep, "the backup's snapshot is intact");
 
-    // Once the backup is over, the next run finishes the job.
+    // Once the backup is over, the next run finishes the job (with time enough to outwait an
+    // autovacuum of the freshly seeded partitions).
     backup.batch_execute("COMMIT").await.unwrap();
+    let options = CleanupOptions {
+        lock_timeout: std::time::Duration::from_secs(5),
+        lock_wait: std::time::Duration::from_secs(60),
+        ..options
+    };
     let again = recommend_db::cleanup(&client, &options, false, now).await.unwrap();
     let left_old: i64 =
         client.query_one("SELECT count(*) FROM user_behaviors WHERE created_at < $1", &[&cutoff]).await.unwrap().get(0);
