@@ -179,6 +179,15 @@ async fn compare(
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name)))
         .await
         .map_err(|e| Error::db("cannot create the scratch database", e))?;
+    // The mark a later sweep looks for, beside the name's shape.
+    let marked = admin
+        .batch_execute(&format!("COMMENT ON DATABASE {} IS '{SCRATCH_MARK}'", quote_ident(&name)))
+        .await
+        .map_err(|e| Error::db("cannot mark the scratch database", e));
+    if let Err(e) = marked {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name))).await;
+        return Err(e);
+    }
     let result = async {
         let settings =
             Load { jobs: options.jobs, no_owner: true, maintenance_work_mem: options.maintenance_work_mem.clone() };
@@ -265,12 +274,18 @@ async fn compare(
 }
 
 const SCRATCH_PREFIX: &str = "pgbackup_verify_";
+/// The comment of a scratch database.
+pub(crate) const SCRATCH_MARK: &str = "pg-backup: scratch database of verify --compare";
 
-/// Drops the scratch databases of verifies killed more than a day before `now`. One still in
-/// use is not forced: it stays, with a warning.
+/// Drops the scratch databases of verifies killed more than a day before `now`: a name of the
+/// scratch shape and the scratch mark. One still in use is not forced: it stays, with a warning.
 async fn sweep_scratch(admin: &datastores::tokio_postgres::Client, now: DateTime<Utc>) -> Result<Vec<String>, Error> {
     let rows = admin
-        .query("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", &[&SCRATCH_PREFIX])
+        .query(
+            "SELECT datname::text FROM pg_database WHERE starts_with(datname::text, $1) \
+             AND shobj_description(oid, 'pg_database') = $2",
+            &[&SCRATCH_PREFIX, &SCRATCH_MARK],
+        )
         .await
         .map_err(|e| Error::db("cannot list the databases", e))?;
     let mut swept = Vec::new();
@@ -278,10 +293,12 @@ async fn sweep_scratch(admin: &datastores::tokio_postgres::Client, now: DateTime
         if !backup_core::is_stale_scratch(SCRATCH_PREFIX, &name, now) {
             continue;
         }
-        swept.push(match admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name))).await {
+        let warning = match admin.batch_execute(&format!("DROP DATABASE IF EXISTS {}", quote_ident(&name))).await {
             Ok(()) => format!("dropped {name}, left by an interrupted verify"),
             Err(e) => Error::db(format!("cannot drop {name}, left by an interrupted verify"), e).to_string(),
-        });
+        };
+        tracing::warn!("{warning}");
+        swept.push(warning);
     }
     Ok(swept)
 }

@@ -431,14 +431,19 @@ async fn verify_sweeps_the_day_old_scratch_databases_of_killed_verifies() {
     let source = big_database(1).await;
     let dir = tempfile::tempdir().unwrap();
     pg_backup::backup(&source.config, &options(Some(dir.path().into()), None), &mut |_| {}).await.unwrap();
-    let stamp = |days: i64| (Utc::now() - chrono::TimeDelta::days(days)).format("%Y%m%dT%H%M%S").to_string();
-    let unique = |days: i64| format!("pgbackup_verify_{}_{}", stamp(days), testkit::unique_name("left"));
+    let name = |days: i64| backup_core::scratch_name("pgbackup_verify_", Utc::now() - chrono::TimeDelta::days(days));
     // Left by killed verifies: two days old; two days old but still connected to; one of a
-    // verify that may still run.
-    let (stale, busy, recent) = (unique(2), unique(2), unique(0));
+    // verify that may still run. And two that are not verify's: of its shape but without its
+    // mark, and marked but named otherwise.
+    let (stale, busy, recent, unmarked) = (name(2), name(2), name(0), name(2));
+    let other = format!("{}_mine", name(2));
     let admin = source.config.with_dbname("postgres").connect().await.unwrap();
-    for name in [&stale, &busy, &recent] {
+    for name in [&stale, &busy, &recent, &unmarked, &other] {
         admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+        if name != &unmarked {
+            let mark = "pg-backup: scratch database of verify --compare";
+            admin.batch_execute(&format!("COMMENT ON DATABASE \"{name}\" IS '{mark}'")).await.unwrap();
+        }
     }
     let holder = source.config.with_dbname(&busy).connect().await.unwrap();
 
@@ -458,9 +463,10 @@ async fn verify_sweeps_the_day_old_scratch_databases_of_killed_verifies() {
     assert!(!exists(stale.clone()).await, "a day-old scratch database is dropped");
     assert!(exists(busy.clone()).await, "one still in use is not forced");
     assert!(exists(recent.clone()).await, "a recent one is left to its verify");
+    assert!(exists(unmarked.clone()).await && exists(other.clone()).await, "databases of others are left");
     // Another test's verify may sweep the stale one first, once nothing holds it.
     drop(holder);
-    for name in [&busy, &recent] {
+    for name in [&busy, &recent, &unmarked, &other] {
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
     }
 }
