@@ -416,13 +416,15 @@ async fn run_on(request: impl Into<ContainerRequest<GenericImage>>, ports: &[(u1
 async fn explained(waited: Result<(), String>) -> Result<(), String> {
     let Err(e) = waited else { return Ok(()) };
     let Some(container) = CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).pop() else { return Err(e) };
-    let mut output = container.stdout_to_vec().await.unwrap_or_default();
-    output.extend(container.stderr_to_vec().await.unwrap_or_default());
+    let (stdout, stderr) = (container.stdout_to_vec().await, container.stderr_to_vec().await);
     CONTAINERS.lock().unwrap_or_else(|e| e.into_inner()).push(container);
-    let text = String::from_utf8_lossy(&output);
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-    Err(format!("{e}; the container's last output:\n{tail}"))
+    let tail = |bytes: Vec<u8>| {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
+    let (stdout, stderr) = (tail(stdout.unwrap_or_default()), tail(stderr.unwrap_or_default()));
+    Err(format!("{e}; the end of the container's stdout:\n{stdout}\nand of its stderr:\n{stderr}"))
 }
 
 /// Waits until 127.0.0.1:`port` accepts a connection that the server keeps open (a published

@@ -98,7 +98,7 @@ async fn a_datastore_that_stops_or_hangs_is_down_within_the_deadline_and_the_oth
     assert_eq!(value(&text, "redis_up", &[]), Some(0.0), "{text}");
     assert_eq!(value(&text, "pg_up", &[]), Some(1.0));
     let took = value(&text, "redis_scrape_duration_seconds", &[]).unwrap();
-    assert!((2.9..4.0).contains(&took), "cut off at the deadline: {took}");
+    assert!((2.9..4.5).contains(&took), "cut off at the deadline, before Redis's own 5 s timeouts: {took}");
 }
 
 #[test]
