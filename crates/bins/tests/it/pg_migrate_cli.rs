@@ -360,13 +360,18 @@ async fn a_migrator_killed_during_create_index_concurrently() {
         .spawn()
         .unwrap();
     let building = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY big_v%' AND state = 'active'";
+    // The kill must come after the build's first transaction committed the index's catalog
+    // entry: before that (the build can wait seconds for autovacuum's lock on the new table),
+    // a kill leaves no index at all. pg_stat_progress_create_index names the phase.
+    let scanning = "SELECT count(*) FROM pg_stat_progress_create_index p JOIN pg_stat_activity a USING (pid) \
+                    WHERE a.datname = current_database() AND p.index_relid = to_regclass('data.big_v') \
+                    AND p.phase LIKE 'building index%'";
     let deadline = Instant::now() + Duration::from_secs(60);
-    while scalar(&db, building).await == 0 {
+    while scalar(&db, scanning).await == 0 {
         assert!(child.try_wait().unwrap().is_none(), "pg-migrate ended before the build started");
-        assert!(Instant::now() < deadline, "the index build never started");
+        assert!(Instant::now() < deadline, "the index build never reached its scan");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     // The server notices the dead client within seconds and stops the build.
