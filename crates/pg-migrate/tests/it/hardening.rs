@@ -132,7 +132,7 @@ async fn a_statement_left_running_by_an_earlier_migrator_is_waited_for_or_named(
     orphan_config.application_name = db.config.application_name.clone();
     let orphan = orphan_config.connect().await.unwrap();
     let pid: i32 = orphan.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(6)").await });
+    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(10)").await });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while count(&db.config, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"))
         .await
