@@ -137,27 +137,48 @@ const POOLED: &str = "this connection goes through a transaction-pooling proxy (
 /// Whether `client`'s statements may run on different server connections: a transaction-pooling
 /// proxy. A session setting is made, a second connection keeps a transaction open (a pooling
 /// proxy gives it the server connection just used, last used first reused, as PgBouncer does),
-/// and the setting is read back. A proxy with no other connection to spare counts as pooling.
+/// and the setting is read back.
+///
+/// A read that has not answered in 3 s means one of two things: a proxy with no server
+/// connection to spare (the read waits for the probe's) or a server that stalls. The probe then
+/// overwrites the setting in its own session and commits. Behind a proxy that frees its server
+/// connection, and the read, answered there or on another, no longer sees the value; on a
+/// direct connection the probe is a session of its own, and the read answers with the value once
+/// the server does. So a stall is never taken for a proxy.
 async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool, MigrateError> {
+    const SLOW: Duration = Duration::from_secs(3);
+    const GIVE_UP: Duration = Duration::from_secs(120);
+    let failed = |e| MigrateError::db("cannot check the session", e);
     // Random, so that a value another client left on a pooled server connection never matches.
     let token = format!("{:016x}", rand::random::<u64>());
     client
         .query_typed_one("SELECT set_config('pg_migrate.session_probe', $1, false)", &[(&token, Type::TEXT)])
         .await
-        .map_err(|e| MigrateError::db("cannot check the session", e))?;
+        .map_err(failed)?;
     let probe = pg.connect().await?;
-    probe.batch_execute("BEGIN; SELECT 1").await.map_err(|e| MigrateError::db("cannot check the session", e))?;
-    let read = tokio::time::timeout(
-        Duration::from_secs(3),
-        client.query_typed_one("SELECT current_setting('pg_migrate.session_probe', true)", &[]),
-    )
-    .await;
-    let _ = probe.batch_execute("ROLLBACK").await;
-    match read {
-        Ok(Ok(row)) => Ok(row.get::<_, Option<String>>(0).as_deref() != Some(token.as_str())),
-        Ok(Err(e)) => Err(MigrateError::db("cannot check the session", e)),
-        Err(_) => Ok(true),
-    }
+    probe.batch_execute("BEGIN; SELECT 1").await.map_err(failed)?;
+    let mut read =
+        std::pin::pin!(client.query_typed_one("SELECT current_setting('pg_migrate.session_probe', true)", &[]));
+    let row = match tokio::time::timeout(SLOW, &mut read).await {
+        Ok(row) => {
+            let _ = probe.batch_execute("ROLLBACK").await;
+            row
+        }
+        Err(_) => {
+            probe
+                .batch_execute("SELECT set_config('pg_migrate.session_probe', '', false); COMMIT")
+                .await
+                .map_err(failed)?;
+            tokio::time::timeout(GIVE_UP, read).await.map_err(|_| {
+                MigrateError::Unexpected(format!(
+                    "the server did not answer a one-row query in {} s (checking for a pooling proxy)",
+                    (SLOW + GIVE_UP).as_secs()
+                ))
+            })?
+        }
+    };
+    let value: Option<String> = row.map_err(failed)?.get(0);
+    Ok(value.as_deref() != Some(token.as_str()))
 }
 
 async fn holders(client: &Client, key: i64) -> Result<Vec<LockHolder>, MigrateError> {

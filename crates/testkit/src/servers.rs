@@ -413,9 +413,20 @@ impl TestSentinel {
         command.arg(&file);
         let sentinel = Daemon::spawn("sentinel", command, &scratch.path, port);
         let deadline = Instant::now() + Duration::from_secs(30);
-        // The replica has synced and the Sentinel knows it.
-        while !(replica.cli(Some(&password), &["info", "replication"]).contains("master_link_status:up")
-            && redis_cli(port, None, &["sentinel", "replicas", &name]).contains(&replica.port.to_string()))
+        // The replica has synced, and the Sentinel is linked to it and has its INFO: until then
+        // it is no candidate, and SENTINEL FAILOVER answers NOGOODREPLICA.
+        let candidate = || {
+            let out = redis_cli(port, None, &["sentinel", "replicas", &name]);
+            let field = |key: &str| {
+                let mut lines = out.lines().map(str::trim);
+                lines.by_ref().find(|l| *l == key);
+                lines.next().unwrap_or("").to_owned()
+            };
+            field("port") == replica.port.to_string()
+                && field("flags") == "slave"
+                && field("master-link-status") == "ok"
+        };
+        while !(replica.cli(Some(&password), &["info", "replication"]).contains("master_link_status:up") && candidate())
         {
             assert!(Instant::now() < deadline, "the replica did not sync or the Sentinel did not see it");
             std::thread::sleep(Duration::from_millis(100));
@@ -482,8 +493,18 @@ pub struct TestPgBouncer {
 }
 
 impl TestPgBouncer {
-    /// Pools connections to `upstream` for its user, whose password it reads from a userlist.
+    /// Pools connections to `upstream` for its user, whose password it reads from a userlist,
+    /// with up to 4 server connections.
     pub fn start(upstream: &datastores::PostgresConfig, pool_mode: &str) -> TestPgBouncer {
+        TestPgBouncer::start_with_pool_size(upstream, pool_mode, 4)
+    }
+
+    /// As [`TestPgBouncer::start`], with up to `pool_size` server connections.
+    pub fn start_with_pool_size(
+        upstream: &datastores::PostgresConfig,
+        pool_mode: &str,
+        pool_size: u32,
+    ) -> TestPgBouncer {
         let scratch = Scratch::new("pgbouncer");
         let port = closed_port();
         let password = upstream.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default();
@@ -498,7 +519,7 @@ impl TestPgBouncer {
         let ini = format!(
             "[databases]\n* = host={} port={}\n\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
              unix_socket_dir =\nauth_type = plain\nauth_file = {}\npool_mode = {pool_mode}\n\
-             max_client_conn = 200\ndefault_pool_size = 4\nignore_startup_parameters = extra_float_digits,options\n",
+             max_client_conn = 200\ndefault_pool_size = {pool_size}\nignore_startup_parameters = extra_float_digits,options\n",
             upstream.host,
             upstream.port,
             userlist.display(),

@@ -132,7 +132,7 @@ async fn a_statement_left_running_by_an_earlier_migrator_is_waited_for_or_named(
     orphan_config.application_name = db.config.application_name.clone();
     let orphan = orphan_config.connect().await.unwrap();
     let pid: i32 = orphan.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
-    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(10)").await });
+    let running = tokio::spawn(async move { orphan.batch_execute("SELECT pg_sleep(120)").await });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while count(&db.config, &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {pid} AND state = 'active'"))
         .await
@@ -144,10 +144,17 @@ async fn a_statement_left_running_by_an_earlier_migrator_is_waited_for_or_named(
     let err = pg_migrate::migrate(&db.config, &config, &load(&config)).await.unwrap_err().to_string();
     assert!(err.contains(&format!("pid {pid}")) && err.contains("pg_sleep"), "{err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'a'").await, 0, "nothing ran");
-    // With time enough, migrate waits for it and goes on.
-    config.lock_timeout = Duration::from_secs(30);
+    // With time enough, migrate waits for it and goes on once it ends (here: is cancelled).
+    config.lock_timeout = Duration::from_secs(60);
+    let admin = db.config.clone();
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        count(&admin, &format!("SELECT pg_cancel_backend({pid})::int::bigint")).await
+    });
     pg_migrate::migrate(&db.config, &config, &load(&config)).await.unwrap();
-    running.await.unwrap().unwrap();
+    assert_eq!(cancel.await.unwrap(), 1, "the orphan was still running when cancelled");
+    assert!(running.await.unwrap().is_err(), "the orphan's statement was cancelled, not finished");
+    assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'a'").await, 1);
 }
 
 #[tokio::test]
@@ -188,7 +195,7 @@ async fn an_invalid_index_of_an_interrupted_build_is_named_and_rebuilt_with_cons
 #[tokio::test]
 async fn a_lost_lock_connection_stops_the_migration() {
     let db = TestDatabase::create().await;
-    let dir = scripts(&[("V1__slow.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(20);\n")]);
+    let dir = scripts(&[("V1__slow.sql", "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n")]);
     let config = config(&dir);
     let scripts = load(&config);
     let (pg, migrate_config) = (db.config.clone(), config.clone());
@@ -199,7 +206,7 @@ async fn a_lost_lock_connection_stops_the_migration() {
     let admin = db.connect().await;
     let key = pg_migrate::flyway_lock_key("public", "flyway_schema_history");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await == 0 {
+    while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()").await == 0 {
         assert!(std::time::Instant::now() < deadline, "the migration never started");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -222,11 +229,16 @@ async fn a_lost_lock_connection_stops_the_migration() {
     }
     let started = std::time::Instant::now();
     let err = running.await.unwrap().unwrap_err().to_string();
-    assert!(started.elapsed() < Duration::from_secs(15), "stopped well before the statement would end");
+    assert!(started.elapsed() < Duration::from_secs(30), "stopped well before the statement would end");
     assert!(err.contains("lock was lost"), "{err}");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'slow'").await, 0, "rolled back");
-    let active = count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(20)%' AND state = 'active' AND pid <> pg_backend_pid()").await;
-    assert_eq!(active, 0, "the statement was stopped on the server");
+    // The cancel request pg-migrate sends is asynchronous: the server ends the statement soon
+    // after, well before its 60 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count(&db.config, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(60)%' AND state = 'active' AND pid <> pg_backend_pid()").await > 0 {
+        assert!(std::time::Instant::now() < deadline, "the statement was not stopped on the server");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -262,4 +274,26 @@ async fn through_a_transaction_pooling_pgbouncer_nothing_is_applied_twice() {
     assert_eq!(count(&db.config, "SELECT count(DISTINCT script) FROM applied").await, 24);
     assert_eq!(count(&db.config, "SELECT count(*) FROM flyway_schema_history WHERE success").await, 25);
     assert_eq!(count(&db.config, "SELECT count(DISTINCT version) FROM flyway_schema_history").await, 25);
+}
+
+/// A pool with one server connection: the session check's read waits behind the probe's open
+/// transaction, and must still end with the proxy found (not with a wait, nor with a direct
+/// connection assumed because the probe let go).
+#[tokio::test]
+async fn a_pooling_proxy_with_no_connection_to_spare_is_found() {
+    let db = TestDatabase::create().await;
+    let bouncer = tokio::task::spawn_blocking({
+        let upstream = db.config.clone();
+        move || testkit::servers::TestPgBouncer::start_with_pool_size(&upstream, "transaction", 1)
+    })
+    .await
+    .unwrap();
+    let mut pooled = db.config.clone();
+    pooled.port = bouncer.port;
+    let dir = scripts(&[("V1__t.sql", "CREATE TABLE t (id int);"), ("V2__row.sql", "INSERT INTO t VALUES (1);")]);
+    let config = config(&dir);
+    let report = pg_migrate::migrate(&pooled, &config, &load(&config)).await.unwrap();
+    assert!(report.warnings.iter().any(|w| w.contains("transaction-pooling")), "{:?}", report.warnings);
+    assert_eq!(count(&db.config, "SELECT count(*) FROM t").await, 1);
+    assert_eq!(count(&db.config, "SELECT count(*) FROM flyway_schema_history WHERE success").await, 2);
 }
