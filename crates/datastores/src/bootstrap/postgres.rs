@@ -751,10 +751,11 @@ async fn settings(client: &Client, wanted: &BTreeMap<String, Scalar>, mode: Mode
         items.extend(written.into_iter().map(|(n, _, _)| Item::new("setting", n, State::Failed, &message)));
         return items;
     }
-    // The reload is asynchronous: wait until this session sees it.
+    // The reload is asynchronous: wait until this session sees it (up to 15 s: the postmaster
+    // and this backend may both be slow to get to it on a loaded server).
     let names: Vec<&str> = written.iter().map(|(n, _, _)| n.as_str()).collect();
     let mut after = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..150 {
         after = read_settings(client, &names).await.unwrap_or_default();
         let settled = written.iter().all(|(n, want, _)| {
             after.iter().any(|(an, s)| {

@@ -293,5 +293,5 @@ async fn an_unreachable_broker_fails_the_section_naming_the_endpoint() {
     assert!(error.contains("cannot reach"), "{error}");
     assert!(report.items.is_empty(), "{report:#?}");
     assert_eq!(report.endpoint, config.bootstrap_servers[0]);
-    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(25), "the 1.5 s timeout, not librdkafka's 60 s: took {elapsed:?}");
 }

@@ -623,7 +623,11 @@ async fn an_unreachable_server_fails_naming_the_endpoint() {
 
     let started = Instant::now();
     let report = run(&config, &seed(&db.name), Mode::Check).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 1 s timeouts, not the default 30 s: {:?}",
+        started.elapsed()
+    );
     let error = report.error.clone().unwrap_or_default();
     assert!(error.contains(&format!("127.0.0.1:{port}")), "{report:#?}");
     assert_eq!(report.endpoint, format!("127.0.0.1:{port}"));

@@ -105,8 +105,8 @@ fn sentinel_config(sentinel: &TestSentinel) -> RedisConfig {
             ("REDIS_SENTINEL_NODES", format!("127.0.0.1:{}", sentinel.sentinel_port)),
             ("REDIS_SENTINEL_MASTER", sentinel.name.clone()),
             ("REDIS_PASSWORD", sentinel.password.clone()),
-            ("REDIS_CONNECT_TIMEOUT", "2s".into()),
-            ("REDIS_RESPONSE_TIMEOUT", "2s".into()),
+            ("REDIS_CONNECT_TIMEOUT", "5s".into()),
+            ("REDIS_RESPONSE_TIMEOUT", "5s".into()),
         ],
     );
     RedisConfig::from_settings(&settings).unwrap()
@@ -119,7 +119,7 @@ async fn sentinel_follows_a_failover_during_a_health_loop() {
     config.health().await.unwrap();
     assert_eq!(sentinel.current_master_port(), sentinel.master.port);
 
-    // Health checks every 100 ms while the Sentinel promotes the replica, and for 6 s after.
+    // Health checks every 100 ms while the Sentinel promotes the replica, and for 10 s after.
     let looping = config.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
@@ -140,12 +140,12 @@ async fn sentinel_follows_a_failover_during_a_health_loop() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let promoted = Instant::now();
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let results = checks.await.unwrap();
     // Every check some time after the promotion succeeds: the connection follows the Sentinel.
     let settled: Vec<bool> =
-        results.iter().filter(|(at, _)| *at > promoted + Duration::from_secs(3)).map(|(_, ok)| *ok).collect();
+        results.iter().filter(|(at, _)| *at > promoted + Duration::from_secs(4)).map(|(_, ok)| *ok).collect();
     assert!(!settled.is_empty() && settled.iter().all(|ok| *ok), "{results:?}");
     // And writes go to the new master.
     let datastores::RedisConnection::Single(mut connection) = config.connect().await.unwrap() else { panic!() };

@@ -21,7 +21,7 @@ async fn backends(admin: &tokio_postgres::Client, application_name: &str) -> i64
 
 /// Waits (bounded) until `expected` backends carry `application_name`, and returns the count.
 async fn settle(admin: &tokio_postgres::Client, application_name: &str, expected: i64) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let count = backends(admin, application_name).await;
         if count == expected || Instant::now() > deadline {

@@ -68,7 +68,7 @@ async fn no_error_shows_the_credentials_of_the_address() {
     let url = Secret::new(format!("http://user:{secret}@127.0.0.1:{}", silent.port));
     let started = Instant::now();
     let error = push::push(&url, &run, Duration::from_millis(500)).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     assert!(matches!(error, PushError::Unreachable { .. }), "{error}");
     check(&error);
 

@@ -440,12 +440,14 @@ async fn verify_sweeps_the_day_old_scratch_databases_of_killed_verifies() {
     let admin = source.config.with_dbname("postgres").connect().await.unwrap();
     for name in [&stale, &busy, &recent, &unmarked, &other] {
         admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
-        if name != &unmarked {
-            let mark = "pg-backup: scratch database of verify --compare";
-            admin.batch_execute(&format!("COMMENT ON DATABASE \"{name}\" IS '{mark}'")).await.unwrap();
-        }
     }
+    // Held before it is marked: the verifies of other tests sweep marked, day-old databases that
+    // nobody holds, and must not drop this one before the hold starts.
     let holder = source.config.with_dbname(&busy).connect().await.unwrap();
+    for name in [&stale, &busy, &recent, &other] {
+        let mark = "pg-backup: scratch database of verify --compare";
+        admin.batch_execute(&format!("COMMENT ON DATABASE \"{name}\" IS '{mark}'")).await.unwrap();
+    }
 
     let stores = Stores { local_dir: Some(dir.path().into()), s3: None };
     let mut opts = verify_options(stores, Selector::Latest);

@@ -142,8 +142,10 @@ async fn cleanup_does_not_fail_while_a_backup_holds_its_locks() {
     let options = CleanupOptions {
         behaviors_days: 45,
         requests_days: 20,
-        lock_timeout: std::time::Duration::from_millis(300),
-        lock_wait: std::time::Duration::from_secs(2),
+        // Above deadlock_timeout (1 s): only a waiter that reaches the deadlock check cancels an
+        // autovacuum of the freshly seeded partitions, which would otherwise keep the first step.
+        lock_timeout: std::time::Duration::from_millis(1500),
+        lock_wait: std::time::Duration::from_secs(6),
         ..CleanupOptions::default()
     };
     let report = recommend_db::cleanup(&client, &options, false, now).await.unwrap();
