@@ -67,6 +67,35 @@ fn every_container_runs_the_job_image_as_built() {
             let volume = |name: &str| volumes.iter().find(|v| v["name"] == name).cloned();
             let all: Vec<&Value> = items(&pod["initContainers"]).into_iter().chain(items(&pod["containers"])).collect();
             assert!(!all.is_empty(), "{at}: no containers");
+            // A pod gets the keys of a Secret it reads, not the whole Secret: db-credentials holds
+            // every datastore's password. Each listed key of a required volume is read through a
+            // *_FILE variable (an optional one, like Slack's, is named in the ConfigMap when wanted).
+            for v in &volumes {
+                let secret = &v["secret"];
+                if secret.is_null() {
+                    continue;
+                }
+                let listed = secret["items"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: volume {} mounts the whole Secret", v["name"]));
+                if secret["optional"] == true {
+                    continue;
+                }
+                for item in listed {
+                    let read = all.iter().any(|c| {
+                        let mounts = c["volumeMounts"].as_array().cloned().unwrap_or_default();
+                        mounts.iter().filter(|m| m["name"] == v["name"]).any(|m| {
+                            let file =
+                                format!("{}/{}", m["mountPath"].as_str().unwrap(), item["path"].as_str().unwrap());
+                            c["env"].as_array().cloned().unwrap_or_default().iter().any(|e| {
+                                e["name"].as_str().unwrap().ends_with("_FILE")
+                                    && e["value"].as_str() == Some(file.as_str())
+                            })
+                        })
+                    });
+                    assert!(read, "{at}: volume {} mounts {} that no *_FILE reads", v["name"], item["key"]);
+                }
+            }
             for container in all {
                 in_file += 1;
                 let at = format!("{at} container {}", container["name"]);
