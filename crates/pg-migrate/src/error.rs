@@ -114,6 +114,9 @@ pub enum MigrateError {
     /// another shape, an unanswered lock query).
     #[error("{0}")]
     Unexpected(String),
+    /// The server did not answer a check that takes it milliseconds, in minutes.
+    #[error("{0}")]
+    NoAnswer(String),
     /// Another migrator recorded this migration while this one waited to run it.
     #[error("{script} was applied by another migrator meanwhile")]
     AppliedMeanwhile {
@@ -133,7 +136,7 @@ impl MigrateError {
                 ErrorKind::Unavailable
             }
             MigrateError::Database { .. } | MigrateError::Failed { .. } => ErrorKind::Server,
-            MigrateError::LockTimeout { .. } => ErrorKind::TimedOut,
+            MigrateError::LockTimeout { .. } | MigrateError::NoAnswer(_) => ErrorKind::TimedOut,
             MigrateError::Validation { .. } => ErrorKind::Mismatch,
             MigrateError::NeedsConsent(_) => ErrorKind::NeedsConsent,
             MigrateError::Conflict(_) | MigrateError::AppliedMeanwhile { .. } => ErrorKind::Conflict,

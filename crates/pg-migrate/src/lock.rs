@@ -100,13 +100,17 @@ impl MigrationLock {
     }
 
     /// Whether the lock's connection has closed: the server has released the lock, and another
-    /// migrator may take it.
+    /// migrator may take it. Never when no lock is held (behind a pooling proxy, which may close
+    /// the idle connection without that meaning anything).
     pub fn is_lost(&self) -> bool {
-        self.client.is_closed()
+        self.held && self.client.is_closed()
     }
 
-    /// Completes when the lock's connection closes.
+    /// Completes when the lock's connection closes; never when no lock is held.
     pub async fn lost(&self) {
+        if !self.held {
+            std::future::pending::<()>().await;
+        }
         while !self.is_lost() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -135,16 +139,20 @@ const POOLED: &str = "this connection goes through a transaction-pooling proxy (
     outside a transaction are refused. Connect directly to PostgreSQL, or through a session-pooling port.";
 
 /// Whether `client`'s statements may run on different server connections: a transaction-pooling
-/// proxy. A session setting is made, a second connection keeps a transaction open (a pooling
-/// proxy gives it the server connection just used, last used first reused, as PgBouncer does),
-/// and the setting is read back.
+/// proxy. A session setting is made, then a second connection (the probe) opens a transaction and
+/// reads it: a pooling proxy gives the probe the server connection just used (last used, first
+/// reused, as PgBouncer does), so the probe sees the value, and that settles it. Otherwise the
+/// setting is read back on the first connection, while the probe's transaction pins its server
+/// connection: a pooling proxy runs the read on another one, without the value.
 ///
-/// A read that has not answered in 3 s means one of two things: a proxy with no server
-/// connection to spare (the read waits for the probe's) or a server that stalls. The probe then
-/// overwrites the setting in its own session and commits. Behind a proxy that frees its server
-/// connection, and the read, answered there or on another, no longer sees the value; on a
-/// direct connection the probe is a session of its own, and the read answers with the value once
-/// the server does. So a stall is never taken for a proxy.
+/// That read can be slow to answer for two reasons: a server that stalls, or a proxy with no
+/// server connection to spare. After 3 s the probe lets go of its connection and the read is
+/// awaited: on a direct connection it answers with the value once the server does, so a stall
+/// is not taken for a proxy. What the check can still take for a direct connection: a proxy
+/// whose connections are all busy with other clients, or one that reuses its oldest connection
+/// first, when the read lands on the connection that holds the value. The lock is then taken
+/// as on a direct connection; it is a transaction-level lock on a server connection its
+/// transaction pins, so it still excludes every other migrator.
 async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool, MigrateError> {
     const SLOW: Duration = Duration::from_secs(3);
     const GIVE_UP: Duration = Duration::from_secs(120);
@@ -156,7 +164,23 @@ async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool
         .await
         .map_err(failed)?;
     let probe = pg.connect().await?;
-    probe.batch_execute("BEGIN; SELECT 1").await.map_err(failed)?;
+    // The probe's transaction may wait seconds: the server's idle timeouts are lifted for it.
+    let messages = probe
+        .simple_query(
+            "BEGIN; SELECT set_config(name, '0', true) FROM pg_settings \
+             WHERE name IN ('idle_in_transaction_session_timeout', 'transaction_timeout'); \
+             SELECT current_setting('pg_migrate.session_probe', true) AS seen_by_the_probe",
+        )
+        .await
+        .map_err(failed)?;
+    let seen = messages.iter().rev().find_map(|m| match m {
+        datastores::tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+        _ => None,
+    });
+    if seen.flatten().as_deref() == Some(token.as_str()) {
+        let _ = probe.batch_execute("ROLLBACK").await;
+        return Ok(true);
+    }
     let mut read =
         std::pin::pin!(client.query_typed_one("SELECT current_setting('pg_migrate.session_probe', true)", &[]));
     let row = match tokio::time::timeout(SLOW, &mut read).await {
@@ -165,13 +189,11 @@ async fn transaction_pooled(pg: &PostgresConfig, client: &Client) -> Result<bool
             row
         }
         Err(_) => {
-            probe
-                .batch_execute("SELECT set_config('pg_migrate.session_probe', '', false); COMMIT")
-                .await
-                .map_err(failed)?;
-            tokio::time::timeout(GIVE_UP, read).await.map_err(|_| {
-                MigrateError::Unexpected(format!(
-                    "the server did not answer a one-row query in {} s (checking for a pooling proxy)",
+            let until = tokio::time::Instant::now() + GIVE_UP;
+            let _ = tokio::time::timeout_at(until, probe.batch_execute("ROLLBACK")).await;
+            tokio::time::timeout_at(until, read).await.map_err(|_| {
+                MigrateError::NoAnswer(format!(
+                    "the server did not answer a one-row query in {} s (the check for a pooling proxy)",
                     (SLOW + GIVE_UP).as_secs()
                 ))
             })?

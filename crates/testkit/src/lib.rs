@@ -26,7 +26,7 @@ pub mod tls;
 pub mod weaviate_fake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use datastores::{Datastore, MongoConfig, PostgresConfig, S3Config, Settings, Source};
 
@@ -417,6 +417,64 @@ impl SilentServer {
             }
         });
         SilentServer { port, _listener: listener, _accepted: accepted }
+    }
+}
+
+/// A TCP forwarder to a server that holds back, for a while, what a client sends when it holds
+/// `needle`: a server that is slow to answer one statement, as a loaded one is. Use it with
+/// TLS off, so that the statements can be seen.
+#[derive(Debug)]
+pub struct StallingProxy {
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    stalled: std::sync::Arc<AtomicU64>,
+}
+
+impl StallingProxy {
+    /// Forwards every connection to `upstream` (`host:port`); each read from a client that
+    /// contains `needle` waits `delay` before it goes on.
+    pub fn start(upstream: &str, needle: &[u8], delay: Duration) -> StallingProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = std::sync::Arc::new(AtomicU64::new(0));
+        let (count, upstream, needle) = (stalled.clone(), upstream.to_owned(), needle.to_vec());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else { continue };
+                let (count, needle) = (count.clone(), needle.clone());
+                let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    while let Ok(n) = client_read.read(&mut buffer) {
+                        if n == 0 {
+                            break;
+                        }
+                        if buffer[..n].windows(needle.len()).any(|w| w == needle.as_slice()) {
+                            count.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(delay);
+                        }
+                        if server_write.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut server_read, mut client_write) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        StallingProxy { port, stalled }
+    }
+
+    /// How many client reads were held back.
+    pub fn stalled(&self) -> u64 {
+        self.stalled.load(Ordering::Relaxed)
     }
 }
 

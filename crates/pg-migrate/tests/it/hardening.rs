@@ -152,7 +152,8 @@ async fn a_statement_left_running_by_an_earlier_migrator_is_waited_for_or_named(
         count(&admin, &format!("SELECT pg_cancel_backend({pid})::int::bigint")).await
     });
     pg_migrate::migrate(&db.config, &config, &load(&config)).await.unwrap();
-    assert_eq!(cancel.await.unwrap(), 1, "the orphan was still running when cancelled");
+    assert!(cancel.is_finished(), "migrate waited for the orphan until it was cancelled");
+    assert_eq!(cancel.await.unwrap(), 1, "the orphan's backend was there to cancel");
     assert!(running.await.unwrap().is_err(), "the orphan's statement was cancelled, not finished");
     assert_eq!(count(&db.config, "SELECT count(*) FROM pg_class WHERE relname = 'a'").await, 1);
 }
@@ -276,9 +277,9 @@ async fn through_a_transaction_pooling_pgbouncer_nothing_is_applied_twice() {
     assert_eq!(count(&db.config, "SELECT count(DISTINCT version) FROM flyway_schema_history").await, 25);
 }
 
-/// A pool with one server connection: the session check's read waits behind the probe's open
-/// transaction, and must still end with the proxy found (not with a wait, nor with a direct
-/// connection assumed because the probe let go).
+/// A pool with one server connection: the session check's probe gets the connection the
+/// setting was made on, and the proxy is found (a direct connection assumed here would pin the
+/// only server connection with the lock, and the migration would wait for PgBouncer's 120 s).
 #[tokio::test]
 async fn a_pooling_proxy_with_no_connection_to_spare_is_found() {
     let db = TestDatabase::create().await;
@@ -296,4 +297,32 @@ async fn a_pooling_proxy_with_no_connection_to_spare_is_found() {
     assert!(report.warnings.iter().any(|w| w.contains("transaction-pooling")), "{:?}", report.warnings);
     assert_eq!(count(&db.config, "SELECT count(*) FROM t").await, 1);
     assert_eq!(count(&db.config, "SELECT count(*) FROM flyway_schema_history WHERE success").await, 2);
+}
+
+/// A direct connection whose server is slow to answer the session check's read (held back 4 s by
+/// a forwarder) is still taken for a direct one: the lock is taken, and a script outside a
+/// transaction, refused behind a pooling proxy, runs.
+#[tokio::test]
+async fn a_server_slow_to_answer_the_session_check_is_not_taken_for_a_pooling_proxy() {
+    let db = TestDatabase::create().await;
+    let upstream = format!("{}:{}", db.config.host, db.config.port);
+    // The read of the session setting on the migration's first connection, as it is parsed
+    // (the probe's read of the same setting carries an alias, and is not held back).
+    let read = b"SELECT current_setting('pg_migrate.session_probe', true)\0";
+    let proxy = testkit::StallingProxy::start(&upstream, read, Duration::from_secs(4));
+    let mut slow = db.config.clone();
+    slow.host = "127.0.0.1".into();
+    slow.port = proxy.port;
+    slow.sslmode = datastores::SslMode::Disable;
+    let dir = scripts(&[
+        ("V1__t.sql", "CREATE TABLE t (v text);"),
+        ("V2__index.sql", "CREATE INDEX CONCURRENTLY t_v ON t (v);"),
+    ]);
+    let config = config(&dir);
+    let report = pg_migrate::migrate(&slow, &config, &load(&config)).await.unwrap();
+    assert_eq!(proxy.stalled(), 1, "the session check's read was held back once");
+    assert!(!report.warnings.iter().any(|w| w.contains("transaction-pooling")), "{:?}", report.warnings);
+    let valid =
+        count(&db.config, "SELECT count(*) FROM pg_index WHERE indexrelid = 't_v'::regclass AND indisvalid").await;
+    assert_eq!(valid, 1);
 }
